@@ -1,0 +1,101 @@
+/* corral bindings: what every part of the Lua module shares.
+ *
+ * Prefix crL_. The module is assembled by module.c from the parts listed in
+ * parts.h into a "core" table; the Lua companion bindings/lua/corral.lua
+ * turns it into the public module (every core field not starting with "_"
+ * is public).
+ *
+ * Failure convention (DESIGN §3): an expected outcome of waiting is a return
+ * value; misuse and remote failures raise an error object, a table
+ * {kind=, message=[, traceback=, pid=]} with metatable "corral.Error". */
+#ifndef CORRAL_LUA_H
+#define CORRAL_LUA_H
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "corral.h"
+
+#define CRL_EXPORT __attribute__((visibility("default")))
+
+/* ---- the engine ---------------------------------------------------------- */
+/* The process's engine, opened on first use; raises an error on failure. */
+cr_engine_t *crL_engine(lua_State *L);
+
+/* ---- errors ---------------------------------------------------------------- */
+/* Pushes a new error object. */
+void crL_pusherror(lua_State *L, const char *kind, const char *fmt, ...);
+/* Raises an error object. Never returns. */
+int crL_error(lua_State *L, const char *kind, const char *fmt, ...);
+/* Raises an error for an engine code: kind from cr_err_kind, message
+ * "what: <message>". Clears a pending SIGINT flag for CR_EINTR. */
+int crL_error_code(lua_State *L, int code, const char *what);
+/* Raises "attempt to use a closed <Type>" (kind "Closed"). */
+int crL_error_closed(lua_State *L, const char *tname);
+
+/* An optional timeout argument: nil (or none) gives -1 (wait forever);
+ * a number must be >= 0 and not NaN, else a ValueError names the argument. */
+double crL_opttimeout(lua_State *L, int arg);
+
+/* ---- handles: userdata naming a shared object -------------------------------
+ * Every userdata that names an object in the arena starts with crL_handle_t.
+ * A handle type registers how to make a new userdata for an offset; the
+ * codec uses that to send handles inside messages. */
+typedef struct {
+  cr_off_t off;      /* the object, 0 once closed */
+  uint32_t kind;     /* cr_obj_kind_t */
+  int owner_pid;     /* the process that holds the reference (fork copies don't) */
+} crL_handle_t;
+
+/* Pushes a new userdata of this type for the object at `off`, taking over
+ * one reference that the caller already holds (cr_obj_retain). */
+typedef void (*crL_push_handle_fn)(lua_State *L, cr_off_t off);
+
+/* Registers a handle type: its metatable (created if needed, __name set to
+ * tname) gets a "__corral_kind" field so the codec can recognise it. */
+void crL_handle_type(lua_State *L, cr_obj_kind_t kind, const char *tname, crL_push_handle_fn push);
+/* The handle at idx, or NULL when the value is no corral handle. */
+crL_handle_t *crL_tohandle(lua_State *L, int idx);
+/* Checks that arg is an open handle of tname; raises otherwise. */
+crL_handle_t *crL_checkhandle(lua_State *L, int arg, const char *tname);
+/* Pushes a handle for the object at off (of kind), retaining it. Raises a
+ * ValueError when off does not name a live object of that kind. */
+void crL_pushhandle(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
+/* Drops the reference a handle holds (only in the process that took it). */
+void crL_handle_release(lua_State *L, crL_handle_t *h, cr_obj_destroy_fn destroy);
+
+/* ---- the value codec (codec.c) ---------------------------------------------
+ * Encodes the value at idx. Pushes one value (a buffer that owns the bytes)
+ * and returns a pointer to them, valid while that value stays on the stack.
+ * `root` names the value in error paths ("args" gives "args[2].cb").
+ * Raises an EncodeError naming the path and type of what cannot be encoded. */
+const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
+
+#define CRL_DECODE_NO_FUNCTIONS 1 /* data from outside the engine */
+#define CRL_DECODE_NO_HANDLES   2
+/* Decodes `len` bytes and pushes the value. Raises a DecodeError on any
+ * malformed input; never crashes and never allocates beyond what the input
+ * can justify. */
+void crL_decode(lua_State *L, const char *p, size_t len, int flags);
+
+/* ---- spawned children (lproc.c) -------------------------------------------
+ * A child started with the spawn method is the corral executable with
+ * CORRAL_CHILD in its environment. Its main() checks crL_is_spawn_child()
+ * first and, if so, opens the standard libraries in a new state and returns
+ * crL_spawn_child_run(L) as the exit code. */
+int crL_is_spawn_child(void);
+int crL_spawn_child_run(lua_State *L);
+
+/* ---- the parts ------------------------------------------------------------- */
+#define CRL_PART(name) void crL_open_##name(lua_State *L);
+#include "parts.h"
+#undef CRL_PART
+
+/* Sets core[name] = function for each entry (core table on top). */
+void crL_setfuncs(lua_State *L, const luaL_Reg *l);
+
+/* module.c: the Lua entry point. */
+CRL_EXPORT int luaopen_corral(lua_State *L);
+
+#endif

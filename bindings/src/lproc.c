@@ -1,0 +1,300 @@
+/* corral bindings: starting and watching child processes.
+ *
+ * The Lua Process class lives in corral.lua; this part gives it one
+ * primitive, _start(obj, method, daemon, name), which starts a child that
+ * calls the registered bootstrap function with obj, and returns a
+ * "corral.ProcHandle" to watch it. fork: the child is a copy of this state.
+ * spawn: obj is encoded into the arena and a fresh corral executable
+ * decodes it (CORRAL_CHILD=off:len:ppid:daemon in its environment). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "corral_lua.h"
+
+#define PROC_MT "corral.ProcHandle"
+#define BOOTSTRAP_KEY "corral.bootstrap"
+#define CHILD_ENV "CORRAL_CHILD"
+
+extern char **environ;
+
+typedef struct {
+  cr_proc_t *p;
+} lproc_t;
+
+static lproc_t *check_proc(lua_State *L) {
+  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  if (!lp->p) crL_error_closed(L, "process handle");
+  return lp;
+}
+
+/* ---- the child side --------------------------------------------------------- */
+
+static int traceback(lua_State *L) {
+  const char *msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Calls bootstrap(obj) (obj on top of the stack) in a child; returns the
+ * exit code: 0, or 1 after printing the traceback prefixed with the name. */
+static int run_bootstrap(lua_State *L) {
+  int obj = lua_gettop(L);
+  lua_pushcfunction(L, traceback);
+  lua_getfield(L, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
+  lua_pushvalue(L, obj);
+  if (lua_pcall(L, 1, 0, obj + 1) == LUA_OK) return 0;
+  const char *name = "Process";
+  if (lua_istable(L, obj)) {
+    lua_getfield(L, obj, "name");
+    if (lua_isstring(L, -1)) name = lua_tostring(L, -1);
+  }
+  fflush(stdout);
+  fprintf(stderr, "%s (pid %d): %s\n", name, (int)getpid(), lua_tostring(L, -2));
+  fflush(stderr);
+  return 1;
+}
+
+typedef struct {
+  lua_State *L;
+} fork_arg_t;
+
+static int fork_child_fn(void *arg) {
+  lua_State *L = ((fork_arg_t *)arg)->L;
+  lua_pushvalue(L, 1); /* obj: the first argument of _start */
+  return run_bootstrap(L);
+}
+
+int crL_is_spawn_child(void) { return getenv(CHILD_ENV) != NULL; }
+
+static int decode_payload(lua_State *L) {
+  const char *p = lua_touserdata(L, 1);
+  size_t n = (size_t)lua_tointeger(L, 2);
+  crL_decode(L, p, n, 0);
+  return 1;
+}
+
+int crL_spawn_child_run(lua_State *L) {
+  unsigned long long off = 0, len = 0;
+  int ppid = 0, daemon = 0;
+  const char *env = getenv(CHILD_ENV);
+  if (!env || sscanf(env, "%llu:%llu:%d:%d", &off, &len, &ppid, &daemon) != 4) {
+    fprintf(stderr, "corral: malformed %s\n", CHILD_ENV);
+    return 70;
+  }
+  if (daemon) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != ppid) return 0; /* the parent is already gone */
+  }
+  cr_engine_t *e = crL_engine(L); /* attaches to the inherited arena */
+  unsetenv(CHILD_ENV);            /* not for our own children */
+  cr_arena_t *a = cr_engine_arena(e);
+  if (!cr_arena_contains(a, off, len) || cr_arena_block_size(a, off) < len) {
+    fprintf(stderr, "corral: spawn payload is not in the arena\n");
+    return 70;
+  }
+  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, decode_payload);
+  lua_pushlightuserdata(L, cr_arena_ptr(a, off));
+  lua_pushinteger(L, (lua_Integer)len);
+  int st = lua_pcall(L, 2, 1, -4);
+  cr_arena_free(a, off); /* the payload was ours to free */
+  if (st != LUA_OK) {
+    fprintf(stderr, "corral child (pid %d): cannot decode its process: %s\n", (int)getpid(),
+            lua_tostring(L, -1));
+    return 1;
+  }
+  return run_bootstrap(L);
+}
+
+/* ---- the parent side -------------------------------------------------------- */
+
+/* Path of the corral executable for spawn: $CORRAL_EXE, this executable if
+ * it is corral, else "corral" beside the module's .so file. */
+static const char *corral_exe(lua_State *L) {
+  const char *env = getenv("CORRAL_EXE");
+  if (env && *env) return env;
+  static char path[4096];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n > 0) {
+    path[n] = 0;
+    const char *base = strrchr(path, '/');
+    if (base && strcmp(base + 1, "corral") == 0) return path;
+  }
+  Dl_info info;
+  if (dladdr((void *)luaopen_corral, &info) && info.dli_fname) {
+    snprintf(path, sizeof path, "%s", info.dli_fname);
+    char *slash = strrchr(path, '/');
+    if (slash) {
+      snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "corral");
+      if (access(path, X_OK) == 0) return path;
+    }
+  }
+  crL_error(L, "OSError", "cannot find the corral executable for the spawn start method (set CORRAL_EXE)");
+  return NULL;
+}
+
+/* environ with CHILD_ENV=value put in (replacing any). Lives in a userdata
+ * pushed on the stack. */
+static char **child_env(lua_State *L, const char *value) {
+  size_t n = 0;
+  while (environ[n]) n++;
+  char **env = lua_newuserdatauv(L, (n + 2) * sizeof(char *), 0);
+  size_t j = 0;
+  size_t klen = strlen(CHILD_ENV);
+  for (size_t i = 0; i < n; i++)
+    if (!(strncmp(environ[i], CHILD_ENV, klen) == 0 && environ[i][klen] == '='))
+      env[j++] = environ[i];
+  env[j++] = (char *)value;
+  env[j] = NULL;
+  return env;
+}
+
+static void push_proc(lua_State *L, cr_proc_t *p) {
+  lproc_t *lp = lua_newuserdatauv(L, sizeof *lp, 0);
+  lp->p = p;
+  luaL_setmetatable(L, PROC_MT);
+}
+
+/* _start(obj, method, daemon, name) -> ProcHandle */
+static int l_start(lua_State *L) {
+  luaL_checkany(L, 1);
+  const char *method = luaL_checkstring(L, 2);
+  int daemon = lua_toboolean(L, 3);
+  const char *name = luaL_optstring(L, 4, "Process");
+  cr_engine_t *e = crL_engine(L);
+  cr_proc_options_t o;
+  memset(&o, 0, sizeof o);
+  o.daemon = daemon;
+  cr_proc_t *p;
+  int rc;
+  if (strcmp(method, "fork") == 0) {
+    fork_arg_t fa = {L};
+    o.child_fn = fork_child_fn;
+    o.child_arg = &fa;
+    lua_settop(L, 1); /* the child finds obj at index 1 */
+    rc = cr_proc_fork(e, &o, &p);
+  } else if (strcmp(method, "spawn") == 0) {
+    size_t len;
+    const char *bytes = crL_encode(L, 1, "process", &len);
+    cr_arena_t *a = cr_engine_arena(e);
+    cr_off_t off;
+    rc = cr_arena_alloc(a, len ? len : 1, &off);
+    if (rc < 0) return crL_error_code(L, rc, "start");
+    memcpy(cr_arena_ptr(a, off), bytes, len);
+    char *value = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off,
+                                          (lua_Integer)len, (int)getpid(), daemon);
+    const char *exe = corral_exe(L);
+    char *args[] = {(char *)exe, "--child", (char *)name, NULL};
+    o.file = exe;
+    o.args = args;
+    o.env = child_env(L, value);
+    rc = cr_proc_spawn(e, &o, &p);
+    if (rc < 0) cr_arena_free(a, off);
+  } else {
+    return crL_error(L, "ValueError", "unknown start method '%s' (expected 'fork' or 'spawn')", method);
+  }
+  if (rc < 0) return crL_error_code(L, rc, "start");
+  push_proc(L, p);
+  return 1;
+}
+
+static int l_set_bootstrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
+  return 0;
+}
+
+static int p_pid(lua_State *L) {
+  lua_pushinteger(L, cr_proc_pid(check_proc(L)->p));
+  return 1;
+}
+
+/* join(timeout) -> true once exited, false on timeout */
+static int p_join(lua_State *L) {
+  lproc_t *lp = check_proc(L);
+  double t = crL_opttimeout(L, 2);
+  int rc = cr_proc_join(lp->p, t);
+  if (rc == CR_ETIMEDOUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc == CR_ESTATE) return crL_error(L, "StateError", "can only join a child process");
+  if (rc < 0) return crL_error_code(L, rc, "join");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* exitcode() -> integer, or nil while running */
+static int p_exitcode(lua_State *L) {
+  lproc_t *lp = check_proc(L);
+  if (cr_proc_poll(lp->p) == CR_PROC_RUNNING) lua_pushnil(L);
+  else lua_pushinteger(L, cr_proc_exitcode(lp->p));
+  return 1;
+}
+
+static int p_alive(lua_State *L) {
+  lproc_t *lp = check_proc(L);
+  lua_pushboolean(L, cr_proc_poll(lp->p) == CR_PROC_RUNNING);
+  return 1;
+}
+
+static int p_signal(lua_State *L) {
+  lproc_t *lp = check_proc(L);
+  int sig = (int)luaL_checkinteger(L, 2);
+  int rc = cr_proc_signal(lp->p, sig);
+  if (rc == CR_ESTATE) return crL_error(L, "StateError", "can only signal a child process");
+  if (rc < 0) return crL_error_code(L, rc, "signal");
+  return 0;
+}
+
+static int p_mine(lua_State *L) {
+  lua_pushboolean(L, cr_proc_is_mine(check_proc(L)->p));
+  return 1;
+}
+
+static int p_release(lua_State *L) {
+  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  if (lp->p) cr_proc_release(lp->p);
+  lp->p = NULL;
+  return 0;
+}
+
+static int p_tostring(lua_State *L) {
+  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  if (lp->p) lua_pushfstring(L, "ProcHandle (pid %d)", cr_proc_pid(lp->p));
+  else lua_pushliteral(L, "ProcHandle (closed)");
+  return 1;
+}
+
+static int l_active_count(lua_State *L) {
+  lua_pushinteger(L, cr_proc_count_running(crL_engine(L)));
+  return 1;
+}
+
+void crL_open_proc(lua_State *L) {
+  if (luaL_newmetatable(L, PROC_MT)) {
+    static const luaL_Reg meta[] = {{"__gc", p_release}, {"__close", p_release}, {"__tostring", p_tostring}, {NULL, NULL}};
+    luaL_setfuncs(L, meta, 0);
+    static const luaL_Reg methods[] = {{"pid", p_pid},       {"join", p_join},     {"exitcode", p_exitcode},
+                                       {"alive", p_alive},   {"signal", p_signal}, {"mine", p_mine},
+                                       {"release", p_release}, {NULL, NULL}};
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+  static const luaL_Reg fns[] = {{"_start", l_start}, {"_set_bootstrap", l_set_bootstrap},
+                                 {"_active_count", l_active_count}, {NULL, NULL}};
+  crL_setfuncs(L, fns);
+  lua_pushinteger(L, SIGTERM);
+  lua_setfield(L, -2, "_SIGTERM");
+  lua_pushinteger(L, SIGKILL);
+  lua_setfield(L, -2, "_SIGKILL");
+}

@@ -1,0 +1,41 @@
+/* corral bindings: small process-wide functions: time, sleep, pids, cores. */
+#include <unistd.h>
+
+#include "corral_lua.h"
+
+static int l_time(lua_State *L) {
+  lua_pushnumber(L, cr_now());
+  return 1;
+}
+
+static int l_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  if (!(s >= 0)) return crL_error(L, "ValueError", "bad argument #1 to 'sleep' (seconds must be >= 0)");
+  int rc = cr_sleep(s);
+  if (rc < 0) return crL_error_code(L, rc, "sleep");
+  return 0;
+}
+
+static int l_getpid(lua_State *L) {
+  lua_pushinteger(L, getpid());
+  return 1;
+}
+
+static int l_getppid(lua_State *L) {
+  lua_pushinteger(L, getppid());
+  return 1;
+}
+
+static int l_cpu_count(lua_State *L) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+void crL_open_misc(lua_State *L) {
+  static const luaL_Reg fns[] = {{"time", l_time},     {"sleep", l_sleep},         {"getpid", l_getpid},
+                                 {"getppid", l_getppid}, {"cpu_count", l_cpu_count}, {NULL, NULL}};
+  crL_setfuncs(L, fns);
+  lua_pushliteral(L, CORRAL_VERSION);
+  lua_setfield(L, -2, "_VERSION");
+}

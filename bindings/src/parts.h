@@ -1,0 +1,7 @@
+/* The parts of the C module, each opened into the core table by
+ * crL_open_NAME(L) (core table on top of the stack). One line per part. */
+CRL_PART(errors)
+CRL_PART(handle)
+CRL_PART(codec)
+CRL_PART(misc)
+CRL_PART(proc)

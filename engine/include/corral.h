@@ -1,0 +1,19 @@
+/* corral: a process orchestration engine on libuv.
+ *
+ * The public header, read as a table of contents:
+ *   errors.h  return codes and their names, kinds and messages
+ *   arena.h   the shared arena: offsets, allocation, shared objects
+ *   engine.h  the engine instance, its loop, waiting, SIGINT during waits
+ *   proc.h    child processes: fork and spawn, join, signal, exit codes
+ * Later parts (sync, channels) add their headers here. */
+#ifndef CORRAL_H
+#define CORRAL_H
+
+#define CORRAL_VERSION "0.1.0"
+
+#include "corral/errors.h"
+#include "corral/arena.h"
+#include "corral/engine.h"
+#include "corral/proc.h"
+
+#endif

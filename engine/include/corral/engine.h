@@ -1,0 +1,66 @@
+/* corral engine: the engine instance.
+ *
+ * One engine per process: the shared arena, the libuv loop that watches
+ * children, and the table of this process's children. A host opens it on its
+ * own uv_loop_t or lets it own one. A forked child gets a fresh loop and an
+ * empty child table (cr_engine_t stays the same pointer); a spawned child
+ * attaches to the arena fd it inherited. */
+#ifndef CORRAL_ENGINE_H
+#define CORRAL_ENGINE_H
+
+#include <uv.h>
+
+#include "corral/arena.h"
+
+typedef struct cr_engine_s cr_engine_t;
+
+/* Opens an engine with a new arena of `arena_size` bytes (0 = default).
+ * `loop` may be the host's loop, or NULL for one owned by the engine. */
+int cr_engine_open(cr_engine_t **out, uv_loop_t *loop, size_t arena_size);
+
+/* Opens an engine over an inherited arena fd (a spawned child). */
+int cr_engine_attach(cr_engine_t **out, uv_loop_t *loop, int arena_fd);
+
+/* Closes the engine in this process: stops watching, frees the table, unmaps
+ * the arena. Children still running are left alone: call cr_engine_finish
+ * first for the at-exit policy. */
+void cr_engine_close(cr_engine_t *e);
+
+/* The engine this process opened last (the one the bindings use), or NULL. */
+cr_engine_t *cr_engine_default(void);
+void cr_engine_set_default(cr_engine_t *e);
+
+uv_loop_t *cr_engine_loop(cr_engine_t *e);
+cr_arena_t *cr_engine_arena(cr_engine_t *e);
+/* pid of the process this engine instance belongs to (changes after fork). */
+int cr_engine_pid(const cr_engine_t *e);
+
+/* Runs the loop until `done(arg)` is true, `timeout` seconds pass (< 0: no
+ * limit), or SIGINT arrives. Returns 0 (done), CR_ETIMEDOUT or CR_EINTR. The
+ * loop also serves every other watcher while it waits (feeding pools...). */
+int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *arg);
+
+/* At-exit policy, as in Python: terminate daemon children, then join every
+ * other child (forever). Runs at most once per process; cr_engine_open
+ * registers it with atexit(). */
+void cr_engine_finish(cr_engine_t *e);
+
+/* Monotonic clock in seconds. */
+double cr_now(void);
+/* Sleeps `seconds`; returns 0 or CR_EINTR when SIGINT interrupted it. */
+int cr_sleep(double seconds);
+
+/* ---- SIGINT during blocking waits --------------------------------------
+ * A blocking wait brackets itself with cr_intr_begin/end. In between, SIGINT
+ * sets a flag (and wakes the engine's loop) instead of its usual action; the
+ * handler that was there before is also called, so a host's own handling
+ * still happens. Waits that block in the kernel (futex) return EINTR, check
+ * cr_intr_pending() and give up with CR_EINTR. Nestable; the outermost
+ * begin clears the flag, the code that reports CR_EINTR clears it too. */
+typedef struct { int active; } cr_intr_t;
+void cr_intr_begin(cr_intr_t *s);
+void cr_intr_end(cr_intr_t *s);
+int cr_intr_pending(void);
+void cr_intr_clear(void);
+
+#endif

@@ -1,0 +1,259 @@
+/* corral engine: the engine instance, waiting, and SIGINT during waits. */
+#define _GNU_SOURCE
+#include "engine_int.h"
+#include "corral/errors.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static cr_engine_t *default_engine;
+static int atexit_registered;
+
+cr_engine_t *cr_engine_default(void) { return default_engine; }
+void cr_engine_set_default(cr_engine_t *e) { default_engine = e; }
+uv_loop_t *cr_engine_loop(cr_engine_t *e) { return e->loop; }
+cr_arena_t *cr_engine_arena(cr_engine_t *e) { return e->arena; }
+int cr_engine_pid(const cr_engine_t *e) { return e->pid; }
+
+static void on_exit_finish(void) {
+  if (default_engine && default_engine->pid == getpid()) cr_engine_finish(default_engine);
+}
+
+static void on_wake(uv_async_t *h) { (void)h; }
+static void on_timer(uv_timer_t *h) { (void)h; }
+
+/* Sets up loop, handles and bookkeeping around an arena. */
+static int engine_init(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *arena) {
+  cr_engine_t *e = calloc(1, sizeof *e);
+  if (!e) return -ENOMEM;
+  int rc;
+  if (loop) {
+    e->loop = loop;
+  } else {
+    rc = uv_loop_init(&e->own_loop);
+    if (rc < 0) {
+      free(e);
+      return rc;
+    }
+    e->loop = &e->own_loop;
+    e->owns_loop = 1;
+  }
+  e->arena = arena;
+  e->pid = getpid();
+  uv_async_init(e->loop, &e->wake, on_wake);
+  uv_unref((uv_handle_t *)&e->wake);
+  uv_timer_init(e->loop, &e->timer);
+  uv_unref((uv_handle_t *)&e->timer);
+  if (!default_engine) default_engine = e;
+  if (!atexit_registered) {
+    atexit_registered = 1;
+    atexit(on_exit_finish);
+  }
+  *out = e;
+  return 0;
+}
+
+int cr_engine_open(cr_engine_t **out, uv_loop_t *loop, size_t arena_size) {
+  cr_arena_t *a;
+  int rc = cr_arena_create(&a, arena_size);
+  if (rc < 0) return rc;
+  rc = engine_init(out, loop, a);
+  if (rc < 0) cr_arena_close(a);
+  return rc;
+}
+
+int cr_engine_attach(cr_engine_t **out, uv_loop_t *loop, int arena_fd) {
+  cr_arena_t *a;
+  int rc = cr_arena_attach(&a, arena_fd);
+  if (rc < 0) return rc;
+  rc = engine_init(out, loop, a);
+  if (rc < 0) cr_arena_close(a);
+  return rc;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void cr_engine_close(cr_engine_t *e) {
+  if (!e) return;
+  cr__proc_forget_all(e);
+  if (e->owns_loop) {
+    uv_walk(e->loop, close_walk, NULL);
+    uv_run(e->loop, UV_RUN_DEFAULT);
+    uv_loop_close(e->loop);
+  } else {
+    uv_close((uv_handle_t *)&e->wake, NULL);
+    uv_close((uv_handle_t *)&e->timer, NULL);
+    if (e->sigchld_on) uv_close((uv_handle_t *)&e->sigchld, NULL);
+    uv_run(e->loop, UV_RUN_NOWAIT);
+  }
+  cr_arena_close(e->arena);
+  if (default_engine == e) default_engine = NULL;
+  free(e);
+}
+
+static void on_sigchld(uv_signal_t *h, int signum) {
+  (void)signum;
+  cr__proc_reap(h->data);
+}
+
+int cr__engine_watch_children(cr_engine_t *e) {
+  if (e->sigchld_on) return 0;
+  int rc = uv_signal_init(e->loop, &e->sigchld);
+  if (rc < 0) return rc;
+  e->sigchld.data = e;
+  rc = uv_signal_start(&e->sigchld, on_sigchld, SIGCHLD);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)&e->sigchld, NULL);
+    return rc;
+  }
+  uv_unref((uv_handle_t *)&e->sigchld);
+  e->sigchld_on = 1;
+  return 0;
+}
+
+/* In a forked child. The parent's loop shares its epoll and signal pipe with
+ * the parent: uv_loop_fork gives it private ones so nothing of ours reaches
+ * the parent, then we leave it untouched (its handles belong to the parent
+ * or the host) and run on a fresh loop of our own. */
+void cr__engine_after_fork(cr_engine_t *e) {
+  uv_loop_fork(e->loop);
+  cr__proc_forget_all(e);
+  e->pid = getpid();
+  e->finished = 0;
+  e->sigchld_on = 0;
+  memset(&e->own_loop, 0, sizeof e->own_loop);
+  if (uv_loop_init(&e->own_loop) < 0) _exit(70);
+  e->loop = &e->own_loop;
+  e->owns_loop = 1;
+  uv_async_init(e->loop, &e->wake, on_wake);
+  uv_unref((uv_handle_t *)&e->wake);
+  uv_timer_init(e->loop, &e->timer);
+  uv_unref((uv_handle_t *)&e->timer);
+  default_engine = e;
+}
+
+int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *arg) {
+  double deadline = timeout >= 0 ? cr_now() + timeout : 0;
+  cr_intr_t intr;
+  int rc = 0;
+  cr_intr_begin(&intr);
+  /* Keep the loop blocking while we wait even if nothing else is ref'd. */
+  uv_ref((uv_handle_t *)&e->wake);
+  for (;;) {
+    if (done(arg)) break;
+    if (cr_intr_pending()) {
+      rc = CR_EINTR;
+      break;
+    }
+    if (timeout >= 0) {
+      double left = deadline - cr_now();
+      if (left <= 0) {
+        rc = CR_ETIMEDOUT;
+        break;
+      }
+      uint64_t ms = (uint64_t)(left * 1000.0);
+      if ((double)ms < left * 1000.0) ms++; /* never wake before the deadline */
+      uv_timer_start(&e->timer, on_timer, ms, 0);
+    }
+    uv_run(e->loop, UV_RUN_ONCE);
+    uv_timer_stop(&e->timer);
+  }
+  uv_unref((uv_handle_t *)&e->wake);
+  cr_intr_end(&intr);
+  return rc;
+}
+
+void cr_engine_finish(cr_engine_t *e) {
+  if (!e || e->finished || e->pid != getpid()) return;
+  e->finished = 1;
+  cr_proc_t *p;
+  for (p = e->children; p; p = p->next)
+    if (p->daemon && p->state == CR_PROC_RUNNING && p->owner_pid == e->pid)
+      cr_proc_signal(p, SIGTERM);
+  for (p = e->children; p; p = p->next)
+    if (p->state == CR_PROC_RUNNING && p->owner_pid == e->pid) cr_proc_join(p, -1);
+}
+
+double cr_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int cr_sleep(double seconds) {
+  if (seconds <= 0) return 0;
+  cr_intr_t intr;
+  cr_intr_begin(&intr);
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  double whole = (double)(time_t)seconds;
+  deadline.tv_sec += (time_t)seconds;
+  deadline.tv_nsec += (long)((seconds - whole) * 1e9);
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  int rc = 0;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR) {
+    if (cr_intr_pending()) {
+      rc = CR_EINTR;
+      break;
+    }
+  }
+  cr_intr_end(&intr);
+  return rc;
+}
+
+/* ---- SIGINT during waits ------------------------------------------------ */
+
+static volatile sig_atomic_t intr_flag;
+static int intr_depth;
+static struct sigaction intr_prev;
+
+static void intr_handler(int sig, siginfo_t *si, void *uc) {
+  intr_flag = 1;
+  if (default_engine && default_engine->pid == getpid()) uv_async_send(&default_engine->wake);
+  if (intr_prev.sa_flags & SA_SIGINFO) {
+    if (intr_prev.sa_sigaction) intr_prev.sa_sigaction(sig, si, uc);
+  } else if (intr_prev.sa_handler != SIG_DFL && intr_prev.sa_handler != SIG_IGN) {
+    intr_prev.sa_handler(sig);
+  }
+}
+
+void cr_intr_begin(cr_intr_t *s) {
+  s->active = 0;
+  if (intr_depth++ > 0) return;
+  intr_flag = 0;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = intr_handler;
+  sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: blocking calls see EINTR */
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGINT, &sa, &intr_prev) == 0) {
+    if (intr_prev.sa_handler == SIG_IGN && !(intr_prev.sa_flags & SA_SIGINFO)) {
+      sigaction(SIGINT, &intr_prev, NULL); /* SIGINT ignored: keep it so */
+    } else {
+      s->active = 1;
+    }
+  }
+}
+
+void cr_intr_end(cr_intr_t *s) {
+  (void)s;
+  if (--intr_depth > 0) return;
+  struct sigaction cur;
+  sigaction(SIGINT, NULL, &cur);
+  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == intr_handler)
+    sigaction(SIGINT, &intr_prev, NULL);
+}
+
+int cr_intr_pending(void) { return intr_flag != 0; }
+void cr_intr_clear(void) { intr_flag = 0; }

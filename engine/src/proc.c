@@ -1,0 +1,211 @@
+/* corral engine: child processes (see corral/proc.h). */
+#define _GNU_SOURCE
+#include "engine_int.h"
+#include "corral/errors.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int cr_proc_pid(const cr_proc_t *p) { return p->pid; }
+cr_proc_state_t cr_proc_state(const cr_proc_t *p) { return p->state; }
+int cr_proc_exitcode(const cr_proc_t *p) { return p->state == CR_PROC_EXITED ? p->exitcode : 0; }
+int cr_proc_is_daemon(const cr_proc_t *p) { return p->daemon; }
+int cr_proc_is_mine(const cr_proc_t *p) { return p->owner_pid == getpid(); }
+
+static cr_proc_t *proc_new(cr_engine_t *e, const cr_proc_options_t *o) {
+  cr_proc_t *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->engine = e;
+  p->owner_pid = getpid();
+  p->daemon = o->daemon != 0;
+  p->state = CR_PROC_RUNNING;
+  p->refs = 2; /* the caller's, and the engine list's until reaped */
+  p->on_exit = o->on_exit;
+  p->data = o->data;
+  return p;
+}
+
+static void proc_unref(cr_proc_t *p) {
+  if (--p->refs > 0) return;
+  if (p->uvp_open) return; /* freed by the close callback */
+  free(p);
+}
+
+static void unlink_child(cr_engine_t *e, cr_proc_t *p) {
+  cr_proc_t **pp;
+  for (pp = &e->children; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      p->next = NULL;
+      return;
+    }
+}
+
+static void on_uv_close(uv_handle_t *h);
+
+static void proc_exited(cr_proc_t *p, int exitcode) {
+  p->state = CR_PROC_EXITED;
+  if (p->uvp_open && !uv_is_closing((uv_handle_t *)&p->uvp))
+    uv_close((uv_handle_t *)&p->uvp, on_uv_close);
+  p->exitcode = exitcode;
+  if (p->on_exit) p->on_exit(p, exitcode, p->data);
+  unlink_child(p->engine, p);
+  proc_unref(p);
+}
+
+void cr__proc_reap(cr_engine_t *e) {
+  cr_proc_t *p = e->children, *next;
+  for (; p; p = next) {
+    next = p->next;
+    if (p->is_spawned || p->state != CR_PROC_RUNNING) continue;
+    int st;
+    pid_t r = waitpid(p->pid, &st, WNOHANG);
+    if (r == p->pid) {
+      if (WIFEXITED(st)) proc_exited(p, WEXITSTATUS(st));
+      else if (WIFSIGNALED(st)) proc_exited(p, -WTERMSIG(st));
+    } else if (r < 0 && errno == ECHILD) {
+      proc_exited(p, -SIGKILL); /* reaped behind our back; treat as lost */
+    }
+  }
+}
+
+void cr__proc_forget_all(cr_engine_t *e) {
+  /* Handles stay valid for whoever holds them (they are foreign now); the
+   * engine just stops listing them. */
+  cr_proc_t *p = e->children, *next;
+  for (; p; p = next) {
+    next = p->next;
+    p->next = NULL;
+    p->refs--; /* the list's reference; the memory is the caller's now */
+  }
+  e->children = NULL;
+}
+
+static void link_child(cr_engine_t *e, cr_proc_t *p) {
+  p->next = e->children;
+  e->children = p;
+}
+
+int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
+  if (!o->child_fn) return CR_EINVAL;
+  int rc = cr__engine_watch_children(e);
+  if (rc < 0) return rc;
+  cr_proc_t *p = proc_new(e, o);
+  if (!p) return -ENOMEM;
+  fflush(NULL); /* what the parent buffered must not be printed twice */
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    int err = -errno;
+    free(p);
+    return err;
+  }
+  if (pid == 0) {
+    free(p);
+    if (o->daemon) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(0); /* parent already gone */
+    }
+    cr__engine_after_fork(e);
+    int code = o->child_fn(o->child_arg);
+    cr_engine_finish(e);
+    fflush(NULL);
+    _exit(code & 0xff);
+  }
+  p->pid = pid;
+  link_child(e, p);
+  *out = p;
+  return 0;
+}
+
+static void on_uv_exit(uv_process_t *h, int64_t status, int term_signal) {
+  cr_proc_t *p = h->data;
+  proc_exited(p, term_signal ? -term_signal : (int)status);
+}
+
+static void on_uv_close(uv_handle_t *h) {
+  cr_proc_t *p = h->data;
+  p->uvp_open = 0;
+  if (p->refs <= 0) free(p);
+}
+
+int cr_proc_spawn(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
+  if (!o->file || !o->args) return CR_EINVAL;
+  cr_proc_t *p = proc_new(e, o);
+  if (!p) return -ENOMEM;
+  uv_stdio_container_t stdio[4];
+  for (int i = 0; i < 3; i++) {
+    stdio[i].flags = UV_INHERIT_FD;
+    stdio[i].data.fd = i;
+  }
+  stdio[3].flags = UV_INHERIT_FD;
+  stdio[3].data.fd = cr_arena_fd(e->arena);
+  uv_process_options_t uo;
+  memset(&uo, 0, sizeof uo);
+  uo.file = o->file;
+  uo.args = o->args;
+  uo.env = o->env;
+  uo.exit_cb = on_uv_exit;
+  uo.stdio = stdio;
+  uo.stdio_count = 4;
+  fflush(NULL);
+  p->is_spawned = 1;
+  p->uvp.data = p;
+  int rc = uv_spawn(e->loop, &p->uvp, &uo);
+  if (rc < 0) {
+    /* uv_spawn initialised the handle even on failure: it must be closed. */
+    p->uvp_open = 1;
+    p->refs = 0;
+    uv_close((uv_handle_t *)&p->uvp, on_uv_close);
+    return rc;
+  }
+  p->uvp_open = 1;
+  p->pid = p->uvp.pid;
+  uv_unref((uv_handle_t *)&p->uvp);
+  link_child(e, p);
+  *out = p;
+  return 0;
+}
+
+static int proc_done(void *arg) { return ((cr_proc_t *)arg)->state != CR_PROC_RUNNING; }
+
+int cr_proc_join(cr_proc_t *p, double timeout) {
+  if (!cr_proc_is_mine(p)) return CR_ESTATE;
+  if (p->state != CR_PROC_RUNNING) return 0;
+  if (!p->is_spawned) cr__proc_reap(p->engine); /* a SIGCHLD may be queued */
+  return cr_engine_wait(p->engine, timeout, proc_done, p);
+}
+
+cr_proc_state_t cr_proc_poll(cr_proc_t *p) {
+  if (p->state == CR_PROC_RUNNING && cr_proc_is_mine(p)) {
+    if (p->is_spawned) uv_run(p->engine->loop, UV_RUN_NOWAIT);
+    else cr__proc_reap(p->engine);
+  }
+  return p->state;
+}
+
+int cr_proc_signal(cr_proc_t *p, int signum) {
+  if (!cr_proc_is_mine(p)) return CR_ESTATE;
+  if (p->state != CR_PROC_RUNNING) return 0;
+  /* The pid is still ours until we reap it, so it cannot name another
+   * process. */
+  if (kill(p->pid, signum) < 0) return errno == ESRCH ? 0 : -errno;
+  return 0;
+}
+
+void cr_proc_release(cr_proc_t *p) {
+  if (p) proc_unref(p);
+}
+
+int cr_proc_count_running(cr_engine_t *e) {
+  int n = 0;
+  for (cr_proc_t *p = e->children; p; p = p->next)
+    if (p->state == CR_PROC_RUNNING) n++;
+  return n;
+}

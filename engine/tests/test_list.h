@@ -1,0 +1,16 @@
+/* The list of C unit tests: one TEST_ENTRY per line (tests.cmake reads it
+ * to register each with ctest; test_main.c to dispatch). */
+TEST_ENTRY(arena_alloc_free)
+TEST_ENTRY(arena_zeroed)
+TEST_ENTRY(arena_exhaustion)
+TEST_ENTRY(arena_coalesce)
+TEST_ENTRY(arena_shared_with_fork)
+TEST_ENTRY(arena_attach_fd)
+TEST_ENTRY(arena_objects)
+TEST_ENTRY(errors_names)
+TEST_ENTRY(proc_fork_exitcodes)
+TEST_ENTRY(proc_fork_signal)
+TEST_ENTRY(proc_join_timeout)
+TEST_ENTRY(proc_many_no_zombies)
+TEST_ENTRY(proc_spawn_exitcode)
+TEST_ENTRY(proc_daemon_dies_with_parent)

@@ -1,0 +1,101 @@
+-- Shared by every spec: finds the built module, and gives helpers to wait
+-- on things with a timeout, run the corral executable, and check that a
+-- test left no child process behind.
+local build = os.getenv("CORRAL_BUILD_DIR") or "build"
+if not package.cpath:find(build .. "/?.so", 1, true) then
+  package.cpath = build .. "/?.so;" .. package.cpath
+end
+
+local mp = require "corral"
+local H = { mp = mp, build = build, exe = build .. "/corral" }
+
+H.method = mp.get_start_method()
+
+-- Waits until pred() is true or `timeout` seconds pass; returns pred's last
+-- value. It checks every few milliseconds: it waits on the thing itself.
+function H.wait_until(pred, timeout)
+  local deadline = mp.time() + (timeout or 10)
+  while true do
+    local v = pred()
+    if v or mp.time() > deadline then return v end
+    mp.sleep(0.002)
+  end
+end
+
+-- pids of this process's children (zombies included), from /proc.
+function H.child_pids(ppid)
+  ppid = ppid or mp.getpid()
+  local out = {}
+  local p = io.popen("ps -o pid= --ppid " .. ppid .. " 2>/dev/null")
+  for line in p:lines() do
+    local pid = tonumber(line)
+    if pid then out[#out + 1] = pid end
+  end
+  p:close()
+  -- the ps we just ran is our child too while it runs; it has exited now
+  return out
+end
+
+-- Asserts that no child process is left (call in after_each).
+function H.assert_no_children()
+  local left = H.wait_until(function() return #H.child_pids() == 0 end, 5)
+  assert(left, "children left behind: " .. table.concat(H.child_pids(), " "))
+end
+
+-- Number of open fds of this process.
+function H.count_fds()
+  local n = 0
+  local p = io.popen("ls /proc/" .. mp.getpid() .. "/fd | wc -l")
+  n = tonumber(p:read("l"))
+  p:close()
+  return n - 1 -- the pipe to ls
+end
+
+local function shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+H.shell_quote = shell_quote
+
+-- Runs the corral executable with `args` (an array); returns stdout,
+-- stderr and the exit status. `input` is written to its stdin.
+function H.run(args, input, env)
+  local errf = os.tmpname()
+  local inf
+  local cmd = ""
+  for k, v in pairs(env or {}) do cmd = cmd .. k .. "=" .. shell_quote(v) .. " " end
+  cmd = cmd .. shell_quote(H.exe)
+  for _, a in ipairs(args) do cmd = cmd .. " " .. shell_quote(a) end
+  if input then
+    inf = os.tmpname()
+    local f = io.open(inf, "wb"); f:write(input); f:close()
+    cmd = cmd .. " < " .. shell_quote(inf)
+  else
+    cmd = cmd .. " < /dev/null"
+  end
+  cmd = cmd .. " 2> " .. shell_quote(errf)
+  local p = io.popen(cmd, "r")
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local f = io.open(errf, "rb"); local err = f:read("a"); f:close()
+  os.remove(errf)
+  if inf then os.remove(inf) end
+  return out, err, code
+end
+
+-- Writes a temporary Lua script and returns its path (removed by cleanup()).
+local temps = {}
+function H.script(src)
+  local path = os.tmpname() .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(src)
+  f:close()
+  temps[#temps + 1] = path
+  return path
+end
+
+function H.cleanup()
+  for _, p in ipairs(temps) do os.remove(p); os.remove((p:gsub("%.lua$", ""))) end
+  temps = {}
+end
+
+return H
