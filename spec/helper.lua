@@ -22,17 +22,19 @@ function H.wait_until(pred, timeout)
   end
 end
 
--- pids of this process's children (zombies included), from /proc.
+-- pids of this process's children (zombies included). The ps that lists
+-- them is one of our children too: it execs in place of the shell and is
+-- recognised by its own command line.
 function H.child_pids(ppid)
   ppid = ppid or mp.getpid()
   local out = {}
-  local p = io.popen("ps -o pid= --ppid " .. ppid .. " 2>/dev/null")
+  local query = "ps -o pid=,args= --ppid " .. ppid
+  local p = io.popen("exec " .. query .. " 2>/dev/null")
   for line in p:lines() do
-    local pid = tonumber(line)
-    if pid then out[#out + 1] = pid end
+    local pid, args = line:match("^%s*(%d+)%s+(.*)$")
+    if pid and args ~= query then out[#out + 1] = tonumber(pid) end
   end
   p:close()
-  -- the ps we just ran is our child too while it runs; it has exited now
   return out
 end
 

@@ -43,20 +43,24 @@ static int traceback(lua_State *L) {
 }
 
 /* Calls bootstrap(obj) (obj on top of the stack) in a child; returns the
- * exit code: 0, or 1 after printing the traceback prefixed with the name. */
+ * exit code: 0, or 1 after printing the traceback prefixed with the name.
+ * It runs on a new Lua thread so that a forked child's traceback shows its
+ * own calls, not the parent's stack it was copied from. */
 static int run_bootstrap(lua_State *L) {
   int obj = lua_gettop(L);
-  lua_pushcfunction(L, traceback);
-  lua_getfield(L, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
+  lua_State *T = lua_newthread(L);
+  lua_pushcfunction(T, traceback);
+  lua_getfield(T, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
   lua_pushvalue(L, obj);
-  if (lua_pcall(L, 1, 0, obj + 1) == LUA_OK) return 0;
+  lua_xmove(L, T, 1);
+  if (lua_pcall(T, 1, 0, 1) == LUA_OK) return 0;
   const char *name = "Process";
   if (lua_istable(L, obj)) {
     lua_getfield(L, obj, "name");
     if (lua_isstring(L, -1)) name = lua_tostring(L, -1);
   }
   fflush(stdout);
-  fprintf(stderr, "%s (pid %d): %s\n", name, (int)getpid(), lua_tostring(L, -2));
+  fprintf(stderr, "%s (pid %d): %s\n", name, (int)getpid(), lua_tostring(T, -1));
   fflush(stderr);
   return 1;
 }

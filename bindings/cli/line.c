@@ -1,0 +1,204 @@
+/* corral executable: reading REPL lines.
+ *
+ * On a terminal, lines come from readline (editing, history) driven through
+ * its callback interface: we wait for input ourselves, with SIGINT blocked
+ * except inside pselect, so a Ctrl-C at the prompt is seen reliably and
+ * cancels the line instead of killing the REPL. Elsewhere (corral -i with a
+ * pipe) lines are plain reads with the prompt written to stdout.
+ *
+ * The history file is $CORRAL_HISTORY, else ~/.corral_history. Every
+ * statement is appended as soon as it is typed, so a REPL left by os.exit or
+ * a crash keeps it. Entries carry timestamps, which is how readline keeps a
+ * multi-line statement one entry when the file is read back. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include <lauxlib.h>
+
+#include "cli.h"
+
+#define HISTORY_MAX 1000
+
+static int use_readline;
+static char *history_path;
+
+static volatile sig_atomic_t got_sigint;
+static volatile sig_atomic_t got_sigwinch;
+
+/* The line readline handed over (malloc'd), and whether it did. */
+static char *done_line;
+static int line_done;
+
+static void on_read_signal(int sig) {
+  if (sig == SIGINT) got_sigint = 1;
+  else got_sigwinch = 1;
+}
+
+static void history_open(void) {
+  const char *env = getenv("CORRAL_HISTORY");
+  if (env && *env) {
+    history_path = strdup(env);
+  } else {
+    const char *home = getenv("HOME");
+    if (!home || !*home) return; /* no place for a history: none kept */
+    size_t n = strlen(home) + sizeof "/.corral_history";
+    history_path = malloc(n);
+    if (history_path) snprintf(history_path, n, "%s/.corral_history", home);
+  }
+  if (!history_path) return;
+  history_comment_char = '#';
+  history_write_timestamps = 1;
+  history_multiline_entries = 1;
+  using_history();
+  stifle_history(HISTORY_MAX);
+  if (read_history(history_path) != 0) {
+    /* append_history needs the file to exist */
+    int fd = open(history_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    if (fd >= 0) close(fd);
+  }
+}
+
+void cli_line_open(void) {
+  use_readline = isatty(STDIN_FILENO);
+  if (!use_readline) return;
+  rl_readline_name = "corral";
+  rl_catch_signals = 0;      /* SIGINT is ours: see read_tty */
+  rl_catch_sigwinch = 0;     /* resizes are passed on by read_tty */
+  rl_change_environment = 0; /* no LINES/COLUMNS in the children's environment */
+  rl_bind_key('\t', rl_insert); /* pasted code keeps its tabs */
+  history_open();
+}
+
+void cli_line_remember(const char *text) {
+  if (!use_readline || !text[0]) return;
+  HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
+  if (last && strcmp(last->line, text) == 0) return; /* no runs of one entry */
+  add_history(text);
+  if (history_path) append_history(1, history_path);
+}
+
+void cli_line_close(void) {
+  if (use_readline && history_path) history_truncate_file(history_path, HISTORY_MAX);
+  free(history_path);
+  history_path = NULL;
+}
+
+static void on_line(char *line) {
+  done_line = line;
+  line_done = 1;
+  rl_callback_handler_remove();
+}
+
+static int read_tty(lua_State *L, const char *prompt) {
+  struct sigaction sa, old_int, old_winch;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_read_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0; /* no SA_RESTART: pselect must return */
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGWINCH, &sa, &old_winch);
+  /* Signals are only let in during pselect, so none can slip in between a
+   * check of the flags and the wait. */
+  sigset_t block, saved;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGWINCH);
+  sigprocmask(SIG_BLOCK, &block, &saved);
+  got_sigint = 0;
+  got_sigwinch = 0;
+  line_done = 0;
+  done_line = NULL;
+  rl_callback_handler_install(prompt, on_line);
+  int rc = CLI_LINE_OK;
+  int fd = fileno(rl_instream ? rl_instream : stdin);
+  while (!line_done) {
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(fd, &fds);
+    int n = pselect(fd + 1, &fds, NULL, NULL, NULL, &saved);
+    if (got_sigint) {
+      /* Drop the line being edited, leave readline ready for a new one. */
+      rl_free_line_state();
+      rl_callback_sigcleanup();
+      rl_cleanup_after_signal();
+      rl_callback_handler_remove();
+      fputs("\n", rl_outstream ? rl_outstream : stdout);
+      rc = CLI_LINE_INTERRUPTED;
+      break;
+    }
+    if (got_sigwinch) {
+      got_sigwinch = 0;
+      rl_resize_terminal();
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rl_callback_handler_remove();
+      rc = CLI_LINE_EOF;
+      break;
+    }
+    if (n > 0) rl_callback_read_char();
+  }
+  sigprocmask(SIG_SETMASK, &saved, NULL);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGWINCH, &old_winch, NULL);
+  if (rc != CLI_LINE_OK) return rc;
+  if (done_line == NULL) return CLI_LINE_EOF; /* Ctrl-D on an empty line */
+  lua_pushstring(L, done_line);
+  free(done_line);
+  done_line = NULL;
+  return CLI_LINE_OK;
+}
+
+/* Plain stdin: prompt on stdout, one line of any length. SIGINT while
+ * waiting cancels the line as on a terminal. */
+static int read_plain(lua_State *L, const char *prompt) {
+  fputs(prompt, stdout);
+  fflush(stdout);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_read_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old);
+  got_sigint = 0;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int rc = CLI_LINE_OK, any = 0;
+  for (;;) {
+    char *p = luaL_prepbuffer(&b);
+    if (fgets(p, LUAL_BUFFERSIZE, stdin) == NULL) {
+      if (got_sigint) {
+        clearerr(stdin);
+        fputs("\n", stdout);
+        rc = CLI_LINE_INTERRUPTED;
+      } else if (!any) {
+        rc = CLI_LINE_EOF;
+      }
+      break;
+    }
+    size_t n = strlen(p);
+    any = 1;
+    if (n > 0 && p[n - 1] == '\n') {
+      luaL_addsize(&b, n - 1);
+      break;
+    }
+    luaL_addsize(&b, n);
+  }
+  sigaction(SIGINT, &old, NULL);
+  luaL_pushresult(&b);
+  if (rc != CLI_LINE_OK) lua_pop(L, 1);
+  return rc;
+}
+
+int cli_line_read(lua_State *L, const char *prompt) {
+  return use_readline ? read_tty(L, prompt) : read_plain(L, prompt);
+}

@@ -1,0 +1,104 @@
+/* corral executable: running Lua code under protection.
+ *
+ * Every piece of user code runs through cli_docall: a message handler adds
+ * the traceback while the failing stack still exists, and SIGINT is turned
+ * into a hook so that Ctrl-C stops Lua code at its next instruction instead
+ * of killing the process (children, history and the terminal are then left
+ * in order). corral's own blocking waits install their handler on top of
+ * this one and call it, so the hook is set for them too. */
+#define _POSIX_C_SOURCE 200809L
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "cli.h"
+
+const char *cli_progname = "corral";
+
+/* The state the SIGINT hook is set on (one state per process). */
+static lua_State *running_L;
+/* Set by the handler, cleared when the hook fires: a second SIGINT while the
+ * first is still pending means Lua is not getting control back (a long C
+ * call), so the second one gets the default action. */
+static volatile sig_atomic_t hook_armed;
+
+static void stop_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  hook_armed = 0;
+  luaL_error(L, "interrupted!");
+}
+
+/* A plain handler that only sets the hook: it is also called from inside
+ * the engine's SIGINT handler during blocking waits. */
+static void on_sigint(int sig) {
+  if (hook_armed) {
+    signal(sig, SIG_DFL);
+    raise(sig); /* delivered when this handler returns */
+    return;
+  }
+  hook_armed = 1;
+  lua_sethook(running_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Message handler: any error value becomes a string, then gets a traceback. */
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+int cli_docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg; /* the function's index */
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  running_L = L;
+  hook_armed = 0;
+  sigaction(SIGINT, &sa, &old);
+  int status = lua_pcall(L, narg, nres, base);
+  sigaction(SIGINT, &old, NULL);
+  /* A SIGINT that came after the last instruction must not fire later, in
+   * the next statement typed at the REPL. */
+  if (hook_armed && lua_gethook(L) == stop_hook) lua_sethook(L, NULL, 0, 0);
+  hook_armed = 0;
+  lua_remove(L, base);
+  return status;
+}
+
+void cli_message(const char *msg) {
+  fflush(stdout); /* what the code printed comes before its error */
+  if (cli_progname) fprintf(stderr, "%s: ", cli_progname);
+  fprintf(stderr, "%s\n", msg);
+  fflush(stderr);
+}
+
+int cli_report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    if (msg == NULL) { /* not from cli_docall: an error object as is */
+      if (luaL_callmeta(L, -1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) {
+        lua_replace(L, -2);
+        msg = lua_tostring(L, -1);
+      } else {
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
+        lua_replace(L, -2);
+      }
+    }
+    cli_message(msg);
+    lua_pop(L, 1);
+  }
+  return status;
+}
