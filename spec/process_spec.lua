@@ -103,6 +103,34 @@ describe("Process (" .. H.method .. ")", function()
     end)
   end)
 
+  describe("Ctrl-C", function()
+    it("interrupts a join, ends the script and leaves no process behind", function()
+      local script = H.script([[
+        local mp = require "corral"
+        local p = mp.Process{ target = function() mp.sleep(60) end }
+        p:start()
+        print("ready " .. mp.getpid() .. " " .. p.pid)
+        io.stdout:flush()
+        p:join()
+        print("not reached")
+      ]])
+      -- A process group of its own (setsid), as a terminal's Ctrl-C hits the
+      -- whole foreground group.
+      local cmd = ("exec 3< <(CORRAL_START_METHOD=%s setsid %s %s 2>&1); read -u 3 tag pgid child; "
+        .. "kill -INT -- -$pgid; cat <&3; echo \"child $child\""):format(H.method, H.exe, script)
+      local f = io.popen("bash -c " .. H.shell_quote(cmd))
+      local out = f:read("a")
+      f:close()
+      assert.matches("interrupted", out)
+      assert.not_matches("not reached", out)
+      local child = tonumber(out:match("child (%d+)"))
+      assert.truthy(H.wait_until(function()
+        local st = io.popen("ps -o stat= -p " .. child):read("a")
+        return st == ""
+      end, 10))
+    end)
+  end)
+
   describe("misuse", function()
     it("raises when joined before start", function()
       local p = mp.Process{ target = function() end }

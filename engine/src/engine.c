@@ -123,7 +123,10 @@ int cr__engine_watch_children(cr_engine_t *e) {
  * the parent: uv_loop_fork gives it private ones so nothing of ours reaches
  * the parent, then we leave it untouched (its handles belong to the parent
  * or the host) and run on a fresh loop of our own. */
+static void intr_after_fork(void);
+
 void cr__engine_after_fork(cr_engine_t *e) {
+  intr_after_fork();
   uv_loop_fork(e->loop);
   cr__proc_forget_all(e);
   e->pid = getpid();
@@ -178,8 +181,9 @@ void cr_engine_finish(cr_engine_t *e) {
   for (p = e->children; p; p = p->next)
     if (p->daemon && p->state == CR_PROC_RUNNING && p->owner_pid == e->pid)
       cr_proc_signal(p, SIGTERM);
-  for (p = e->children; p; p = p->next)
-    if (p->state == CR_PROC_RUNNING && p->owner_pid == e->pid) cr_proc_join(p, -1);
+  /* A join unlinks every child reaped meanwhile (p->next too): start over. */
+  for (p = e->children; p;)
+    p = p->state == CR_PROC_RUNNING && p->owner_pid == e->pid && cr_proc_join(p, -1) == 0 ? e->children : p->next;
 }
 
 double cr_now(void) {
@@ -212,48 +216,84 @@ int cr_sleep(double seconds) {
   return rc;
 }
 
-/* ---- SIGINT during waits ------------------------------------------------ */
+/* ---- signals during waits ---------------------------------------------- */
 
 static volatile sig_atomic_t intr_flag;
 static int intr_depth;
-static struct sigaction intr_prev;
+static struct sigaction intr_prev, chld_prev;
+
+static void chain(const struct sigaction *prev, int sig, siginfo_t *si, void *uc) {
+  if (prev->sa_flags & SA_SIGINFO) {
+    if (prev->sa_sigaction) prev->sa_sigaction(sig, si, uc);
+  } else if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+    prev->sa_handler(sig);
+  }
+}
 
 static void intr_handler(int sig, siginfo_t *si, void *uc) {
   intr_flag = 1;
   if (default_engine && default_engine->pid == getpid()) uv_async_send(&default_engine->wake);
-  if (intr_prev.sa_flags & SA_SIGINFO) {
-    if (intr_prev.sa_sigaction) intr_prev.sa_sigaction(sig, si, uc);
-  } else if (intr_prev.sa_handler != SIG_DFL && intr_prev.sa_handler != SIG_IGN) {
-    intr_prev.sa_handler(sig);
+  chain(&intr_prev, sig, si, uc);
+}
+
+static void chld_handler(int sig, siginfo_t *si, void *uc) { chain(&chld_prev, sig, si, uc); }
+
+/* Installs h for sig without SA_RESTART, so that blocking calls see EINTR. */
+static int take_signal(int sig, void (*h)(int, siginfo_t *, void *), struct sigaction *prev) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = h;
+  sa.sa_flags = SA_SIGINFO;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, prev) < 0) return 0;
+  if (!(prev->sa_flags & SA_SIGINFO) && prev->sa_handler == SIG_IGN) {
+    sigaction(sig, prev, NULL); /* ignored on purpose: keep it so */
+    return 0;
   }
+  return 1;
+}
+
+static void give_signal(int sig, void (*h)(int, siginfo_t *, void *), const struct sigaction *prev) {
+  struct sigaction cur;
+  sigaction(sig, NULL, &cur);
+  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == h) sigaction(sig, prev, NULL);
 }
 
 void cr_intr_begin(cr_intr_t *s) {
   s->active = 0;
   if (intr_depth++ > 0) return;
   intr_flag = 0;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = intr_handler;
-  sa.sa_flags = SA_SIGINFO; /* no SA_RESTART: blocking calls see EINTR */
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGINT, &sa, &intr_prev) == 0) {
-    if (intr_prev.sa_handler == SIG_IGN && !(intr_prev.sa_flags & SA_SIGINFO)) {
-      sigaction(SIGINT, &intr_prev, NULL); /* SIGINT ignored: keep it so */
-    } else {
-      s->active = 1;
-    }
-  }
+  s->active = take_signal(SIGINT, intr_handler, &intr_prev);
+  /* SIGCHLD only matters where libuv (or a host) handles it; with the
+   * default action the signal is discarded and would never interrupt. */
+  struct sigaction cur;
+  sigaction(SIGCHLD, NULL, &cur);
+  if ((cur.sa_flags & SA_SIGINFO) || (cur.sa_handler != SIG_DFL && cur.sa_handler != SIG_IGN))
+    take_signal(SIGCHLD, chld_handler, &chld_prev);
 }
 
 void cr_intr_end(cr_intr_t *s) {
   (void)s;
   if (--intr_depth > 0) return;
-  struct sigaction cur;
-  sigaction(SIGINT, NULL, &cur);
-  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == intr_handler)
-    sigaction(SIGINT, &intr_prev, NULL);
+  give_signal(SIGINT, intr_handler, &intr_prev);
+  give_signal(SIGCHLD, chld_handler, &chld_prev);
 }
 
 int cr_intr_pending(void) { return intr_flag != 0; }
 void cr_intr_clear(void) { intr_flag = 0; }
+
+/* A child forked inside a wait (a pool replacing a worker from a loop
+ * callback) starts with no wait in progress. */
+static void intr_after_fork(void) {
+  if (intr_depth == 0) return;
+  give_signal(SIGINT, intr_handler, &intr_prev);
+  give_signal(SIGCHLD, chld_handler, &chld_prev);
+  intr_depth = 0;
+  intr_flag = 0;
+}
+
+void cr_engine_service(cr_engine_t *e) {
+  if (!e || e->pid != getpid()) return;
+  uv_run(e->loop, UV_RUN_NOWAIT);
+  cr__proc_reap(e);
+}

@@ -50,17 +50,25 @@ double cr_now(void);
 /* Sleeps `seconds`; returns 0 or CR_EINTR when SIGINT interrupted it. */
 int cr_sleep(double seconds);
 
-/* ---- SIGINT during blocking waits --------------------------------------
- * A blocking wait brackets itself with cr_intr_begin/end. In between, SIGINT
- * sets a flag (and wakes the engine's loop) instead of its usual action; the
- * handler that was there before is also called, so a host's own handling
- * still happens. Waits that block in the kernel (futex) return EINTR, check
- * cr_intr_pending() and give up with CR_EINTR. Nestable; the outermost
- * begin clears the flag, the code that reports CR_EINTR clears it too. */
+/* ---- signals during blocking waits ---------------------------------------
+ * A blocking wait brackets itself with cr_intr_begin/end. In between:
+ * - SIGINT sets a flag (and wakes the engine's loop) instead of its usual
+ *   action; the handler that was there before is also called, so a host's
+ *   own handling still happens.
+ * - SIGCHLD interrupts the wait too (its usual handler still runs), so a
+ *   waiter can notice a child's death while it waits.
+ * Waits that block in the kernel (futex) get EINTR then: they call
+ * cr_engine_service(e) to handle what happened (exits, ...), return CR_EINTR
+ * if cr_intr_pending(), else check their condition and wait again.
+ * Nestable; the outermost begin clears the flag, and the code that reports
+ * CR_EINTR clears it too (the bindings do, when they raise). */
 typedef struct { int active; } cr_intr_t;
 void cr_intr_begin(cr_intr_t *s);
 void cr_intr_end(cr_intr_t *s);
 int cr_intr_pending(void);
 void cr_intr_clear(void);
+
+/* Handles events that are ready (child exits, ...) without blocking. */
+void cr_engine_service(cr_engine_t *e);
 
 #endif
