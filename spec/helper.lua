@@ -29,13 +29,22 @@ function H.child_pids(ppid)
   ppid = ppid or mp.getpid()
   local out = {}
   local query = "ps -o pid=,args= --ppid " .. ppid
-  local p = io.popen("exec " .. query .. " 2>/dev/null")
+  local p = io.popen("exec env -u LD_PRELOAD " .. query .. " 2>/dev/null")
   for line in p:lines() do
     local pid, args = line:match("^%s*(%d+)%s+(.*)$")
     if pid and args ~= query then out[#out + 1] = tonumber(pid) end
   end
   p:close()
   return out
+end
+
+-- ps's output for pid (`-o FIELDS=`), "" once the process is gone. ps is
+-- run without LD_PRELOAD: it hangs under a preloaded sanitizer runtime.
+function H.ps(fields, pid)
+  local p = io.popen("env -u LD_PRELOAD ps -o " .. fields .. " -p " .. pid .. " 2>/dev/null")
+  local out = p:read("a")
+  p:close()
+  return (out:gsub("%s+$", ""))
 end
 
 -- Asserts that no child process is left (call in after_each).

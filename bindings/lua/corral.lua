@@ -10,6 +10,7 @@ for k, v in pairs(core) do
   if type(k) == "string" and k:sub(1, 1) ~= "_" then M[k] = v end
 end
 M._VERSION = core._VERSION
+M._testobj = core._testobj -- a shared integer cell, for testing the handle mechanism
 M.VERSION = core._VERSION
 
 local type, pairs, ipairs, setmetatable, getmetatable, rawget, rawset, tostring, error, select =
@@ -141,7 +142,17 @@ function Process:start()
   end
   local method = self._method or default_method
   self._start_method = method
-  local handle = core._start(self, method, self.daemon, self.name)
+  self._parent_name = M.current_process().name
+  local ok, handle = pcall(core._start, self, method, self.daemon, self.name)
+  if not ok then
+    local err = handle
+    if M.iserror(err, "EncodeError") then
+      -- Name what the user gave: args[2].cb, target<upvalue 'co'>.
+      local msg = err.message:gsub("^process%._args", "args"):gsub("^process%._target", "target")
+      raise("EncodeError", msg, 2)
+    end
+    error(err, 0)
+  end
   self._handle = handle
   self.pid = handle:pid()
   children[self] = true
@@ -193,7 +204,7 @@ end
 
 -- In the child: make obj the current process, then run it.
 core._set_bootstrap(function(obj)
-  parent_info = { pid = core.getppid(), name = current and current.name or "MainProcess" }
+  parent_info = { pid = core.getppid(), name = rawget(obj, "_parent_name") or "MainProcess" }
   children = {}
   counter = 0
   rawset(obj, "_handle", nil)

@@ -62,6 +62,12 @@ crL_handle_t *crL_checkhandle(lua_State *L, int arg, const char *tname);
 /* Pushes a handle for the object at off (of kind), retaining it. Raises a
  * ValueError when off does not name a live object of that kind. */
 void crL_pushhandle(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
+/* Pushes a handle for the object at off (of kind), adopting one reference
+ * that the caller already holds (a message's): no retain. Returns 0, or -1
+ * with nothing pushed when kind is unknown, no handle type is registered for
+ * it, or off does not name a live object of that kind (the reference is then
+ * left alone). Raises only on memory errors. */
+int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
 /* Drops the reference a handle holds (only in the process that took it). */
 void crL_handle_release(lua_State *L, crL_handle_t *h, cr_obj_destroy_fn destroy);
 
@@ -78,6 +84,12 @@ const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
  * malformed input; never crashes and never allocates beyond what the input
  * can justify. */
 void crL_decode(lua_State *L, const char *p, size_t len, int flags);
+/* Drops a message without decoding it: the references it holds on shared
+ * objects (handles) are adopted into handles that are left to the garbage
+ * collector. For a message from crL_encode that will never be decoded (a
+ * spawn that failed, a queue destroyed with items in it). Raises a
+ * DecodeError when the bytes are not a message. */
+void crL_decode_drop(lua_State *L, const char *p, size_t len);
 
 /* ---- spawned children (lproc.c) -------------------------------------------
  * A child started with the spawn method is the corral executable with

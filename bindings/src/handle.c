@@ -49,6 +49,19 @@ void crL_pushhandle(lua_State *L, cr_obj_kind_t kind, cr_off_t off) {
   push(L, off);
 }
 
+int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off) {
+  if (kind <= CR_OBJ_NONE || kind >= CR_OBJ__MAX) return -1;
+  cr_arena_t *a = cr_engine_arena(crL_engine(L));
+  if (cr_obj_check(a, off, kind) < 0) return -1;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, PUSHERS_KEY);
+  lua_rawgeti(L, -1, (lua_Integer)kind);
+  crL_push_handle_fn push = (crL_push_handle_fn)lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  if (!push) return -1;
+  push(L, off);
+  return 0;
+}
+
 void crL_handle_release(lua_State *L, crL_handle_t *h, cr_obj_destroy_fn destroy) {
   if (h->off && h->owner_pid == getpid()) {
     cr_engine_t *e = cr_engine_default();

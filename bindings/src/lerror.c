@@ -112,15 +112,15 @@ static int l_newerror(lua_State *L) {
   return 1;
 }
 
-/* _raise(kind, message [, level]): raises with "where" of the given level
- * (1 = the caller of the function that calls _raise). */
+/* _raise(kind, message [, level]): raises with "where" of the given level,
+ * counted as by error(): 1 = the function that calls _raise, 2 = its caller. */
 static int l_raise(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   const char *msg = luaL_checkstring(L, 2);
   int level = (int)luaL_optinteger(L, 3, 1);
   crL_pusherror(L, kind, "%s", msg);
   if (level > 0) {
-    luaL_where(L, level + 1);
+    luaL_where(L, level);
     lua_setfield(L, -2, "where");
   }
   return lua_error(L);

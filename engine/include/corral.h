@@ -15,5 +15,7 @@
 #include "corral/arena.h"
 #include "corral/engine.h"
 #include "corral/proc.h"
+#include "corral/sync.h"
+#include "corral/shm.h"
 
 #endif

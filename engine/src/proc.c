@@ -92,6 +92,22 @@ static void link_child(cr_engine_t *e, cr_proc_t *p) {
   e->children = p;
 }
 
+static struct {
+  cr_proc_fork_parent_fn parent;
+  cr_proc_fork_child_fn child;
+  void *arg;
+} fork_hooks[8];
+static int n_fork_hooks;
+
+int cr_proc_on_fork(cr_proc_fork_parent_fn parent, cr_proc_fork_child_fn child, void *arg) {
+  if (n_fork_hooks == 8) return CR_ENOMEM;
+  fork_hooks[n_fork_hooks].parent = parent;
+  fork_hooks[n_fork_hooks].child = child;
+  fork_hooks[n_fork_hooks].arg = arg;
+  n_fork_hooks++;
+  return 0;
+}
+
 int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
   if (!o->child_fn) return CR_EINVAL;
   int rc = cr__engine_watch_children(e);
@@ -113,6 +129,8 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
       if (getppid() != parent) _exit(0); /* parent already gone */
     }
     cr__engine_after_fork(e);
+    for (int i = 0; i < n_fork_hooks; i++)
+      if (fork_hooks[i].child) fork_hooks[i].child(fork_hooks[i].arg);
     int code = o->child_fn(o->child_arg);
     cr_engine_finish(e);
     fflush(NULL);
@@ -120,6 +138,8 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
   }
   p->pid = pid;
   link_child(e, p);
+  for (int i = 0; i < n_fork_hooks; i++)
+    if (fork_hooks[i].parent) fork_hooks[i].parent((int)pid, fork_hooks[i].arg);
   *out = p;
   return 0;
 }

@@ -68,4 +68,13 @@ void cr_proc_release(cr_proc_t *p);
 /* Children of this process still running (for active_children). */
 int cr_proc_count_running(cr_engine_t *e);
 
+/* Hooks around cr_proc_fork only (not the fork inside uv_spawn, whose child
+ * execs at once): parent(pid, arg) runs in the parent right after a
+ * successful fork, before cr_proc_fork returns; child(arg) runs in the
+ * child before child_fn. The bindings use them to register, for the child,
+ * the handles it inherits. At most 8; returns 0 or CR_ENOMEM. */
+typedef void (*cr_proc_fork_parent_fn)(int pid, void *arg);
+typedef void (*cr_proc_fork_child_fn)(void *arg);
+int cr_proc_on_fork(cr_proc_fork_parent_fn parent, cr_proc_fork_child_fn child, void *arg);
+
 #endif
