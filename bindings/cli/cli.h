@@ -10,6 +10,7 @@
  *   run.c     protected calls: traceback handler, SIGINT hook, error reports
  *   repl.c    the read-eval-print loop: statements, `=expr`, results
  *   line.c    reading one line: readline with history, or plain stdin
+ *   complete.c  Tab completion of names for readline
  *   pretty.c  rendering values for the REPL */
 #ifndef CORRAL_CLI_H
 #define CORRAL_CLI_H
@@ -44,15 +45,19 @@ void cli_repl(lua_State *L);
 #define CLI_LINE_OK 1           /* a line was pushed (no trailing newline) */
 #define CLI_LINE_INTERRUPTED -1 /* SIGINT cancelled the line: nothing pushed */
 
-/* Prepares line input: readline and the history file when stdin is a
- * terminal, plain reads otherwise. */
-void cli_line_open(void);
+/* Prepares line input: readline, completion and the history file when
+ * stdin is a terminal, plain reads otherwise. */
+void cli_line_open(lua_State *L);
 /* Reads one line after showing `prompt`; returns a CLI_LINE_* code. */
 int cli_line_read(lua_State *L, const char *prompt);
 /* Records a finished statement (it may hold newlines) in the history. */
 void cli_line_remember(const char *text);
 /* Saves and trims the history file. */
 void cli_line_close(void);
+
+/* ---- complete.c ------------------------------------------------------------- */
+/* Makes Tab complete global names and paths (corral.Pro) from L. */
+void cli_complete_open(lua_State *L);
 
 /* ---- pretty.c --------------------------------------------------------------- */
 /* Pushes a readable rendering of the value at idx: strings quoted, tables

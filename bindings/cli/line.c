@@ -68,14 +68,14 @@ static void history_open(void) {
   }
 }
 
-void cli_line_open(void) {
+void cli_line_open(lua_State *L) {
   use_readline = isatty(STDIN_FILENO);
   if (!use_readline) return;
   rl_readline_name = "corral";
   rl_catch_signals = 0;      /* SIGINT is ours: see read_tty */
   rl_catch_sigwinch = 0;     /* resizes are passed on by read_tty */
   rl_change_environment = 0; /* no LINES/COLUMNS in the children's environment */
-  rl_bind_key('\t', rl_insert); /* pasted code keeps its tabs */
+  cli_complete_open(L);
   history_open();
 }
 

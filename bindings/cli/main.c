@@ -27,7 +27,7 @@
 #define HAS_HELP 16   /* -h, --help */
 
 static const char *bad_option; /* the option that made HAS_ERROR */
-static const char *bad_reason; /* why */
+static const char *bad_reason; /* why: a format for the option */
 
 static void print_version(void) {
   printf("corral %s (%s, libuv %s)\n", CORRAL_VERSION, LUA_RELEASE, uv_version_string());
@@ -78,7 +78,7 @@ static int collectargs(char **argv, int argc, int *script) {
       break;
     case 'i':
       if (a[2] != '\0') goto bad;
-      args |= HAS_I;
+      args |= HAS_I | HAS_V; /* as in lua, -i shows the version first */
       break;
     case 'v':
       if (a[2] != '\0') goto bad;
@@ -98,7 +98,7 @@ static int collectargs(char **argv, int argc, int *script) {
       if (a[2] == '\0') { /* the argument is the next word */
         if (++i >= argc) {
           bad_option = a;
-          bad_reason = "needs an argument";
+          bad_reason = "'%s' needs an argument";
           return HAS_ERROR;
         }
       }
@@ -111,7 +111,7 @@ static int collectargs(char **argv, int argc, int *script) {
   return args;
 bad:
   bad_option = argv[i];
-  bad_reason = "unrecognized option";
+  bad_reason = "unrecognized option '%s'";
   return HAS_ERROR;
 }
 
@@ -199,7 +199,9 @@ static int pmain(lua_State *L) {
   int args = collectargs(argv, argc, &script);
   luaL_checkversion(L);
   if (args == HAS_ERROR) {
-    fprintf(stderr, "corral: %s '%s'\n", bad_reason, bad_option);
+    fputs("corral: ", stderr);
+    fprintf(stderr, bad_reason, bad_option);
+    fputs("\n", stderr);
     print_usage(stderr);
     return 0;
   }

@@ -137,7 +137,7 @@ static int print_results(lua_State *L) {
 void cli_repl(lua_State *L) {
   const char *saved = cli_progname;
   cli_progname = NULL; /* messages at the prompt need no program name */
-  cli_line_open();
+  cli_line_open(L);
   int status;
   while ((status = loadline(L)) != REPL_EOF) {
     if (status == REPL_CANCELLED) continue;

@@ -247,6 +247,13 @@ function M.active_children()
   return out
 end
 
+-- ---- pools (corral.pool) ------------------------------------------------------
+
+-- Pool(n, {initializer=, initargs=, maxtasksperchild=})
+function M.Pool(n, opts)
+  return require("corral.pool").Pool(n, opts)
+end
+
 -- ---- start methods and contexts ---------------------------------------------
 
 local function check_method(m, level)
@@ -273,6 +280,12 @@ function M.get_context(m)
   P._method = m
   P.init = Process.init
   ctx.Process = P
+  function ctx.Pool(n, opts)
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    o.context = ctx
+    return require("corral.pool").Pool(n, o)
+  end
   function ctx.get_start_method() return m end
   return ctx
 end

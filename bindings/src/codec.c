@@ -79,6 +79,7 @@ enum {
 #define CORE_NAME "corral:core"
 
 #define ENC_NO_HANDLES 1
+#define ENC_CHECK_ONLY 2 /* only find what cannot be encoded: no references taken */
 
 /* ---- the output buffer --------------------------------------------------------
  * A userdata that owns the bytes: an inline area for small messages, then
@@ -870,7 +871,7 @@ static const char *encode(lua_State *L, int idx, const char *root, size_t *len, 
   b->p[1] = CODEC_VERSION;
   b->len = 2;
   if (enc_value(&e, idx, 0)) enc_raise(&e, root ? root : "value");
-  if (e.nhandles) enc_handles(&e);
+  if (e.nhandles && !(flags & ENC_CHECK_ONLY)) enc_handles(&e);
   lua_settop(L, base + 1);
   *len = b->len;
   return (const char *)b->p;
@@ -1254,6 +1255,33 @@ static int l_decode(lua_State *L) {
   return 1;
 }
 
+/* _pack(v [, root]) -> string: a corral message (handles allowed: the
+ * string holds references, to be unpacked exactly once). */
+static int l_pack(lua_State *L) {
+  luaL_checkany(L, 1);
+  const char *root = luaL_optstring(L, 2, "value");
+  size_t n;
+  const char *s = crL_encode(L, 1, root, &n);
+  lua_pushlstring(L, s, n);
+  return 1;
+}
+
+/* _check(v [, root]): raises the EncodeError that sending v would raise. */
+static int l_check(lua_State *L) {
+  luaL_checkany(L, 1);
+  size_t n;
+  encode(L, 1, luaL_optstring(L, 2, "value"), &n, ENC_CHECK_ONLY);
+  return 0;
+}
+
+/* _unpack(s) -> value: the receiving end of _pack, trusted. */
+static int l_unpack(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  crL_decode(L, s, n, 0);
+  return 1;
+}
+
 void crL_open_codec(lua_State *L) {
   if (luaL_newmetatable(L, BUF_MT)) {
     lua_pushcfunction(L, buf_gc);
@@ -1262,6 +1290,7 @@ void crL_open_codec(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, CORE_KEY);
-  static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"_pack", l_pack}, {"_check", l_check},
+                                 {"_unpack", l_unpack}, {NULL, NULL}};
   crL_setfuncs(L, fns);
 }

@@ -1,4 +1,5 @@
 /* corral bindings: small process-wide functions: time, sleep, pids, cores. */
+#include <signal.h>
 #include <unistd.h>
 
 #include "corral_lua.h"
@@ -32,9 +33,32 @@ static int l_cpu_count(lua_State *L) {
   return 1;
 }
 
+/* _service(): handles what is ready in the engine's loop (child exits...)
+ * without blocking. */
+static int l_service(lua_State *L) {
+  cr_engine_service(crL_engine(L));
+  return 0;
+}
+
+/* _isatty(fd) -> boolean */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* _ignore_sigint(): this process ignores SIGINT from now on (pool workers:
+ * Ctrl-C is the parent's to handle). */
+static int l_ignore_sigint(lua_State *L) {
+  (void)L;
+  signal(SIGINT, SIG_IGN);
+  return 0;
+}
+
 void crL_open_misc(lua_State *L) {
   static const luaL_Reg fns[] = {{"time", l_time},     {"sleep", l_sleep},         {"getpid", l_getpid},
-                                 {"getppid", l_getppid}, {"cpu_count", l_cpu_count}, {NULL, NULL}};
+                                 {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
+                                 {"_service", l_service}, {"_isatty", l_isatty},
+                                 {"_ignore_sigint", l_ignore_sigint}, {NULL, NULL}};
   crL_setfuncs(L, fns);
   lua_pushliteral(L, CORRAL_VERSION);
   lua_setfield(L, -2, "_VERSION");
