@@ -91,6 +91,15 @@ describe("Process (" .. H.method .. ")", function()
       assert.is_true(p:join(0)) -- again: still true
     end)
 
+    it("is not needed to notice the end: is_alive and exitcode see it", function()
+      local p = started{ target = function() os.exit(6) end }
+      assert.truthy(H.wait_until(function() return not p:is_alive() end, 30))
+      assert.are.equal(6, p.exitcode)
+      local q = started{ target = function() end }
+      assert.truthy(H.wait_until(function() return q.exitcode ~= nil end, 30))
+      assert.are.equal(0, q.exitcode)
+    end)
+
     it("rejects a bad timeout", function()
       local p = started{ target = function() end }
       local ok, err = pcall(p.join, p, -1)

@@ -67,21 +67,26 @@ local function run_task(body, fns, fid, has_fn)
     if not r[1] then return ST_ERR, pack({ err = remote_error(r[2].err, r[2].tb) }) end
     out = { r = tpack(select(2, tunpack(r, 1, r.n))) }
   else -- "map" / "star": a chunk of items; the first error ends the chunk
-    local res, n = {}, #args
-    for i = 1, n do
-      local ok2, v
+    local res, n, i = {}, #args, 0
+    local ok2, e = xpcall(function()
       if mode == "star" then
-        local item = args[i]
-        ok2, v = xpcall(f, traceback, tunpack(item, 1, item.n or #item))
+        for k = 1, n do
+          i = k
+          local item = args[k]
+          res[k] = f(tunpack(item, 1, item.n or #item))
+        end
       else
-        ok2, v = xpcall(f, traceback, args[i])
+        for k = 1, n do
+          i = k
+          res[k] = f(args[k])
+        end
       end
-      if not ok2 then
-        local okp, b = pcall(pack, { r = res, n = i - 1, err = remote_error(v.err, v.tb) })
-        if okp then return ST_ERR, b end
-        return ST_ERR, pack({ r = {}, n = 0, err = remote_error(v.err, v.tb) })
-      end
-      res[i] = v
+    end, traceback)
+    if not ok2 then
+      for k = i, n do res[k] = nil end
+      local okp, b = pcall(pack, { r = res, n = i - 1, err = remote_error(e.err, e.tb) })
+      if okp then return ST_ERR, b end
+      return ST_ERR, pack({ r = {}, n = 0, err = remote_error(e.err, e.tb) })
     end
     out = { r = res, n = n }
   end
@@ -618,6 +623,11 @@ MapJob.__index = MapJob
 -- Results arrive per chunk; `ordered` jobs hand them out by position.
 function MapJob:on_ok(t, body)
   local r = body.r
+  if self.values and not self.on_item then -- the common case, in bulk
+    table.move(r, 1, t.count, t.index, self.values)
+    self.got = self.got + t.count
+    return
+  end
   for i = 1, t.count do self:deliver(t.index + i - 1, true, r[i]) end
 end
 
@@ -669,7 +679,7 @@ local function add_chunks(pool, job, mode, f, list, chunksize)
   local i = 1
   while i <= n do
     local j = min(n, i + chunksize - 1)
-    local chunk = { tunpack(list, i, j) }
+    local chunk = table.move(list, i, j, 1, {})
     if mode == "star" then
       for k = 1, j - i + 1 do
         if type(chunk[k]) ~= "table" then
@@ -791,7 +801,8 @@ function ImapJob:deliver(pos, ok, v)
   if self.ordered then
     self.buffer[pos] = { ok, v }
   else
-    self.buffer[#self.buffer + 1] = { ok, v }
+    self.tail = self.tail + 1
+    self.buffer[self.tail] = { ok, v }
   end
 end
 
@@ -811,7 +822,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
   check_chunksize(chunksize, level + 1)
   local job = setmetatable(new_job(self, "imap", opts), ImapJob)
   job.mode, job.ordered = mode, ordered
-  job.buffer, job.got = {}, 0
+  job.buffer, job.got, job.tail = {}, 0, 0
   job.next_pos, job.yield_pos = 1, 1
   job.source_open = true
   if opts.progress then job.progress = new_progress(list and #list or nil) end

@@ -17,5 +17,7 @@
 #include "corral/proc.h"
 #include "corral/sync.h"
 #include "corral/shm.h"
+#include "corral/chan.h"
+#include "corral/managed.h"
 
 #endif

@@ -143,6 +143,15 @@ void cr__engine_after_fork(cr_engine_t *e) {
   default_engine = e;
 }
 
+/* Runs what is ready in the loop without blocking. uv_run does nothing at
+ * all on a loop with no referenced handle, and ours are unreferenced (so as
+ * not to keep a host's loop alive): hold a reference for the call. */
+void cr__engine_run_nowait(cr_engine_t *e) {
+  uv_ref((uv_handle_t *)&e->wake);
+  uv_run(e->loop, UV_RUN_NOWAIT);
+  uv_unref((uv_handle_t *)&e->wake);
+}
+
 int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *arg) {
   double deadline = timeout >= 0 ? cr_now() + timeout : 0;
   cr_intr_t intr;
@@ -294,6 +303,6 @@ static void intr_after_fork(void) {
 
 void cr_engine_service(cr_engine_t *e) {
   if (!e || e->pid != getpid()) return;
-  uv_run(e->loop, UV_RUN_NOWAIT);
+  cr__engine_run_nowait(e);
   cr__proc_reap(e);
 }

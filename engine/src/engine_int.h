@@ -41,6 +41,8 @@ void cr__proc_reap(cr_engine_t *e);
 void cr__proc_forget_all(cr_engine_t *e);
 /* engine.c: the forked child takes over the engine with a fresh loop. */
 void cr__engine_after_fork(cr_engine_t *e);
+/* engine.c: runs the loop once without blocking. */
+void cr__engine_run_nowait(cr_engine_t *e);
 /* engine.c: make sure SIGCHLD is watched before a child starts. */
 int cr__engine_watch_children(cr_engine_t *e);
 

@@ -204,7 +204,7 @@ int cr_proc_join(cr_proc_t *p, double timeout) {
 
 cr_proc_state_t cr_proc_poll(cr_proc_t *p) {
   if (p->state == CR_PROC_RUNNING && cr_proc_is_mine(p)) {
-    if (p->is_spawned) uv_run(p->engine->loop, UV_RUN_NOWAIT);
+    if (p->is_spawned) cr__engine_run_nowait(p->engine);
     else cr__proc_reap(p->engine);
   }
   return p->state;

@@ -1,0 +1,346 @@
+/* corral bindings: Queue, JoinableQueue and SimpleQueue.
+ *
+ *   q = mp.Queue([maxsize])      maxsize nil or 0: unbounded
+ *   q = mp.JoinableQueue([maxsize])
+ *   q = mp.SimpleQueue()
+ *   q:put(v [, t])   -> true | false, "full" | false, "closed"
+ *   q:get([t])       -> v | nil, "timeout" | nil, "closed"  (nil is an item:
+ *                       tell it by the second value)
+ *   q:put_nowait(v)  raises Full (or Closed);  q:get_nowait() raises Empty
+ *                    (or Closed): the nowait forms raise on every outcome
+ *                    other than success, as in Python
+ *   q:qsize() q:empty() q:full()
+ *   q:close()        closes the queue for every process: put gives
+ *                    false, "closed"; readers drain, then get nil, "closed".
+ *                    The handle stays usable (to drain).
+ *   q:iter([t])      for item in q:iter() do ... end, until closed and
+ *                    drained; nil items are skipped (a generic for cannot
+ *                    carry them); a per-item timeout t raises Timeout.
+ *   JoinableQueue: q:task_done() (ValueError when called more often than
+ *                  put), q:join([t]) -> true | false
+ *
+ * The handle itself is released by __gc and __close (a to-be-closed
+ * variable); a released handle raises "attempt to use a closed Queue".
+ * Values go through the codec: encoded once in the sender (an EncodeError
+ * leaves the queue untouched), copied once into shared memory, decoded in
+ * the receiver straight from shared memory. */
+#include <string.h>
+#include <unistd.h>
+
+#include "lchan.h"
+
+#define QUEUE_MT    "corral.Queue"
+#define JQUEUE_MT   "corral.JoinableQueue"
+#define SQUEUE_MT   "corral.SimpleQueue"
+
+static crL_chanud_t *live; /* this process's open queue handles */
+
+static const char *type_name(unsigned flags) {
+  return (flags & CR_QUEUE_JOINABLE) ? "JoinableQueue" : (flags & CR_QUEUE_SIMPLE) ? "SimpleQueue" : "Queue";
+}
+
+static cr_arena_t *arena(lua_State *L) { return cr_engine_arena(crL_engine(L)); }
+
+/* The queue handle at arg 1, of any of the three types (their metatables
+ * are upvalues 1..3 of every method); raises when closed. `joinable`:
+ * only a JoinableQueue will do. */
+static crL_chanud_t *check_any(lua_State *L, int joinable) {
+  crL_chanud_t *u = lua_touserdata(L, 1);
+  int ok = 0;
+  if (u && lua_getmetatable(L, 1)) {
+    for (int i = joinable ? 2 : 1; i <= (joinable ? 2 : 3) && !ok; i++)
+      ok = lua_rawequal(L, -1, lua_upvalueindex(i));
+    lua_pop(L, 1);
+  }
+  if (!ok) {
+    const char *want = joinable ? "JoinableQueue" : "Queue";
+    luaL_typeerror(L, 1, want);
+  }
+  if (u->h.off == 0) {
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__name");
+    const char *n = lua_tostring(L, -1);
+    crL_error_closed(L, n && strchr(n, '.') ? strchr(n, '.') + 1 : "Queue");
+  }
+  return u;
+}
+
+static crL_chanud_t *check_queue(lua_State *L) { return check_any(L, 0); }
+
+/* Pushes a handle for the queue at off, taking over a reference. */
+static void push_queue(lua_State *L, cr_off_t off) {
+  unsigned flags = cr_queue_flags(arena(L), off);
+  crL_chanud_t *u = lua_newuserdatauv(L, sizeof *u, 0);
+  memset(u, 0, sizeof *u);
+  u->h.off = off;
+  u->h.kind = CR_OBJ_QUEUE;
+  u->h.owner_pid = getpid();
+  luaL_setmetatable(L, (flags & CR_QUEUE_JOINABLE) ? JQUEUE_MT : (flags & CR_QUEUE_SIMPLE) ? SQUEUE_MT : QUEUE_MT);
+  crL__link(&live, u);
+}
+
+/* Releases the handle's reference (in the process that holds it). */
+static int q_gc(lua_State *L) {
+  crL_chanud_t *u = lua_touserdata(L, 1);
+  if (u->h.off) {
+    if (u->h.owner_pid == getpid()) {
+      cr_engine_t *e = cr_engine_default();
+      if (e) cr_queue_release(cr_engine_arena(e), u->h.off);
+    }
+    u->h.off = 0;
+    crL__unlink(&live, u);
+  }
+  return 0;
+}
+
+/* A forked child inherits the parent's handles and needs references of its
+ * own, so that the queues live while it uses them. The parent takes them
+ * for it right after the fork; until then its own handle keeps each queue
+ * alive, so a close in the child cannot free one early. */
+static void fork_parent(int pid, void *arg) {
+  (void)pid;
+  (void)arg;
+  cr_engine_t *e = cr_engine_default();
+  if (!e) return;
+  int me = getpid();
+  for (crL_chanud_t *u = live; u; u = u->next)
+    if (u->h.off && u->h.owner_pid == me) cr_obj_retain(cr_engine_arena(e), u->h.off);
+}
+
+static void fork_child(void *arg) {
+  (void)arg;
+  int me = getpid();
+  for (crL_chanud_t *u = live; u; u = u->next)
+    if (u->h.off) u->h.owner_pid = me;
+}
+
+static int64_t check_maxsize(lua_State *L, const char *fname) {
+  if (lua_isnoneornil(L, 1)) return 0;
+  if (lua_type(L, 1) != LUA_TNUMBER)
+    return crL_error(L, "ValueError", "bad argument #1 to '%s' (maxsize must be a non-negative integer, got %s)",
+                     fname, luaL_typename(L, 1));
+  int isint;
+  lua_Integer n = lua_tointegerx(L, 1, &isint);
+  if (!isint || n < 0)
+    return crL_error(L, "ValueError", "bad argument #1 to '%s' (maxsize must be a non-negative integer, got %s)",
+                     fname, lua_tostring(L, 1));
+  return (int64_t)n;
+}
+
+static int new_queue(lua_State *L, int64_t maxsize, unsigned flags) {
+  cr_off_t off;
+  int rc = cr_queue_new(arena(L), maxsize, flags, &off);
+  if (rc < 0) return crL_error_code(L, rc, type_name(flags));
+  push_queue(L, off);
+  return 1;
+}
+
+static int l_queue(lua_State *L) { return new_queue(L, check_maxsize(L, "Queue"), 0); }
+static int l_jqueue(lua_State *L) { return new_queue(L, check_maxsize(L, "JoinableQueue"), CR_QUEUE_JOINABLE); }
+static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
+
+/* ---- put and get ------------------------------------------------------------------ */
+
+static int do_put(lua_State *L, crL_chanud_t *u, double t, int nowait) {
+  luaL_checkany(L, 2);
+  size_t len;
+  const char *p = crL_encode(L, 2, "item", &len);
+  int rc = cr_queue_put(arena(L), u->h.off, p, len, t);
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  crL_decode_drop(L, p, len); /* the references the message took on handles */
+  if (nowait && rc == CR_EFULL) return crL_error(L, "Full", "put_nowait: the queue is full");
+  if (nowait && rc == CR_ECLOSED) return crL_error(L, "Closed", "put_nowait: the queue is closed");
+  if (rc == CR_EFULL || rc == CR_ECLOSED) {
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, rc == CR_EFULL ? "full" : "closed");
+    return 2;
+  }
+  return crL_error_code(L, rc, "put");
+}
+
+static int q_put(lua_State *L) {
+  crL_chanud_t *u = check_queue(L);
+  return do_put(L, u, crL_opttimeout(L, 3), 0);
+}
+
+static int q_put_nowait(lua_State *L) { return do_put(L, check_queue(L), 0, 1); }
+
+/* Gets one item: 1 with the value pushed, or 0 with nothing pushed and
+ * *why set to "timeout"/"closed". Raises on other failures. */
+static int get_one(lua_State *L, crL_chanud_t *u, double t, const char **why) {
+  crL_sink_t s;
+  s.L = L;
+  s.raw = 0;
+  s.status = LUA_OK;
+  s.is_small = 0;
+  int rc = cr_queue_get(arena(L), u->h.off, crL__sink, &s, t);
+  if (rc == 0) {
+    crL__sink_finish(&s);
+    return 1;
+  }
+  if (rc == CR_EEMPTY) *why = "timeout";
+  else if (rc == CR_ECLOSED) *why = "closed";
+  else crL_error_code(L, rc, "get");
+  return 0;
+}
+
+static int q_get(lua_State *L) {
+  crL_chanud_t *u = check_queue(L);
+  double t = crL_opttimeout(L, 2);
+  const char *why;
+  if (get_one(L, u, t, &why)) return 1;
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
+static int q_get_nowait(lua_State *L) {
+  crL_chanud_t *u = check_queue(L);
+  const char *why;
+  if (get_one(L, u, 0, &why)) return 1;
+  if (why[0] == 't') return crL_error(L, "Empty", "get_nowait: the queue is empty");
+  return crL_error(L, "Closed", "get_nowait: the queue is closed and drained");
+}
+
+static int iter_next(lua_State *L) {
+  crL_chanud_t *u = lua_touserdata(L, lua_upvalueindex(1));
+  if (u->h.off == 0) return crL_error_closed(L, "Queue");
+  double t = lua_tonumber(L, lua_upvalueindex(2));
+  for (;;) {
+    const char *why;
+    if (get_one(L, u, t, &why)) {
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        continue;
+      }
+      return 1;
+    }
+    if (why[0] == 'c') return 0; /* closed and drained: the loop ends */
+    return crL_error(L, "Timeout", "iter: no item within %f seconds", t);
+  }
+}
+
+/* iter([t]) -> iterator for a generic for (upvalues: the queue, t) */
+static int q_iter(lua_State *L) {
+  check_queue(L);
+  double t = crL_opttimeout(L, 2);
+  lua_settop(L, 1);
+  lua_pushnumber(L, t);
+  lua_pushcclosure(L, iter_next, 2);
+  return 1;
+}
+
+/* ---- sizes, close, joinable -------------------------------------------------------- */
+
+static int q_qsize(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)cr_queue_size(arena(L), check_queue(L)->h.off));
+  return 1;
+}
+
+static int q_empty(lua_State *L) {
+  lua_pushboolean(L, cr_queue_size(arena(L), check_queue(L)->h.off) == 0);
+  return 1;
+}
+
+static int q_full(lua_State *L) {
+  crL_chanud_t *u = check_queue(L);
+  int64_t max = cr_queue_maxsize(arena(L), u->h.off);
+  lua_pushboolean(L, max > 0 && cr_queue_size(arena(L), u->h.off) >= max);
+  return 1;
+}
+
+static int q_close(lua_State *L) {
+  cr_queue_close(arena(L), check_queue(L)->h.off);
+  return 0;
+}
+
+static int q_is_closed(lua_State *L) {
+  lua_pushboolean(L, cr_queue_is_closed(arena(L), check_queue(L)->h.off));
+  return 1;
+}
+
+static int q_task_done(lua_State *L) {
+  crL_chanud_t *u = check_any(L, 1);
+  int rc = cr_queue_task_done(arena(L), u->h.off);
+  if (rc == CR_ESTATE) return crL_error(L, "ValueError", "task_done() called too many times");
+  if (rc < 0) return crL_error_code(L, rc, "task_done");
+  return 0;
+}
+
+static int q_join(lua_State *L) {
+  crL_chanud_t *u = check_any(L, 1);
+  int rc = cr_queue_join(arena(L), u->h.off, crL_opttimeout(L, 2));
+  if (rc == CR_ETIMEDOUT) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc < 0) return crL_error_code(L, rc, "join");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int q_tostring(lua_State *L) {
+  crL_chanud_t *u = lua_touserdata(L, 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__name");
+  const char *n = lua_tostring(L, -1);
+  n = n && strchr(n, '.') ? strchr(n, '.') + 1 : "Queue";
+  if (u && u->h.off) lua_pushfstring(L, "%s (%p)", n, (void *)(uintptr_t)u->h.off);
+  else lua_pushfstring(L, "%s (closed)", n);
+  return 1;
+}
+
+/* test hook: _queue_park("put"|"get") parks this process in its next put
+ * or get; _queue_parked(q) -> how many processes parked in q. */
+static int l_park(lua_State *L) {
+  const char *w = luaL_checkstring(L, 1);
+  cr_queue_test_park(strcmp(w, "put") == 0 ? CR_QUEUE_PARK_PUT : strcmp(w, "get") == 0 ? CR_QUEUE_PARK_GET : 0);
+  return 0;
+}
+
+static int l_parked(lua_State *L) {
+  crL_chanud_t *u = lua_touserdata(L, 1);
+  luaL_argcheck(L, u && crL_tohandle(L, 1) && u->h.kind == CR_OBJ_QUEUE && u->h.off, 1, "open queue expected");
+  lua_pushinteger(L, cr_queue_test_parked(arena(L), u->h.off));
+  return 1;
+}
+
+static const luaL_Reg methods[] = {
+  {"put", q_put},     {"get", q_get},     {"put_nowait", q_put_nowait}, {"get_nowait", q_get_nowait},
+  {"qsize", q_qsize}, {"empty", q_empty}, {"full", q_full},             {"close", q_close},
+  {"is_closed", q_is_closed}, {"iter", q_iter}, {NULL, NULL}};
+static const luaL_Reg joinable_methods[] = {{"task_done", q_task_done}, {"join", q_join}, {NULL, NULL}};
+
+void crL_open_queue(lua_State *L) {
+  static int hooked;
+  if (!hooked) {
+    hooked = 1;
+    cr_proc_on_fork(fork_parent, fork_child, NULL);
+  }
+  const char *names[3] = {QUEUE_MT, JQUEUE_MT, SQUEUE_MT};
+  for (int i = 0; i < 3; i++) crL_handle_type(L, CR_OBJ_QUEUE, names[i], push_queue);
+  for (int i = 0; i < 3; i++) {
+    luaL_getmetatable(L, names[i]);
+    lua_pushcfunction(L, q_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, q_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, q_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L); /* __index */
+    for (int pass = 0; pass < (i == 1 ? 2 : 1); pass++)
+      for (const luaL_Reg *r = pass ? joinable_methods : methods; r->name; r++) {
+        for (int k = 0; k < 3; k++) luaL_getmetatable(L, names[k]);
+        lua_pushcclosure(L, r->func, 3);
+        lua_setfield(L, -2, r->name);
+      }
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+  }
+  static const luaL_Reg fns[] = {{"Queue", l_queue}, {"JoinableQueue", l_jqueue}, {"SimpleQueue", l_squeue},
+                                 {"_queue_park", l_park}, {"_queue_parked", l_parked}, {NULL, NULL}};
+  crL_setfuncs(L, fns);
+}

@@ -1,0 +1,206 @@
+/* corral engine: pipes (design and contracts in corral/chan.h).
+ *
+ * Two end objects (kind PIPE) share a core block: the queues, one per
+ * direction, and per end a table of holders (pid, open handles there). The
+ * core lives while either end object does. */
+#define _GNU_SOURCE
+#include "chan_int.h"
+#include "corral/errors.h"
+
+#include <string.h>
+
+#define NHOLDERS   64
+#define PIPE_SLICE 0.1 /* seconds between checks that the far processes run */
+
+typedef struct {
+  _Atomic int32_t pid;
+  _Atomic int32_t count;
+} holder_t;
+
+typedef struct {
+  _Atomic int32_t total; /* open handles of this end, in all processes */
+  _Atomic int32_t extra; /* of those, held by processes the table had no room for */
+  _Atomic int32_t dead;  /* handles of ended processes whose entries were reused */
+  _Atomic uint32_t destroyed; /* the end object is freed (read before its refs) */
+  cr_off_t obj;          /* the end object */
+  holder_t h[NHOLDERS];
+} holders_t;
+
+typedef struct {
+  _Atomic uint32_t refs; /* end objects alive */
+  uint32_t duplex;
+  cr_off_t chan[2];      /* chan[i]: messages to end i; 0 when end i cannot receive */
+  holders_t ends[2];
+} core_t;
+
+typedef struct {
+  cr_obj_t hdr;
+  cr_off_t core;
+  uint32_t index;
+  uint32_t pad;
+} end_t;
+
+static end_t *endp(cr_arena_t *a, cr_off_t end) { return cr_arena_ptr(a, end); }
+static core_t *corep(cr_arena_t *a, cr_off_t end) { return cr_arena_ptr(a, endp(a, end)->core); }
+
+int cr_pipe_new(cr_arena_t *a, int duplex, cr_off_t ends[2]) {
+  cr_off_t core = 0, e0 = 0, e1 = 0, q0 = 0, q1 = 0;
+  int rc;
+  if ((rc = cr_arena_alloc(a, sizeof(core_t), &core)) < 0) goto fail;
+  if ((rc = cr_queue_new(a, 0, 0, &q0)) < 0) goto fail;
+  if (duplex && (rc = cr_queue_new(a, 0, 0, &q1)) < 0) goto fail;
+  if ((rc = cr_obj_new(a, CR_OBJ_PIPE, sizeof(end_t), &e0)) < 0) goto fail;
+  if ((rc = cr_obj_new(a, CR_OBJ_PIPE, sizeof(end_t), &e1)) < 0) goto fail;
+  core_t *c = cr_arena_ptr(a, core);
+  c->duplex = duplex != 0;
+  c->chan[0] = q0;
+  c->chan[1] = q1;
+  atomic_store(&c->refs, 2);
+  endp(a, e0)->core = core;
+  endp(a, e0)->index = 0;
+  endp(a, e1)->core = core;
+  endp(a, e1)->index = 1;
+  c->ends[0].obj = e0;
+  c->ends[1].obj = e1;
+  ends[0] = e0;
+  ends[1] = e1;
+  return 0;
+fail:
+  if (e0) cr_obj_release(a, e0, NULL);
+  if (q1) cr_queue_release(a, q1);
+  if (q0) cr_queue_release(a, q0);
+  cr_arena_free(a, core);
+  return rc;
+}
+
+static void end_destroy(cr_arena_t *a, cr_off_t end) {
+  core_t *c = corep(a, end);
+  atomic_store(&c->ends[endp(a, end)->index].destroyed, 1);
+  if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+  for (int i = 0; i < 2; i++)
+    if (c->chan[i]) cr_queue_release(a, c->chan[i]);
+  cr_arena_free(a, endp(a, end)->core);
+}
+
+int cr_pipe_release(cr_arena_t *a, cr_off_t end) { return cr_obj_release(a, end, end_destroy); }
+
+int cr_pipe_index(cr_arena_t *a, cr_off_t end) { return (int)endp(a, end)->index; }
+int cr_pipe_readable(cr_arena_t *a, cr_off_t end) { return corep(a, end)->chan[endp(a, end)->index] != 0; }
+int cr_pipe_writable(cr_arena_t *a, cr_off_t end) { return corep(a, end)->chan[1 - endp(a, end)->index] != 0; }
+
+/* ---- holders ------------------------------------------------------------------ */
+
+void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid) {
+  holders_t *hs = &corep(a, end)->ends[endp(a, end)->index];
+  atomic_fetch_add(&hs->total, 1);
+  /* Our own entry: only this process edits it once it is ours. */
+  for (int i = 0; i < NHOLDERS; i++)
+    if (atomic_load(&hs->h[i].pid) == pid) {
+      atomic_fetch_add(&hs->h[i].count, 1);
+      return;
+    }
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < NHOLDERS; i++) {
+      int32_t old = atomic_load(&hs->h[i].pid);
+      /* pass 0: free entries; pass 1: entries of processes that ended */
+      if (pass == 0 ? old != 0 : (old == 0 || cr__chan_pid_alive(old))) continue;
+      if (!atomic_compare_exchange_strong(&hs->h[i].pid, &old, pid)) continue;
+      int32_t left = atomic_exchange(&hs->h[i].count, 1);
+      if (left > 0) { /* the dead process's handles: no longer open, still referenced */
+        atomic_fetch_add(&hs->dead, left);
+        atomic_fetch_sub(&hs->total, left);
+      }
+      return;
+    }
+  atomic_fetch_add(&hs->extra, 1);
+}
+
+void cr_pipe_unhold(cr_arena_t *a, cr_off_t end, int pid) {
+  core_t *c = corep(a, end);
+  unsigned idx = endp(a, end)->index;
+  holders_t *hs = &c->ends[idx];
+  int found = 0;
+  for (int i = 0; i < NHOLDERS && !found; i++)
+    if (atomic_load(&hs->h[i].pid) == pid) {
+      found = 1;
+      if (atomic_fetch_sub(&hs->h[i].count, 1) == 1) atomic_store(&hs->h[i].pid, 0);
+    }
+  if (!found) {
+    int32_t x = atomic_load(&hs->extra);
+    while (x > 0 && !atomic_compare_exchange_weak(&hs->extra, &x, x - 1)) {
+    }
+  }
+  if (atomic_fetch_sub(&hs->total, 1) == 1 && c->chan[1 - idx])
+    cr__queue_wake_getters(a, c->chan[1 - idx]); /* far readers: end of stream */
+}
+
+int cr_pipe_held_by(cr_arena_t *a, cr_off_t end, int pid) {
+  holders_t *hs = &corep(a, end)->ends[endp(a, end)->index];
+  for (int i = 0; i < NHOLDERS; i++)
+    if (atomic_load(&hs->h[i].pid) == pid) return atomic_load(&hs->h[i].count);
+  return 0;
+}
+
+typedef struct {
+  cr_arena_t *a;
+  holders_t *far;
+  int dead;
+} gone_t;
+
+/* References to the far end object beyond its registered handles: handles
+ * travelling in messages (the codec holds a reference for them) and
+ * handles a fork is handing to its child. -1 once the object is freed. */
+static int64_t in_flight(cr_arena_t *a, holders_t *hs) {
+  if (atomic_load(&hs->destroyed)) return -1;
+  int64_t refs = atomic_load((_Atomic uint32_t *)&((cr_obj_t *)cr_arena_ptr(a, hs->obj))->refs);
+  /* Freed meanwhile: what we read may be anything. */
+  if (atomic_load(&hs->destroyed)) return -1;
+  return refs - atomic_load(&hs->total) - atomic_load(&hs->dead);
+}
+
+/* Is the far end gone? Cheap: no handle open anywhere and none in flight
+ * (or found dead by an earlier thorough check). Thorough: none in flight,
+ * and no process in its table still runs. The references are read before
+ * the handle counts: a handle that arrives in between shows up in the
+ * counts, so the end never looks gone while a handle to it exists. */
+static int far_gone(void *ud, int full) {
+  gone_t *g = ud;
+  if (g->dead) return 1;
+  int64_t fl = in_flight(g->a, g->far);
+  if (fl > 0) return 0;
+  if (atomic_load(&g->far->total) <= 0) return 1;
+  if (!full || atomic_load(&g->far->extra) > 0) return 0;
+  for (int i = 0; i < NHOLDERS; i++) {
+    int32_t pid = atomic_load(&g->far->h[i].pid);
+    if (pid && atomic_load(&g->far->h[i].count) > 0 && cr__chan_pid_alive(pid)) return 0;
+  }
+  g->dead = 1;
+  return 1;
+}
+
+/* ---- send, recv, poll ------------------------------------------------------------ */
+
+int cr_pipe_send(cr_arena_t *a, cr_off_t end, const void *data, size_t len) {
+  core_t *c = corep(a, end);
+  unsigned far = 1 - endp(a, end)->index;
+  if (!c->chan[far]) return CR_ESTATE;
+  if (atomic_load(&c->ends[far].total) <= 0 && in_flight(a, &c->ends[far]) <= 0) return CR_ECLOSED;
+  return cr_queue_put(a, c->chan[far], data, len, -1);
+}
+
+int cr_pipe_recv(cr_arena_t *a, cr_off_t end, cr_chan_sink_fn sink, void *ud, double timeout) {
+  core_t *c = corep(a, end);
+  unsigned idx = endp(a, end)->index;
+  if (!c->chan[idx]) return CR_ESTATE;
+  gone_t g = {a, &c->ends[1 - idx], 0};
+  return cr__queue_get_ex(a, c->chan[idx], sink, ud, timeout, far_gone, &g, 0, PIPE_SLICE);
+}
+
+int cr_pipe_poll(cr_arena_t *a, cr_off_t end, double timeout) {
+  core_t *c = corep(a, end);
+  unsigned idx = endp(a, end)->index;
+  if (!c->chan[idx]) return CR_ESTATE;
+  gone_t g = {a, &c->ends[1 - idx], 0};
+  int rc = cr__queue_get_ex(a, c->chan[idx], NULL, NULL, timeout, far_gone, &g, 1, PIPE_SLICE);
+  return rc == CR_ECLOSED ? 0 : rc;
+}

@@ -1,0 +1,662 @@
+/* corral engine: the queue (design and contracts in corral/chan.h).
+ *
+ * Banners: layout / message blocks and their cache / the ring / the
+ * overflow list / put and get / joinable / lifetime. */
+#define _GNU_SOURCE
+#include "chan_int.h"
+#include "corral/engine.h"
+#include "corral/errors.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- layout ------------------------------------------------------------------ */
+
+#define RBIT      0x80000000u           /* in a slot's holder: a reader */
+#define LEN_BLOCK (UINT64_C(1) << 63)   /* the message is in a block at u.off */
+#define LEN_TASK  (UINT64_C(1) << 62)   /* joinable: counted as unfinished */
+#define LEN_MASK  (LEN_TASK - 1)
+
+#define CACHE_MIN_ORDER 6u
+#define CACHE_MAX_ORDER 24u /* blocks up to 16 MiB are cached */
+#define CACHE_ORDERS    (CACHE_MAX_ORDER - CACHE_MIN_ORDER + 1)
+
+#define WAIT_SLICE 0.2 /* seconds; see "Killed processes" in chan.h */
+
+typedef struct {
+  _Atomic uint64_t word; /* seq << 32 | holder */
+  uint64_t len;          /* LEN_* flags | length; owned by the slot's holder */
+  union {
+    unsigned char data[CR_QUEUE_INLINE];
+    uint64_t off;
+  } u;
+} slot_t;
+
+typedef struct {
+  cr_obj_t hdr;
+  uint32_t nslots;
+  uint32_t qflags;
+  int64_t maxsize;
+  _Atomic uint32_t closed;
+  _Atomic uint32_t test_parked;
+  char pad0[64 - 40];
+  _Atomic uint64_t head; /* producers' line */
+  char pad1[56];
+  _Atomic uint64_t tail; /* consumers' line */
+  char pad2[56];
+  _Atomic uint32_t get_ev; /* getters sleep here; producers notify */
+  _Atomic uint32_t put_ev; /* putters sleep here; consumers notify */
+  _Atomic uint32_t join_ev;
+  uint32_t pad3;
+  _Atomic int64_t unfinished;
+  _Atomic uint64_t ovf_count;
+  char pad4[64 - 32];
+  pthread_mutex_t ovf_lock; /* robust, process-shared */
+  uint64_t ovf_head, ovf_tail;
+  _Atomic uint64_t cache_top[CACHE_ORDERS]; /* tag << 40 | off >> 4 */
+  _Atomic uint32_t cache_n[CACHE_ORDERS];
+} queue_t;
+
+#define SLOTS_AT ((sizeof(queue_t) + 63) & ~(size_t)63)
+
+_Static_assert(sizeof(slot_t) == 64, "a slot is one cache line");
+_Static_assert(offsetof(queue_t, head) % 64 == 0, "head on its own line");
+_Static_assert(offsetof(queue_t, tail) - offsetof(queue_t, head) == 64, "tail on its own line");
+
+/* A message block: [next][len][bytes]; `next` links the overflow list and
+ * the cache stacks. */
+typedef struct {
+  uint64_t next;
+  uint64_t len;
+} mblk_t;
+
+static int park_where; /* test hook, this process only */
+
+static queue_t *qp(cr_arena_t *a, cr_off_t q) { return cr_arena_ptr(a, q); }
+static slot_t *slots(queue_t *q) { return (slot_t *)((char *)q + SLOTS_AT); }
+static slot_t *slot_for(queue_t *q, uint64_t pos) { return &slots(q)[pos % q->nslots]; }
+static uint64_t word(uint64_t seq, uint32_t holder) { return ((uint64_t)(uint32_t)seq << 32) | holder; }
+/* Sequences are doubled tickets, so that "published for p" (2p+1) never
+ * equals "free for the next lap" (2(p+nslots)), even with one slot. */
+static uint64_t seq_free(uint64_t p) { return 2 * p; }
+static uint64_t seq_full(uint64_t p) { return 2 * p + 1; }
+static uint32_t w_seq(uint64_t w) { return (uint32_t)(w >> 32); }
+static uint32_t w_holder(uint64_t w) { return (uint32_t)w; }
+
+static void park(queue_t *q, int where) {
+  if (park_where != where) return;
+  atomic_fetch_add(&q->test_parked, 1);
+  for (;;) pause();
+}
+
+void cr_queue_test_park(int where) { park_where = where; }
+
+uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q) { return atomic_load(&qp(a, q)->test_parked); }
+
+/* Moves a ticket counter from *pos to *pos+1 if it is still there; leaves
+ * *pos at the counter's current value. */
+static void advance(_Atomic uint64_t *ctr, uint64_t *pos) {
+  uint64_t expect = *pos;
+  if (atomic_compare_exchange_strong(ctr, &expect, expect + 1)) *pos = expect + 1;
+  else *pos = expect;
+}
+
+/* ---- message blocks and their cache --------------------------------------------- */
+
+static unsigned order_of_size(size_t blk_size) { /* blk_size = 2^o - 16 */
+  unsigned o = 0;
+  size_t s = blk_size + 16;
+  while (((size_t)1 << o) < s) o++;
+  return o;
+}
+
+static unsigned cache_cap(unsigned order) {
+  return order <= 12 ? 64 : order <= 16 ? 16 : order <= 21 ? 4 : 2;
+}
+
+/* Takes a block with room for `len` bytes after its header: from the cache
+ * when one of the right size class is there, else from the arena. */
+static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
+  size_t need = sizeof(mblk_t) + len;
+  unsigned o = order_of_size(need);
+  if (o < CACHE_MIN_ORDER) o = CACHE_MIN_ORDER;
+  if (o <= CACHE_MAX_ORDER) {
+    unsigned i = o - CACHE_MIN_ORDER;
+    uint64_t top = atomic_load(&q->cache_top[i]);
+    for (;;) {
+      cr_off_t off = (top & ((UINT64_C(1) << 40) - 1)) << 4;
+      if (!off) break;
+      /* The block may be taken and reused under us: then `next` is junk,
+       * but the tag has moved and the CAS fails. */
+      uint64_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
+      uint64_t ntop = ((top >> 40) + 1) << 40 | (next >> 4);
+      if (atomic_compare_exchange_weak(&q->cache_top[i], &top, ntop)) {
+        atomic_fetch_sub(&q->cache_n[i], 1);
+        *out = off;
+        return 0;
+      }
+    }
+  }
+  return cr_arena_alloc(a, need, out);
+}
+
+/* Gives a block back: to the cache while its size class has room, else to
+ * the arena. */
+static void block_put(cr_arena_t *a, queue_t *q, cr_off_t off) {
+  unsigned o = order_of_size(cr_arena_block_size(a, off));
+  if (o >= CACHE_MIN_ORDER && o <= CACHE_MAX_ORDER) {
+    unsigned i = o - CACHE_MIN_ORDER;
+    if (atomic_load(&q->cache_n[i]) < cache_cap(o)) {
+      atomic_fetch_add(&q->cache_n[i], 1);
+      mblk_t *b = cr_arena_ptr(a, off);
+      uint64_t top = atomic_load(&q->cache_top[i]);
+      do {
+        b->next = (top & ((UINT64_C(1) << 40) - 1)) << 4;
+      } while (!atomic_compare_exchange_weak(&q->cache_top[i], &top,
+                                             ((top >> 40) + 1) << 40 | (off >> 4)));
+      return;
+    }
+  }
+  cr_arena_free(a, off);
+}
+
+static void cache_drain(cr_arena_t *a, queue_t *q) {
+  for (unsigned i = 0; i < CACHE_ORDERS; i++) {
+    cr_off_t off = (atomic_load(&q->cache_top[i]) & ((UINT64_C(1) << 40) - 1)) << 4;
+    while (off) {
+      cr_off_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
+      cr_arena_free(a, off);
+      off = next;
+    }
+    atomic_store(&q->cache_top[i], 0);
+  }
+}
+
+/* ---- the ring ------------------------------------------------------------------------- */
+
+/* Tries to place a message in the ring: inline bytes, or the block `blk`
+ * already holding them. 0, or CR_EFULL when the slot for the next ticket
+ * still holds an older message. */
+static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
+  uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+  uint32_t me = (uint32_t)cr__chan_self();
+  for (;;) {
+    slot_t *s = slot_for(q, pos);
+    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+    int32_t d = (int32_t)(w_seq(w) - (uint32_t)seq_free(pos));
+    if (d == 0 && w_holder(w) == 0) {
+      if (!atomic_compare_exchange_weak(&s->word, &w, word(seq_free(pos), me))) continue;
+      uint64_t p2 = pos;
+      advance(&q->head, &p2);
+      uint64_t task = 0;
+      if (q->qflags & CR_QUEUE_JOINABLE) {
+        atomic_fetch_add(&q->unfinished, 1);
+        s->len = task = LEN_TASK; /* so a skip of this slot undoes the count */
+      }
+      park(q, CR_QUEUE_PARK_PUT);
+      if (blk) {
+        s->u.off = blk;
+        s->len = len | LEN_BLOCK | task;
+      } else {
+        memcpy(s->u.data, data, len);
+        s->len = len | task;
+      }
+      atomic_store_explicit(&s->word, word(seq_full(pos), 0), memory_order_release);
+      return 0;
+    }
+    if (d < 0) { /* an older message is still there: full, unless head moved */
+      uint64_t h = atomic_load(&q->head);
+      if (h == pos) return CR_EFULL;
+      pos = h;
+      continue;
+    }
+    advance(&q->head, &pos); /* claimed by another producer, or head is stale */
+  }
+}
+
+/* Delivers the message in slot s, which we hold as reader, and frees the
+ * slot for ticket `pos` + nslots. The slot is freed before the block, so a
+ * reader that dies at any point leaves either an intact message or a free
+ * slot. */
+static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
+                        cr_chan_sink_fn sink, void *ud) {
+  uint64_t len = s->len;
+  cr_off_t blk = 0;
+  const void *p;
+  if (len & LEN_BLOCK) {
+    blk = s->u.off;
+    p = (const char *)cr_arena_ptr(a, blk) + sizeof(mblk_t);
+  } else {
+    p = s->u.data;
+  }
+  park(q, CR_QUEUE_PARK_GET);
+  int rc = sink ? sink(ud, p, (size_t)(len & LEN_MASK)) : 0;
+  s->len = 0; /* a producer that dies right after its claim leaves no stale flags */
+  atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
+  cr__ev_notify(&q->put_ev);
+  if (blk) block_put(a, q, blk);
+  return rc < 0 ? rc : 0;
+}
+
+#define RING_EMPTY 1 /* nothing at tail */
+#define RING_BUSY  2 /* a producer holds the slot at tail: *holder */
+
+/* Takes the message at tail. 0 (or the sink's error), RING_EMPTY, or
+ * RING_BUSY with the holder's pid and the ticket. peek: only report. */
+static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, int peek,
+                    uint32_t *holder, uint64_t *ticket) {
+  uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+  uint32_t me = (uint32_t)cr__chan_self() | RBIT;
+  for (;;) {
+    slot_t *s = slot_for(q, pos);
+    uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+    int32_t d = (int32_t)(w_seq(w) - (uint32_t)seq_full(pos));
+    if (d == 0 && w_holder(w) == 0) {
+      if (peek) return 0;
+      if (!atomic_compare_exchange_weak(&s->word, &w, word(seq_full(pos), me))) continue;
+      uint64_t p2 = pos;
+      advance(&q->tail, &p2);
+      return slot_consume(a, q, s, seq_free(pos + q->nslots), sink, ud);
+    }
+    if (d < 0) { /* not yet published for this ticket */
+      uint64_t t = atomic_load(&q->tail);
+      if (t != pos) {
+        pos = t;
+        continue;
+      }
+      if (w_seq(w) == (uint32_t)seq_free(pos) && w_holder(w) != 0 && !(w_holder(w) & RBIT)) {
+        *holder = w_holder(w);
+        *ticket = pos;
+        return RING_BUSY;
+      }
+      return RING_EMPTY;
+    }
+    advance(&q->tail, &pos); /* another reader has it, or tail is stale */
+  }
+}
+
+static void task_undo(queue_t *q) {
+  int64_t n = atomic_load(&q->unfinished);
+  while (n > 0)
+    if (atomic_compare_exchange_weak(&q->unfinished, &n, n - 1)) {
+      if (n == 1) cr__ev_notify(&q->join_ev);
+      break;
+    }
+}
+
+/* The producer holding the slot for `ticket` is dead: the half-written
+ * message is dropped and the slot freed for the next lap. Its block, if it
+ * had attached one, is leaked: we cannot tell a stale offset from its own. */
+static void skip_dead_writer(queue_t *q, uint64_t ticket, uint32_t holder) {
+  slot_t *s = slot_for(q, ticket);
+  uint64_t w = word(seq_free(ticket), holder);
+  if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(ticket), (uint32_t)cr__chan_self())))
+    return;
+  uint64_t len = s->len;
+  s->len = 0;
+  atomic_store_explicit(&s->word, word(seq_free(ticket + q->nslots), 0), memory_order_release);
+  if (len & LEN_TASK) task_undo(q);
+  uint64_t p = ticket;
+  advance(&q->head, &p);
+  p = ticket;
+  advance(&q->tail, &p);
+  cr__ev_notify(&q->put_ev);
+}
+
+/* Takes over, and delivers, the first message whose reader died holding
+ * it. 0 (delivered, or the sink's error) or RING_EMPTY when there is none. */
+static int recover_dead_reader(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
+  uint32_t me = (uint32_t)cr__chan_self() | RBIT;
+  for (uint32_t i = 0; i < q->nslots; i++) {
+    slot_t *s = &slots(q)[i];
+    uint64_t w = atomic_load(&s->word);
+    uint32_t h = w_holder(w);
+    if (!(h & RBIT) || h == me || cr__chan_pid_alive((int)(h & ~RBIT))) continue;
+    if (!atomic_compare_exchange_strong(&s->word, &w, word(w_seq(w), me))) continue;
+    /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
+    uint64_t next = (uint64_t)(uint32_t)(w_seq(w) - 1u + 2u * q->nslots);
+    return slot_consume(a, q, s, next, sink, ud);
+  }
+  return RING_EMPTY;
+}
+
+/* ---- the overflow list ------------------------------------------------------------------ */
+
+static int ovf_allowed(queue_t *q) { return q->maxsize == 0 || q->maxsize > (int64_t)q->nslots; }
+
+/* Locks the overflow list; after a holder's death, rebuilds tail and count
+ * from the links (the only edits are a link and two stores). */
+static void ovf_lock(cr_arena_t *a, queue_t *q) {
+  if (pthread_mutex_lock(&q->ovf_lock) != EOWNERDEAD) return;
+  uint64_t n = 0, last = 0;
+  for (uint64_t b = q->ovf_head; b; b = ((mblk_t *)cr_arena_ptr(a, b))->next) {
+    n++;
+    last = b;
+  }
+  q->ovf_tail = last;
+  atomic_store(&q->ovf_count, n);
+  pthread_mutex_consistent(&q->ovf_lock);
+}
+
+static void ovf_push(cr_arena_t *a, queue_t *q, cr_off_t blk) {
+  ((mblk_t *)cr_arena_ptr(a, blk))->next = 0;
+  ovf_lock(a, q);
+  if (q->ovf_tail) ((mblk_t *)cr_arena_ptr(a, q->ovf_tail))->next = blk;
+  else q->ovf_head = blk;
+  q->ovf_tail = blk;
+  atomic_fetch_add(&q->ovf_count, 1);
+  pthread_mutex_unlock(&q->ovf_lock);
+}
+
+/* Copies out under the lock, so that a reader's death leaves the message
+ * linked. 0 (or the sink's error) or RING_EMPTY. */
+static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
+  ovf_lock(a, q);
+  cr_off_t b = q->ovf_head;
+  if (!b) {
+    pthread_mutex_unlock(&q->ovf_lock);
+    return RING_EMPTY;
+  }
+  mblk_t *m = cr_arena_ptr(a, b);
+  park(q, CR_QUEUE_PARK_GET);
+  int rc = sink ? sink(ud, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK)) : 0;
+  q->ovf_head = m->next;
+  if (!q->ovf_head) q->ovf_tail = 0;
+  atomic_fetch_sub(&q->ovf_count, 1);
+  pthread_mutex_unlock(&q->ovf_lock);
+  cr__ev_notify(&q->put_ev);
+  block_put(a, q, b);
+  return rc < 0 ? rc : 0;
+}
+
+/* ---- put and get ---------------------------------------------------------------------------- */
+
+int cr_queue_new(cr_arena_t *a, int64_t maxsize, unsigned flags, cr_off_t *out) {
+  if (maxsize < 0) return CR_EINVAL;
+  uint32_t n = maxsize == 0                        ? CR_QUEUE_UNBOUNDED_SLOTS
+               : maxsize > CR_QUEUE_MAX_SLOTS      ? CR_QUEUE_MAX_SLOTS
+                                                   : (uint32_t)maxsize;
+  cr_off_t off;
+  int rc = cr_obj_new(a, CR_OBJ_QUEUE, SLOTS_AT + (size_t)n * sizeof(slot_t), &off);
+  if (rc < 0) return rc;
+  queue_t *q = qp(a, off);
+  q->nslots = n;
+  q->qflags = flags;
+  q->maxsize = maxsize;
+  pthread_mutexattr_t at;
+  pthread_mutexattr_init(&at);
+  pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&q->ovf_lock, &at);
+  pthread_mutexattr_destroy(&at);
+  for (uint32_t i = 0; i < n; i++)
+    atomic_store_explicit(&slots(q)[i].word, word(seq_free(i), 0), memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
+  *out = off;
+  return 0;
+}
+
+int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
+  queue_t *q = qp(a, qo);
+  uint64_t t = atomic_load(&q->tail);
+  uint64_t h = atomic_load(&q->head);
+  int64_t n = (int64_t)(h - t);
+  if (n < 0) n = 0;
+  return n + (int64_t)atomic_load(&q->ovf_count);
+}
+
+int64_t cr_queue_maxsize(cr_arena_t *a, cr_off_t q) { return qp(a, q)->maxsize; }
+unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q) { return qp(a, q)->qflags; }
+int cr_queue_is_closed(cr_arena_t *a, cr_off_t q) { return (int)atomic_load(&qp(a, q)->closed); }
+
+void cr_queue_close(cr_arena_t *a, cr_off_t qo) {
+  queue_t *q = qp(a, qo);
+  atomic_store(&q->closed, 1);
+  cr__ev_notify(&q->get_ev);
+  cr__ev_notify(&q->put_ev);
+}
+
+void cr__queue_wake_getters(cr_arena_t *a, cr_off_t q) { cr__ev_notify(&qp(a, q)->get_ev); }
+
+static int ring_has_room(queue_t *q) {
+  uint64_t pos = atomic_load(&q->head);
+  uint64_t w = atomic_load(&slot_for(q, pos)->word);
+  return (int32_t)(w_seq(w) - (uint32_t)seq_free(pos)) >= 0;
+}
+
+/* Room in the overflow list: always when unbounded, else below maxsize. */
+static int ovf_room(cr_arena_t *a, queue_t *q, cr_off_t qo) {
+  return ovf_allowed(q) && (q->maxsize == 0 || cr_queue_size(a, qo) < q->maxsize);
+}
+
+/* Puts the message at the end of the overflow list (copying it into a
+ * block first if it is not in one yet). 0 or CR_ENOMEM. */
+static int put_overflow(cr_arena_t *a, queue_t *q, const void *data, size_t len, cr_off_t *blk) {
+  if (!*blk) {
+    int rc = block_get(a, q, len, blk);
+    if (rc < 0) return rc;
+    mblk_t *m = cr_arena_ptr(a, *blk);
+    m->len = len;
+    memcpy((char *)m + sizeof *m, data, len);
+  }
+  if (q->qflags & CR_QUEUE_JOINABLE) atomic_fetch_add(&q->unfinished, 1);
+  ovf_push(a, q, *blk);
+  *blk = 0;
+  cr__ev_notify(&q->get_ev);
+  return 0;
+}
+
+int cr_queue_put(cr_arena_t *a, cr_off_t qo, const void *data, size_t len, double timeout) {
+  queue_t *q = qp(a, qo);
+  if ((uint64_t)len > LEN_MASK) return CR_EINVAL;
+  if (atomic_load_explicit(&q->closed, memory_order_acquire)) return CR_ECLOSED;
+  cr_off_t blk = 0;
+  int rc;
+  /* A long message goes into its block before any slot is held. */
+  if (len > CR_QUEUE_INLINE) {
+    if ((rc = block_get(a, q, len, &blk)) < 0) return rc;
+    mblk_t *m = cr_arena_ptr(a, blk);
+    m->len = len;
+    memcpy((char *)m + sizeof *m, data, len);
+  }
+  cr__chan_deadline_t dl;
+  int have_dl = 0;
+  cr__chan_spin_t spin = {0};
+  cr_intr_t intr;
+  for (;;) {
+    if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
+      rc = CR_ECLOSED;
+      break;
+    }
+    /* While the overflow list holds messages, new ones queue behind them. */
+    if (atomic_load(&q->ovf_count) > 0 && ovf_room(a, q, qo)) {
+      rc = put_overflow(a, q, data, len, &blk);
+      break;
+    }
+    if (ring_put(q, data, len, blk) == 0) {
+      blk = 0;
+      rc = 0;
+      cr__ev_notify(&q->get_ev);
+      break;
+    }
+    /* The ring is full: wait a little for room, then overflow or sleep. */
+    if (timeout != 0 && cr__chan_spin(&spin)) continue;
+    if (ovf_room(a, q, qo)) {
+      rc = put_overflow(a, q, data, len, &blk);
+      break;
+    }
+    if (timeout == 0) {
+      rc = CR_EFULL;
+      break;
+    }
+    if (!have_dl) {
+      cr__chan_deadline(&dl, timeout);
+      have_dl = 1;
+      cr_intr_begin(&intr);
+    }
+    if (cr_intr_pending()) {
+      rc = CR_EINTR;
+      break;
+    }
+    if (cr__chan_expired(&dl)) {
+      rc = CR_EFULL;
+      break;
+    }
+    uint32_t v = cr__ev_prepare(&q->put_ev);
+    if (ring_has_room(q) || ovf_room(a, q, qo) || atomic_load(&q->closed)) continue;
+    cr__chan_deadline_t sl;
+    cr__chan_slice(&sl, &dl, WAIT_SLICE);
+    if (cr__ev_wait(&q->put_ev, v, &sl) == CR_EINTR) {
+      rc = CR_EINTR;
+      break;
+    }
+  }
+  if (have_dl) cr_intr_end(&intr);
+  if (blk) block_put(a, q, blk);
+  return rc;
+}
+
+int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud, double timeout,
+                     cr__chan_gone_fn gone, void *gone_ud, int peek, double slice) {
+  queue_t *q = qp(a, qo);
+  cr__chan_deadline_t dl;
+  int have_dl = 0, intr_on = 0, slept_out = 0, rc;
+  cr__chan_spin_t spin = {0};
+  cr_intr_t intr;
+  for (;;) {
+    /* closed is read before looking for messages: a message published
+     * before the close is then always seen. */
+    int closed = (int)atomic_load_explicit(&q->closed, memory_order_acquire);
+    uint32_t holder = 0;
+    uint64_t ticket = 0;
+    rc = ring_get(a, q, sink, ud, peek, &holder, &ticket);
+    if (rc <= 0) break;
+    if (atomic_load(&q->ovf_count) > 0) {
+      if (peek) {
+        rc = 0;
+        break;
+      }
+      if ((rc = ovf_pop(a, q, sink, ud)) <= 0) break;
+    }
+    if (rc == RING_EMPTY && (closed || (gone && gone(gone_ud, 0)))) {
+      rc = CR_ECLOSED;
+      break;
+    }
+    if ((timeout != 0 || rc == RING_BUSY) && cr__chan_spin(&spin)) continue;
+    /* About to give up or sleep: the thorough checks. */
+    if (rc == RING_BUSY && !cr__chan_pid_alive((int)holder)) {
+      skip_dead_writer(q, ticket, holder);
+      continue;
+    }
+    if (slept_out && !peek) {
+      slept_out = 0;
+      if ((rc = recover_dead_reader(a, q, sink, ud)) <= 0) break;
+    }
+    if (gone && rc == RING_EMPTY && gone(gone_ud, 1)) continue; /* re-drain, then closed */
+    if (timeout == 0) {
+      rc = CR_EEMPTY;
+      break;
+    }
+    if (!have_dl) {
+      cr__chan_deadline(&dl, timeout);
+      have_dl = 1;
+      cr_intr_begin(&intr);
+      intr_on = 1;
+    }
+    if (cr_intr_pending()) {
+      rc = CR_EINTR;
+      break;
+    }
+    if (cr__chan_expired(&dl)) {
+      rc = CR_EEMPTY;
+      break;
+    }
+    uint32_t v = cr__ev_prepare(&q->get_ev);
+    uint64_t t = atomic_load(&q->tail);
+    uint64_t w = atomic_load(&slot_for(q, t)->word);
+    if ((int32_t)(w_seq(w) - (uint32_t)seq_full(t)) >= 0 || atomic_load(&q->ovf_count) > 0 ||
+        atomic_load(&q->closed))
+      continue;
+    cr__chan_deadline_t sl;
+    cr__chan_slice(&sl, &dl, slice);
+    rc = cr__ev_wait(&q->get_ev, v, &sl);
+    if (rc == CR_EINTR) break;
+    if (rc == CR_ETIMEDOUT) slept_out = 1;
+    rc = 0;
+  }
+  if (intr_on) cr_intr_end(&intr);
+  return rc;
+}
+
+int cr_queue_get(cr_arena_t *a, cr_off_t q, cr_chan_sink_fn sink, void *ud, double timeout) {
+  return cr__queue_get_ex(a, q, sink, ud, timeout, NULL, NULL, 0, WAIT_SLICE);
+}
+
+/* ---- joinable ------------------------------------------------------------------------------ */
+
+int cr_queue_task_done(cr_arena_t *a, cr_off_t qo) {
+  queue_t *q = qp(a, qo);
+  if (!(q->qflags & CR_QUEUE_JOINABLE)) return CR_EINVAL;
+  int64_t n = atomic_load(&q->unfinished);
+  for (;;) {
+    if (n <= 0) return CR_ESTATE;
+    if (atomic_compare_exchange_weak(&q->unfinished, &n, n - 1)) break;
+  }
+  if (n == 1) cr__ev_notify(&q->join_ev);
+  return 0;
+}
+
+int64_t cr_queue_unfinished(cr_arena_t *a, cr_off_t q) { return atomic_load(&qp(a, q)->unfinished); }
+
+int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
+  queue_t *q = qp(a, qo);
+  if (!(q->qflags & CR_QUEUE_JOINABLE)) return CR_EINVAL;
+  if (atomic_load(&q->unfinished) <= 0) return 0;
+  if (timeout == 0) return CR_ETIMEDOUT;
+  cr__chan_deadline_t dl;
+  cr__chan_deadline(&dl, timeout);
+  cr_intr_t intr;
+  cr_intr_begin(&intr);
+  int rc = 0;
+  for (;;) {
+    uint32_t v = cr__ev_prepare(&q->join_ev);
+    if (atomic_load(&q->unfinished) <= 0) break;
+    if (cr__chan_expired(&dl)) {
+      rc = CR_ETIMEDOUT;
+      break;
+    }
+    rc = cr__ev_wait(&q->join_ev, v, &dl);
+    if (rc == CR_EINTR) break;
+    rc = 0;
+  }
+  cr_intr_end(&intr);
+  return rc;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------------ */
+
+static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
+  queue_t *q = qp(a, qo);
+  /* Blocks of published messages, and of messages whose reader died. */
+  uint64_t head = atomic_load(&q->head);
+  for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
+    slot_t *s = slot_for(q, pos);
+    if (atomic_load(&s->word) == word(seq_full(pos), 0) && (s->len & LEN_BLOCK)) cr_arena_free(a, s->u.off);
+  }
+  for (uint32_t i = 0; i < q->nslots; i++) {
+    slot_t *s = &slots(q)[i];
+    if ((w_holder(atomic_load(&s->word)) & RBIT) && (s->len & LEN_BLOCK)) cr_arena_free(a, s->u.off);
+  }
+  for (cr_off_t b = q->ovf_head; b;) {
+    cr_off_t next = ((mblk_t *)cr_arena_ptr(a, b))->next;
+    cr_arena_free(a, b);
+    b = next;
+  }
+  cache_drain(a, q);
+  pthread_mutex_destroy(&q->ovf_lock);
+}
+
+int cr_queue_release(cr_arena_t *a, cr_off_t q) { return cr_obj_release(a, q, queue_destroy); }

@@ -1,0 +1,170 @@
+-- Pipe: duplex and simplex connections, poll, bytes, end of stream when
+-- the far end is closed or its process is gone, bad input. Runs under both
+-- start methods.
+local H = require "spec.helper"
+local mp = H.mp
+local error = error -- process targets use only upvalues (see queue_spec.lua)
+
+local function start(f, ...)
+  local p = mp.Process { target = f, args = table.pack(...) }
+  p:start()
+  return p
+end
+
+local function join_ok(p)
+  assert.is_true(p:join(30))
+  assert.are.equal(0, p.exitcode)
+end
+
+local function kind_of(f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok)
+  assert.is_true(mp.iserror(err), tostring(err))
+  return err.kind, err.message
+end
+
+describe("Pipe (" .. H.method .. ")", function()
+  after_each(function() H.assert_no_children() end)
+
+  it("is duplex by default: an echo server in another process", function()
+    local a, b = mp.Pipe()
+    local p = start(function(a, b)
+      a:close() -- as with OS pipes: an inherited unused end keeps the stream open
+      while true do
+        local v, why = b:recv(10)
+        if why == "timeout" then error("no end of stream") end
+        if why then break end
+        b:send({ echo = v })
+      end
+    end, a, b)
+    b:close() -- the child holds its own handle of b
+    for i = 1, 100 do
+      a:send(i)
+      assert.are.same({ echo = i }, a:recv(10))
+    end
+    a:send({ nested = { "x" } })
+    assert.are.same({ echo = { nested = { "x" } } }, a:recv(10))
+    a:close() -- the child reads end of stream and exits
+    join_ok(p)
+  end)
+
+  it("carries nil, and keeps order", function()
+    local a, b = mp.Pipe()
+    a:send(nil); a:send(1); a:send(nil)
+    local v, why = b:recv(0)
+    assert.is_nil(v); assert.is_nil(why)
+    assert.are.equal(1, b:recv(0))
+    v, why = b:recv(0)
+    assert.is_nil(v); assert.is_nil(why)
+  end)
+
+  it("is one-way with duplex = false", function()
+    local r, w = mp.Pipe(false)
+    assert.is_true(r:readable()); assert.is_false(r:writable())
+    assert.is_false(w:readable()); assert.is_true(w:writable())
+    w:send("one way")
+    assert.are.equal("one way", r:recv(1))
+    assert.are.equal("StateError", (kind_of(r.send, r, 1)))
+    assert.are.equal("StateError", (kind_of(w.recv, w, 0)))
+    assert.are.equal("StateError", (kind_of(w.poll, w)))
+  end)
+
+  it("polls without taking, with a timeout", function()
+    local a, b = mp.Pipe()
+    assert.is_false(b:poll())
+    assert.is_false(b:poll(0))
+    assert.is_false(b:poll(0.05))
+    local p = start(function(a) a:send("late") end, a)
+    assert.is_true(b:poll(10))
+    assert.is_true(b:poll())
+    assert.are.equal("late", b:recv(0))
+    assert.is_false(b:poll())
+    local v, why = b:recv(0.05)
+    assert.is_nil(v); assert.are.equal("timeout", why)
+    join_ok(p)
+  end)
+
+  it("sends and receives raw bytes", function()
+    local a, b = mp.Pipe()
+    local bin = {}
+    for i = 255, 0, -1 do bin[#bin + 1] = string.char(i) end
+    bin = table.concat(bin)
+    local p = start(function(b)
+      local s = b:recv_bytes(10)
+      b:send_bytes(s:reverse())
+      b:send_bytes("")
+    end, b)
+    a:send_bytes(bin)
+    assert.are.equal(bin:reverse(), a:recv_bytes(10))
+    assert.are.equal("", a:recv_bytes(10))
+    join_ok(p)
+    local v, why = a:recv_bytes(0)
+    assert.is_nil(v); assert.are.equal("timeout", why)
+  end)
+
+  it("reports end of stream after draining when the far end is closed", function()
+    local a, b = mp.Pipe()
+    local p = start(function(b)
+      for i = 1, 3 do b:send(i) end
+      b:close()
+    end, b)
+    b:close()
+    join_ok(p)
+    for i = 1, 3 do assert.are.equal(i, a:recv(10)) end
+    assert.is_true(a:poll()) -- recv would not block
+    local v, why = a:recv(10)
+    assert.is_nil(v); assert.are.equal("closed", why)
+    v, why = a:recv()
+    assert.is_nil(v); assert.are.equal("closed", why)
+    local kind = kind_of(a.send, a, "anyone?")
+    assert.are.equal("Closed", kind)
+  end)
+
+  it("reports end of stream when the far end's process is killed", function()
+    local a, b = mp.Pipe()
+    local p = start(function(b)
+      b:send("ready")
+      mp.sleep(60) -- until killed
+    end, b)
+    b:close()
+    assert.are.equal("ready", a:recv(10))
+    local v, why = a:recv(0.05)
+    assert.are.equal("timeout", why) -- alive: no end yet
+    p:kill()
+    v, why = a:recv(10)
+    assert.is_nil(v); assert.are.equal("closed", why)
+    assert.is_true(p:join(10))
+  end)
+
+  it("travels inside a queue", function()
+    local q = mp.Queue()
+    local a, b = mp.Pipe()
+    local p = start(function(q)
+      local conn = q:get(10)
+      conn:send("via queue")
+    end, q)
+    q:put(b)
+    b:close()
+    assert.are.equal("via queue", a:recv(10))
+    join_ok(p)
+    local v, why = a:recv(10)
+    assert.is_nil(v); assert.are.equal("closed", why)
+  end)
+
+  it("rejects bad input and use after close", function()
+    local a, b = mp.Pipe()
+    assert.are.equal("EncodeError", (kind_of(a.send, a, coroutine.create(print))))
+    assert.is_false(b:poll())
+    assert.are.equal("ValueError", (kind_of(a.recv, a, -1)))
+    assert.has_error(function() a:send_bytes({}) end)
+    assert.matches("^Connection %(0x", tostring(a))
+    a:close()
+    a:close()
+    assert.are.equal("Connection (closed)", tostring(a))
+    local kind, msg = kind_of(a.send, a, 1)
+    assert.are.equal("Closed", kind)
+    assert.matches("attempt to use a closed Connection", msg)
+    local v, why = b:recv(1)
+    assert.is_nil(v); assert.are.equal("closed", why)
+  end)
+end)

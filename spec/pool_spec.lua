@@ -1,0 +1,360 @@
+-- Pools: results and their order, chunking, lazy iteration, callbacks,
+-- initializers, worker recycling, and every fault a pool must survive
+-- without hanging. Runs under both start methods.
+local H = require "spec.helper"
+local mp = H.mp
+
+local function square(x) return x * x end
+
+local function errkind(f, ...)
+  local ok, err = pcall(f, ...)
+  assert.is_false(ok, "expected an error")
+  return mp.iserror(err) and err.kind or tostring(err), err
+end
+
+describe("Pool (" .. H.method .. ")", function()
+  after_each(function()
+    collectgarbage()
+    H.assert_no_children()
+    H.cleanup()
+  end)
+
+  describe("results", function()
+    it("apply returns all of the function's results", function()
+      local pool <close> = mp.Pool(2)
+      local a, b, c = pool:apply(function(x, y) return x + y, x * y, nil end, 3, 4)
+      assert.are.equal(7, a)
+      assert.are.equal(12, b)
+      assert.is_nil(c)
+      assert.are.same({ "x", n = 1 }, { pool:apply(string.rep, "x", 1), n = 1 })
+    end)
+
+    it("map keeps the order over 100000 items", function()
+      local pool <close> = mp.Pool(2)
+      local list = {}
+      for i = 1, 100000 do list[i] = i end
+      local r = pool:map(square, list)
+      assert.are.equal(100000, #r)
+      for i = 1, 100000 do
+        if r[i] ~= i * i then error(("r[%d] = %s"):format(i, tostring(r[i]))) end
+      end
+    end)
+
+    it("map honours chunksize, and chunks of one", function()
+      local pool <close> = mp.Pool(2)
+      local list = {}
+      for i = 1, 500 do list[i] = i end
+      for _, cs in ipairs{ 1, 7, 500, 1000 } do
+        local r = pool:map(function(x) return -x end, list, cs)
+        assert.are.equal(500, #r)
+        assert.are.equal(-1, r[1])
+        assert.are.equal(-500, r[500])
+      end
+      -- a chunk is one task: with maxtasksperchild = 1, chunks of 10 over
+      -- 30 items need three worker lifetimes
+      local p2 <close> = mp.Pool(1, { maxtasksperchild = 1 })
+      local pids = p2:map(function() return mp.getpid() end, { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, 5)
+      assert.are.equal(pids[1], pids[5])
+      assert.are_not.equal(pids[5], pids[6])
+    end)
+
+    it("starmap unpacks argument tables", function()
+      local pool <close> = mp.Pool(2)
+      local r = pool:starmap(function(a, b) return a .. b end, { { "a", "b" }, { "c", "d" }, { "e", 1 } })
+      assert.are.same({ "ab", "cd", "e1" }, r)
+      local ar = pool:starmap_async(math.max, { { 1, 5, 2 }, { 7, 3 } })
+      assert.are.same({ 5, 7 }, ar:get(30))
+    end)
+
+    it("returns empty results for empty inputs at once", function()
+      local pool <close> = mp.Pool(2)
+      assert.are.same({}, pool:map(square, {}))
+      assert.are.same({}, pool:starmap(square, {}))
+      for _ in pool:imap(square, {}) do error("no item expected") end
+      for _ in pool:imap_unordered(square, function() return nil end) do error("no item expected") end
+      assert.are.same({}, pool:map_async(square, {}):get(0))
+    end)
+
+    it("runs closures with upvalues as tasks", function()
+      local pool <close> = mp.Pool(2)
+      local base = { offset = 100 }
+      local function add(x) return x + base.offset end
+      assert.are.same({ 101, 102 }, pool:map(function(x) return add(x) end, { 1, 2 }))
+    end)
+
+    it("imap yields in order, imap_unordered everything once", function()
+      local pool <close> = mp.Pool(2)
+      local got = {}
+      for v in pool:imap(square, { 1, 2, 3, 4, 5 }, 2) do got[#got + 1] = v end
+      assert.are.same({ 1, 4, 9, 16, 25 }, got)
+      local i = 0
+      local function numbers() i = i + 1; if i <= 200 then return i end end
+      local seen, sum = {}, 0
+      for v in pool:imap_unordered(function(x) return x * 2 end, numbers, 3) do
+        assert.is_nil(seen[v])
+        seen[v] = true
+        sum = sum + v
+      end
+      assert.are.equal(200 * 201, sum)
+    end)
+
+    it("imap over an iterator of 10 million items keeps the parent's memory bounded", function()
+      local pool <close> = mp.Pool(2)
+      local i, N = 0, 10000000
+      local function numbers() i = i + 1; if i <= N then return i end end
+      local count, peak = 0, 0
+      collectgarbage()
+      local base = collectgarbage("count")
+      for _ in pool:imap_unordered(function(x) return x & 1 end, numbers, 20000) do
+        count = count + 1
+        if count % 100000 == 0 then peak = math.max(peak, collectgarbage("count") - base) end
+      end
+      assert.are.equal(N, count)
+      -- a list of 10 million numbers alone would take over 150 MiB
+      assert.is_true(peak < 64 * 1024, ("parent memory grew by %d KiB"):format(math.floor(peak)))
+    end)
+  end)
+
+  describe("AsyncResult", function()
+    it("has get, wait, ready and successful", function()
+      local pool <close> = mp.Pool(1)
+      local ev = mp.Event()
+      local r = pool:apply_async(function() ev:wait(30); return "done" end)
+      assert.is_false(r:ready())
+      assert.is_false(r:wait(0.05))
+      assert.are.equal("StateError", errkind(r.successful, r))
+      assert.are.equal("Timeout", errkind(r.get, r, 0))
+      ev:set()
+      assert.are.equal("done", r:get(30))
+      assert.is_true(r:ready())
+      assert.is_true(r:successful())
+      local bad = pool:apply_async(error, { "nope" })
+      assert.is_true(bad:wait(30))
+      assert.is_false(bad:successful())
+    end)
+
+    it("runs callbacks in the parent", function()
+      local pool <close> = mp.Pool(2)
+      local me = mp.getpid()
+      local got, errs = {}, {}
+      local r1 = pool:apply_async(function(x) return x, mp.getpid() end, { 5 },
+        { callback = function(x, pid) got[#got + 1] = { x, pid, mp.getpid() } end })
+      local r2 = pool:apply_async(function() error("cb") end, nil,
+        { error_callback = function(e) errs[#errs + 1] = { e, mp.getpid() } end })
+      local r3 = pool:map_async(square, { 1, 2, 3 }, nil,
+        { callback = function(v) got[#got + 1] = { v, mp.getpid() } end })
+      r1:wait(30); r2:wait(30); r3:wait(30)
+      assert.are.equal(5, got[1][1])
+      assert.are_not.equal(me, got[1][2]) -- ran in a worker
+      assert.are.equal(me, got[1][3])     -- called back here
+      assert.are.same({ 1, 4, 9 }, got[2][1])
+      assert.are.equal(me, got[2][2])
+      assert.is_true(mp.iserror(errs[1][1], "RemoteError"))
+      assert.are.equal(me, errs[1][2])
+    end)
+  end)
+
+  describe("workers", function()
+    it("runs the initializer in each worker, before its tasks", function()
+      local pool <close> = mp.Pool(2, { initializer = function(tag) _G.worker_tag = tag .. mp.getpid() end,
+                                        initargs = { "w" } })
+      local r = pool:map(function() return _G.worker_tag == "w" .. mp.getpid() end, { 1, 2, 3, 4, 5, 6 }, 1)
+      for i = 1, 6 do assert.is_true(r[i]) end
+    end)
+
+    it("replaces a worker after maxtasksperchild tasks", function()
+      local pool <close> = mp.Pool(1, { maxtasksperchild = 2 })
+      local pids = pool:map(function() return mp.getpid() end, { 1, 2, 3, 4, 5, 6 }, 1)
+      assert.are.equal(pids[1], pids[2])
+      assert.are_not.equal(pids[2], pids[3])
+      assert.are.equal(pids[3], pids[4])
+      assert.are_not.equal(pids[4], pids[5])
+      assert.are_not.equal(pids[1], pids[5])
+    end)
+
+    it("rejects bad sizes and options", function()
+      for _, n in ipairs{ 0, -1, 1.5, "2" } do
+        assert.are.equal("ValueError", errkind(mp.Pool, n))
+      end
+      for _, m in ipairs{ 0, -1, 0.5, "12" } do
+        local kind, err = errkind(mp.Pool, 1, { maxtasksperchild = m })
+        assert.are.equal("ValueError", kind)
+        assert.matches("maxtasksperchild", err.message)
+      end
+      assert.are.equal("ValueError", errkind(mp.Pool, 1, { initializer = 42 }))
+      assert.are.equal("ValueError", errkind(mp.Pool, 1, { colour = "red" }))
+      local pool <close> = mp.Pool(1)
+      assert.are.equal("ValueError", errkind(pool.map, pool, square, { 1 }, 0))
+      assert.are.equal("ValueError", errkind(pool.map, pool, 42, { 1 }))
+      assert.are.equal("ValueError", errkind(pool.imap, pool, square, 42))
+      assert.are.equal("ValueError", errkind(pool.apply_async, pool, square, { 1 }, { timeout = -1 }))
+    end)
+  end)
+
+  describe("faults", function()
+    it("raises EncodeError in the caller for an argument that cannot travel, and goes on", function()
+      local pool <close> = mp.Pool(1)
+      local co = coroutine.create(function() end)
+      local kind, err = errkind(pool.apply_async, pool, square, { co })
+      assert.are.equal("EncodeError", kind)
+      assert.matches("args%[1%]", err.message)
+      kind, err = errkind(pool.map, pool, square, { 1, 2, { cb = co } })
+      assert.are.equal("EncodeError", kind)
+      assert.matches("args%[3%]%.cb", err.message)
+      assert.are.equal(4, pool:apply(square, 2))
+    end)
+
+    it("fails a task that cannot be decoded in the worker, and goes on", function()
+      local pool <close> = mp.Pool(1)
+      pool:apply(square, 1) -- the worker exists before the module below
+      package.loaded["corral_spec_only_here"] = { f = function() return 1 end }
+      local f = package.loaded["corral_spec_only_here"].f -- travels by name
+      local kind, err = errkind(pool.apply, pool, f)
+      package.loaded["corral_spec_only_here"] = nil
+      assert.are.equal("DecodeError", kind)
+      assert.matches("corral_spec_only_here", err.message)
+      assert.are.equal(9, pool:apply(square, 3))
+    end)
+
+    it("carries a task's error as a RemoteError with message and traceback", function()
+      local pool <close> = mp.Pool(2)
+      local kind, err = errkind(pool.apply, pool, function() error("bad thing") end)
+      assert.are.equal("RemoteError", kind)
+      assert.matches("bad thing", err.message)
+      assert.matches("stack traceback", err.traceback)
+      assert.is_number(err.pid)
+      kind, err = errkind(pool.map, pool, function(x) if x == 7 then error("seven") end return x end,
+        { 1, 2, 3, 4, 5, 6, 7, 8 }, 3)
+      assert.are.equal("RemoteError", kind)
+      assert.matches("seven", err.message)
+      assert.are.same({ 2 }, pool:map(function(x) return x + 1 end, { 1 }))
+    end)
+
+    it("raises in imap at the failing position after the earlier results", function()
+      local pool <close> = mp.Pool(2)
+      local got = {}
+      local ok, err = pcall(function()
+        for v in pool:imap(function(x) if x == 5 then error("five") end return x end,
+                           { 1, 2, 3, 4, 5, 6, 7 }, 2) do
+          got[#got + 1] = v
+        end
+      end)
+      assert.is_false(ok)
+      assert.are.same({ 1, 2, 3, 4 }, got)
+      assert.is_true(mp.iserror(err, "RemoteError"))
+      assert.matches("five", err.message)
+    end)
+
+    it("raises the input iterator's error at its position", function()
+      local pool <close> = mp.Pool(2)
+      local i = 0
+      local function items() i = i + 1; if i == 4 then error("source broke") end return i end
+      local got = {}
+      local ok, err = pcall(function()
+        for v in pool:imap(square, items) do got[#got + 1] = v end
+      end)
+      assert.is_false(ok)
+      assert.are.same({ 1, 4, 9 }, got)
+      assert.matches("source broke", tostring(err))
+      assert.are.equal(16, pool:apply(square, 4))
+    end)
+
+    it("fails only the task whose result cannot be encoded", function()
+      local pool <close> = mp.Pool(1)
+      local kind, err = errkind(pool.apply, pool, function() return coroutine.create(print) end)
+      assert.are.equal("EncodeError", kind)
+      assert.matches("coroutine", err.message)
+      assert.are.equal(25, pool:apply(square, 5))
+    end)
+
+    local deaths = {
+      { "os.exit", function() os.exit(3) end, "exit status 3" },
+      { "SIGKILL", function() os.execute("kill -KILL " .. mp.getpid()); mp.sleep(30) end, "signal 9" },
+      { "SIGSEGV", function() os.execute("kill -SEGV " .. mp.getpid()); mp.sleep(30) end, "signal 11" },
+    }
+    for _, d in ipairs(deaths) do
+      it("fails a task whose worker dies (" .. d[1] .. ") with WorkerLost and replaces the worker", function()
+        local pool <close> = mp.Pool(2)
+        local r = pool:apply_async(d[2])
+        local others = pool:map_async(square, { 1, 2, 3, 4, 5, 6, 7, 8 }, 1)
+        local ok, err = pcall(r.get, r, 30)
+        assert.is_false(ok)
+        assert.is_true(mp.iserror(err, "WorkerLost"), tostring(err))
+        assert.matches("worker pid %d+", err.message)
+        assert.matches(d[3], err.message)
+        assert.are.same({ 1, 4, 9, 16, 25, 36, 49, 64 }, others:get(30))
+        assert.are.equal(36, pool:apply(square, 6))
+      end)
+    end
+
+    it("stops a task that runs past its time limit with Timeout; the others go on", function()
+      local pool <close> = mp.Pool(2)
+      local slow = pool:apply_async(function() mp.sleep(60) end, nil, { timeout = 0.2 })
+      local fine = pool:apply_async(square, { 3 }, { timeout = 30 })
+      local ok, err = pcall(slow.get, slow, 30)
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "Timeout"), tostring(err))
+      assert.are.equal(9, fine:get(30))
+      local kind = errkind(pool.map, pool, function(x) if x == 2 then mp.sleep(60) end return x end,
+        { 1, 2, 3 }, 1, { timeout = 0.2 })
+      assert.are.equal("Timeout", kind)
+      assert.are.same({ 1, 2, 3 }, pool:map(function(x) return x end, { 1, 2, 3 }))
+    end)
+  end)
+
+  describe("closing", function()
+    it("close then join waits for the queued tasks", function()
+      local pool = mp.Pool(2)
+      local r = pool:map_async(square, { 1, 2, 3 }, 1)
+      pool:close()
+      assert.are.equal("StateError", errkind(pool.apply, pool, square, 1))
+      assert.is_true(pool:join(30))
+      assert.are.same({ 1, 4, 9 }, r:get(0))
+      local fresh = mp.Pool(1)
+      assert.are.equal("StateError", errkind(fresh.join, fresh))
+      fresh:terminate()
+    end)
+
+    it("terminate returns promptly with 10000 queued tasks", function()
+      local pool = mp.Pool(2)
+      local list = {}
+      for i = 1, 10000 do list[i] = i end
+      local r = pool:map_async(function() mp.sleep(10) end, list, 1)
+      pool:terminate()
+      assert.is_true(r:ready())
+      assert.are.equal("Closed", errkind(r.get, r, 0))
+      assert.are.equal("StateError", errkind(pool.apply, pool, square, 1))
+      assert.are.same({}, mp.active_children())
+    end)
+
+    it("terminates at the end of a <close> scope, even with tasks running", function()
+      local pids
+      do
+        local pool <close> = mp.Pool(2)
+        pool:apply_async(function() mp.sleep(60) end)
+        pids = {}
+        for _, p in ipairs(mp.active_children()) do pids[#pids + 1] = p.pid end
+        assert.are.equal(2, #pids)
+      end
+      assert.are.same({}, mp.active_children())
+    end)
+
+    it("exits promptly on Ctrl-C during map and leaves no process behind", function()
+      local script = H.script([[
+        local mp = require "corral"
+        local pool = mp.Pool(2)
+        print("ready " .. mp.getpid()); io.stdout:flush()
+        pool:map(function() mp.sleep(60) end, { 1, 2, 3, 4 }, 1)
+        print("not reached")
+      ]])
+      local cmd = ("exec 3< <(CORRAL_START_METHOD=%s setsid %s %s 2>&1); read -u 3 tag pgid; "
+        .. "kill -INT -- -$pgid; cat <&3; ps -o pid= -g $pgid | wc -l"):format(H.method, H.exe, script)
+      local f = io.popen("env -u LD_PRELOAD bash -c " .. H.shell_quote(cmd))
+      local out = f:read("a")
+      f:close()
+      assert.matches("interrupted", out)
+      assert.not_matches("not reached", out)
+      assert.matches("\n%s*0%s*$", out) -- nothing left in its process group
+    end)
+  end)
+end)
