@@ -5,8 +5,8 @@
 --
 -- A workload is a pair bench/NAME.lua + bench/NAME.py. Each prints lines
 --   RESULT <metric> <value> <unit>
--- Units ending in "/s" are rates (higher is better); any other unit is a
--- cost (lower is better). Metrics present on one side only are shown alone.
+-- Units ending in "/s", and "x" (a speedup), are higher-is-better; any
+-- other unit is a cost (lower is better). Metrics present on one side only are shown alone.
 -- The ratio column always reads "how many times better corral is".
 local build = os.getenv("CORRAL_BUILD_DIR") or "build"
 local corral_exe = build .. "/corral"
@@ -77,7 +77,8 @@ for _, name in ipairs(list_workloads()) do
       local unit = (a or b).unit
       local ratio = "-"
       if a and b and a.value > 0 and b.value > 0 then
-        local r = unit:match("/s$") and a.value / b.value or b.value / a.value
+        local higher = unit:match("/s$") or unit == "x"
+        local r = higher and a.value / b.value or b.value / a.value
         ratio = ("%.2fx"):format(r)
       end
       print(("%-40s %16s %16s %10s"):format(m, fmt(a and a.value, unit), fmt(b and b.value, unit), ratio))

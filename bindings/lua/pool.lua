@@ -52,8 +52,8 @@ local function traceback(err)
 end
 
 -- Runs one task body; returns status and a packed reply body.
-local function run_task(body, fns, fid, has_fn)
-  local ok, t = pcall(unpack, body)
+local function run_task(msg, pos, fns, fid, has_fn)
+  local ok, t = pcall(unpack, msg, pos)
   if not ok then
     return ST_ERR, pack({ err = newerror("DecodeError", "the task could not be decoded in the worker: "
       .. (iserror(t) and t.message or tostring(t)), { pid = core.getpid() }) })
@@ -108,7 +108,7 @@ local function worker_main(inbox, outbox, slot, status, init, initargs, maxtasks
     local id, fid, flags, pos = sunpack(HDR_TASK, msg)
     status[2 * slot - 1] = id
     status[2 * slot] = now()
-    local st, body = run_task(msg:sub(pos), fns, fid, flags & 1 == 1)
+    local st, body = run_task(msg, pos, fns, fid, flags & 1 == 1)
     status[2 * slot - 1] = 0
     outbox:put(spack(HDR_RESULT, id, slot, st) .. body)
     done = done + 1
@@ -215,6 +215,7 @@ local function new_pool(n, opts)
     _state = "running",
     _outstanding = 0,   -- jobs not finished
     _pid = core.getpid(),
+    _timed = 0,         -- jobs with a time limit, not finished
   }, Pool)
   for slot = 1, n do self:_start_worker(slot) end
   return self
@@ -346,6 +347,7 @@ function Pool:_job_done(job)
   if job.done then return end
   job.done = true
   self._outstanding = self._outstanding - 1
+  if job.timeout then self._timed = self._timed - 1 end
   job:complete()
 end
 
@@ -361,7 +363,7 @@ function Pool:_on_result(msg)
   self._tasks[id] = nil
   local job = t.job
   job.tasks_left = job.tasks_left - 1
-  local ok, body = pcall(unpack, msg:sub(pos))
+  local ok, body = pcall(unpack, msg, pos)
   if not ok then
     job:on_error(t, body, 0, {})
   elseif st == ST_OK then
@@ -488,7 +490,7 @@ function Pool:_wait_until(cond, timeout, level)
     if self._state == "terminated" then return cond() end
     local t_now = now()
     if t_now >= deadline then return false end
-    local soonest = self:_check_deadlines()
+    local soonest = self._timed > 0 and self:_check_deadlines() or huge
     local slice = min(deadline, soonest, t_now + SLICE) - t_now
     local msg, why = self._outbox:get(max(slice, 0))
     if not why then
@@ -511,6 +513,7 @@ local function new_job(pool, kind, opts)
   local job = setmetatable({ pool = pool, kind = kind, tasks_left = 0, done = false,
                              timeout = opts and opts.timeout }, Job)
   pool._outstanding = pool._outstanding + 1
+  if job.timeout then pool._timed = pool._timed + 1 end
   return job
 end
 
@@ -560,16 +563,20 @@ function Pool:apply_async(f, args, opts)
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(self, "apply")
   local t = self:_add_task(job, 1, "apply", f, args or {})
-  -- Encode now, so that an argument that cannot travel raises here.
-  local ok, err = pcall(check_encodable, f, "f")
-  if ok then ok, err = pcall(check_encodable, t.args, "args") end
-  if not ok then
-    self._tasks[t.id] = nil
-    self._pending[#self._pending] = nil
-    self._outstanding = self._outstanding - 1
-    error(err, 2)
-  end
   self:_pump()
+  -- An argument that cannot travel raises here, in the caller: either the
+  -- dispatch just failed to encode it, or (no worker had room) a check says so.
+  if job.done and iserror(job.err, "EncodeError") then error(job.err, 2) end
+  if not t.worker and self._tasks[t.id] then
+    local ok, err = pcall(check_encodable, f, "f")
+    if ok then ok, err = pcall(check_encodable, t.args, "args") end
+    if not ok then
+      self._tasks[t.id] = nil -- dropped from the pending list when met there
+      self._outstanding = self._outstanding - 1
+      job.done = true
+      error(err, 2)
+    end
+  end
   return job.result
 end
 

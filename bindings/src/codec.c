@@ -1274,11 +1274,14 @@ static int l_check(lua_State *L) {
   return 0;
 }
 
-/* _unpack(s) -> value: the receiving end of _pack, trusted. */
+/* _unpack(s [, pos]) -> value: the receiving end of _pack, trusted; the
+ * message starts at byte pos of s (default 1), so a header can precede it. */
 static int l_unpack(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
-  crL_decode(L, s, n, 0);
+  lua_Integer pos = luaL_optinteger(L, 2, 1);
+  if (pos < 1 || (size_t)pos > n + 1) return luaL_argerror(L, 2, "position out of the string");
+  crL_decode(L, s + pos - 1, n - (size_t)(pos - 1), 0);
   return 1;
 }
 
