@@ -1,0 +1,55 @@
+-- Pools as a person sees them in a terminal: a task typed at the REPL, and
+-- the progress bar. Runs under both start methods.
+local H = require "spec.helper"
+local Terminal = require "spec.terminal"
+
+describe("Pool in a terminal (" .. H.method .. ")", function()
+  local term
+  after_each(function()
+    if term then term:kill() end
+    term = nil
+    H.assert_no_children()
+    H.cleanup()
+  end)
+
+  it("runs a function typed at the REPL as a task", function()
+    term = Terminal.new(H.shell_quote(H.exe), { CORRAL_START_METHOD = H.method, CORRAL_HISTORY = os.tmpname() })
+    term:wait_match("\n> ")
+    term:send_line("pool = corral.Pool(2)")
+    term:send_line("f = function(x) return x * 10 + corral.getpid() % 1 end")
+    term:send_line("r = pool:map(f, {1, 2, 3})")
+    term:send_line("print('got', table.concat(r, ','))")
+    term:wait_match("got%s+10,20,30")
+    term:send_line("print('sum', pool:apply(function(a, b) return a + b end, 40, 2))")
+    term:wait_match("sum%s+42")
+    term:send_line("pool:terminate(); os.exit(0)")
+    assert.truthy(term:exited(), term:screen())
+  end)
+
+  it("draws a progress bar with done/total, rate and ETA", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool <close> = mp.Pool(2)
+      local items = {}
+      for i = 1, 40 do items[i] = i end
+      local r = pool:map(function(x) mp.sleep(0.01) return x end, items, 1, { progress = true })
+      print("mapped " .. #r)
+    ]])
+    term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+    term:wait_match("mapped 40")
+    local screen = term:screen()
+    assert.matches("%[#+%] 40/40 [%d%.]+/s ETA %d+s", screen)
+  end)
+
+  it("draws nothing when stderr is not a terminal", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool <close> = mp.Pool(2)
+      print(#pool:map(function(x) return x end, { 1, 2, 3 }, 1, { progress = true }))
+    ]])
+    local out, err, code = H.run({ script }, nil, { CORRAL_START_METHOD = H.method })
+    assert.are.equal(0, code, err)
+    assert.are.equal("3\n", out)
+    assert.are.equal("", err)
+  end)
+end)
