@@ -33,7 +33,8 @@ export CORRAL_BUILD_DIR=$BUILD
 preload=""
 if [ "${SANITIZE:-0}" = 1 ]; then
   preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+  # handle_segv=0: a spec kills a worker with SIGSEGV on purpose and expects -11
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:handle_segv=0
 fi
 for method in fork spawn; do
   CORRAL_START_METHOD=$method LD_PRELOAD=$preload busted -o TAP spec >"$LOG/busted-$method" 2>&1
