@@ -75,6 +75,19 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.same({}, pool:map_async(square, {}):get(0))
     end)
 
+    it("gives every idle worker a task before queueing a second one", function()
+      local pool <close> = mp.Pool(3)
+      local ev = mp.Event()
+      local rs = {}
+      for i = 1, 3 do rs[i] = pool:apply_async(function() ev:wait(30); return mp.getpid() end) end
+      ev:set()
+      local pids = {}
+      for i = 1, 3 do pids[rs[i]:get(30)] = true end
+      local n = 0
+      for _ in pairs(pids) do n = n + 1 end
+      assert.are.equal(3, n)
+    end)
+
     it("runs closures with upvalues as tasks", function()
       local pool <close> = mp.Pool(2)
       local base = { offset = 100 }

@@ -304,24 +304,27 @@ function Pool:_next_pending()
   end
 end
 
--- Gives tasks to workers with room in their inbox.
+-- Gives tasks to workers with room in their inbox, level by level: every
+-- idle worker gets a task before any worker gets a second one queued.
 function Pool:_pump()
   if self._state == "terminated" then return end
-  for slot = 1, self._n do
-    local w = self._workers[slot]
-    while w and not w.dead and w.nheld < PREFETCH and w.quota > 0 do
-      local t = self:_next_pending()
-      if not t then return end
-      local ok, msg, has_fn = pcall(encode_task, t, w)
-      if not ok then
-        self:_fail(t, explain_encode_error(t, msg))
-      else
-        w.inbox:put(msg)
-        if has_fn then w.sent[t.fid] = true end
-        t.worker = w
-        w.held[t.id] = t
-        w.nheld = w.nheld + 1
-        w.quota = w.quota - 1
+  for level = 1, PREFETCH do
+    for slot = 1, self._n do
+      local w = self._workers[slot]
+      if w and not w.dead and w.nheld < level and w.quota > 0 then
+        local t = self:_next_pending()
+        if not t then return end
+        local ok, msg, has_fn = pcall(encode_task, t, w)
+        if not ok then
+          self:_fail(t, explain_encode_error(t, msg))
+        else
+          w.inbox:put(msg)
+          if has_fn then w.sent[t.fid] = true end
+          t.worker = w
+          w.held[t.id] = t
+          w.nheld = w.nheld + 1
+          w.quota = w.quota - 1
+        end
       end
     end
   end
