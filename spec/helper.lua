@@ -22,6 +22,19 @@ function H.wait_until(pred, timeout)
   end
 end
 
+-- Starts a Process running fn(...) and returns it.
+function H.start(fn, ...)
+  local p = mp.Process{ target = fn, args = table.pack(...) }
+  p:start()
+  return p
+end
+
+-- Joins p (within `timeout`, default 60 s) and asserts that it exited 0.
+function H.join_ok(p, timeout)
+  assert(p:join(timeout or 60), "process did not end")
+  assert(p.exitcode == 0, "exit code " .. tostring(p.exitcode))
+end
+
 -- pids of this process's children (zombies included). The ps that lists
 -- them is one of our children too: it execs in place of the shell and is
 -- recognised by its own command line.

@@ -10,16 +10,9 @@ local mgr = require "corral.manager"
 -- spec file's environment is busted's, not the child's globals.
 local error, tostring, pcall, type = error, tostring, pcall, type
 
-local function start(f, ...)
-  local p = mp.Process { target = f, args = table.pack(...) }
-  p:start()
-  return p
-end
+local start = H.start
 
-local function join_ok(p)
-  assert.is_true(p:join(60))
-  assert.are.equal(0, p.exitcode)
-end
+local join_ok = H.join_ok
 
 local function kind_of(f, ...)
   local ok, err = pcall(f, ...)

@@ -5,16 +5,9 @@ local H = require "spec.helper"
 local mp = H.mp
 local error = error -- process targets use only upvalues (see queue_spec.lua)
 
-local function start(f, ...)
-  local p = mp.Process { target = f, args = table.pack(...) }
-  p:start()
-  return p
-end
+local start = H.start
 
-local function join_ok(p)
-  assert.is_true(p:join(30))
-  assert.are.equal(0, p.exitcode)
-end
+local join_ok = H.join_ok
 
 local function kind_of(f, ...)
   local ok, err = pcall(f, ...)

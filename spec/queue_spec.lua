@@ -10,16 +10,9 @@ local error, tostring = error, tostring
 local function check(cond, msg) if not cond then error(msg or "check failed", 2) end end
 
 -- Starts a process running f(...) and returns it.
-local function start(f, ...)
-  local p = mp.Process { target = f, args = table.pack(...) }
-  p:start()
-  return p
-end
+local start = H.start
 
-local function join_ok(p)
-  assert.is_true(p:join(30))
-  assert.are.equal(0, p.exitcode)
-end
+local join_ok = H.join_ok
 
 local function kind_of(f, ...)
   local ok, err = pcall(f, ...)

@@ -12,16 +12,9 @@ local mp = H.mp
 local G = package.loaded._G
 local check, pcall, tostring, error = G.assert, G.pcall, G.tostring, G.error
 
-local function start(fn, ...)
-  local p = mp.Process{ target = fn, args = table.pack(...) }
-  p:start()
-  return p
-end
+local start = H.start
 
-local function join_ok(p)
-  assert.is_true(p:join(60), "process did not end")
-  assert.are.equal(0, p.exitcode)
-end
+local join_ok = H.join_ok
 
 local function raises(kind, fn, ...)
   local ok, err = pcall(fn, ...)
