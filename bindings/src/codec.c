@@ -90,6 +90,7 @@ enum {
 typedef struct {
   unsigned char *p;
   size_t len, cap;
+  int finalizable; /* has BUF_MT (and so a __gc): only once it may malloc */
   unsigned char inl[BUF_INLINE];
 } cbuf_t;
 
@@ -122,6 +123,7 @@ typedef struct {
   int globals; /* the sender's globals table */
   int err;     /* on failure: {msg=, [1..n] = path segments, innermost first} */
   int nseg;
+  int bufslot; /* stack slot of the buffer userdata */
 } enc_t;
 
 static int enc_nomem(enc_t *e) { return crL_error(e->L, "MemoryError", "encode: not enough memory"); }
@@ -149,14 +151,33 @@ static int buf_reserve(cbuf_t *b, size_t n) {
   return 0;
 }
 
-static inline void put_bytes(enc_t *e, const void *p, size_t n) {
+/* A buffer gets its finalizer (a metatable with __gc) only when it is about
+ * to leave its inline bytes for malloc'd memory: a userdata with a finalizer
+ * costs the garbage collector several times more, and most messages fit
+ * inline. */
+static void enc_finalizable(enc_t *e) {
+  if (e->b->finalizable) return;
+  lua_pushvalue(e->L, e->bufslot);
+  luaL_setmetatable(e->L, BUF_MT);
+  lua_pop(e->L, 1);
+  e->b->finalizable = 1;
+}
+
+/* Makes room for n more bytes or raises a MemoryError. */
+static void enc_reserve(enc_t *e, size_t n) {
+  if (e->b->cap - e->b->len >= n) return;
+  enc_finalizable(e);
   if (buf_reserve(e->b, n) < 0) enc_nomem(e);
+}
+
+static inline void put_bytes(enc_t *e, const void *p, size_t n) {
+  enc_reserve(e, n);
   memcpy(e->b->p + e->b->len, p, n);
   e->b->len += n;
 }
 
 static inline void put_byte(enc_t *e, unsigned c) {
-  if (e->b->len == e->b->cap && buf_reserve(e->b, 1) < 0) enc_nomem(e);
+  if (e->b->len == e->b->cap) enc_reserve(e, 1);
   e->b->p[e->b->len++] = (unsigned char)c;
 }
 
@@ -180,7 +201,7 @@ static int varint_write(unsigned char *out, uint64_t v) {
 }
 
 static void put_varint(enc_t *e, uint64_t v) {
-  if (buf_reserve(e->b, 10) < 0) enc_nomem(e);
+  enc_reserve(e, 10);
   e->b->len += (size_t)varint_write(e->b->p + e->b->len, v);
 }
 
@@ -190,7 +211,7 @@ static void patch_varint(enc_t *e, size_t pos, uint64_t v) {
   cbuf_t *b = e->b;
   int n = varint_size(v);
   if (n > 1) {
-    if (buf_reserve(b, (size_t)n - 1) < 0) enc_nomem(e);
+    enc_reserve(e, (size_t)n - 1);
     memmove(b->p + pos + n, b->p + pos + 1, b->len - pos - 1);
     b->len += (size_t)n - 1;
   }
@@ -695,6 +716,7 @@ static int enc_function(enc_t *e, int idx) {
   put_byte(e, T_LFUNC);
   size_t lpos = e->b->len;
   put_bytes(e, "\0\0\0\0", 4);
+  enc_finalizable(e); /* the writer below may malloc */
   lua_pushvalue(L, idx);
   int rc = lua_dump(L, dump_writer, e->b, 0);
   lua_pop(L, 1);
@@ -832,7 +854,7 @@ static void enc_handles(enc_t *e) {
     n += (size_t)varint_write(sec + n, h->off);
     lua_pop(L, 1);
   }
-  if (buf_reserve(b, n) < 0) enc_nomem(e);
+  enc_reserve(e, n);
   memmove(b->p + 2 + n, b->p + 2, b->len - 2);
   memcpy(b->p + 2, sec, n);
   b->len += n;
@@ -845,19 +867,48 @@ static void enc_handles(enc_t *e) {
   }
 }
 
+/* The fast path for a lone scalar (nil, boolean, number, a short string),
+ * the most common message: no tables of the general path, one exact-size
+ * userdata. Returns NULL, with nothing pushed, for anything else. */
+static const char *encode_scalar(lua_State *L, int idx, size_t *len) {
+  int t = lua_type(L, idx);
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
+      !(t == LUA_TSTRING && lua_rawlen(L, idx) <= BUF_INLINE - 16))
+    return NULL;
+  cbuf_t b; /* inline bytes only: the sizes above never reach malloc */
+  b.p = b.inl;
+  b.cap = BUF_INLINE;
+  b.finalizable = 1;
+  b.inl[0] = CODEC_MAGIC;
+  b.inl[1] = CODEC_VERSION;
+  b.len = 2;
+  enc_t e;
+  memset(&e, 0, sizeof e);
+  e.L = L;
+  e.b = &b;
+  enc_value(&e, idx, 0);
+  unsigned char *out = lua_newuserdatauv(L, b.len, 0);
+  memcpy(out, b.inl, b.len);
+  *len = b.len;
+  return (const char *)out;
+}
+
 static const char *encode(lua_State *L, int idx, const char *root, size_t *len, int flags) {
   idx = lua_absindex(L, idx);
+  const char *fast = encode_scalar(L, idx, len);
+  if (fast) return fast;
   luaL_checkstack(L, 16, "encode");
   int base = lua_gettop(L);
   cbuf_t *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->p = b->inl;
   b->len = 0;
   b->cap = BUF_INLINE;
-  luaL_setmetatable(L, BUF_MT);
+  b->finalizable = 0;
   enc_t e;
   memset(&e, 0, sizeof e);
   e.L = L;
   e.b = b;
+  e.bufslot = base + 1;
   e.flags = flags;
   e.seen = base + 2;
   e.names = base + 3;
