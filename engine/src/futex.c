@@ -66,7 +66,7 @@ void cr__futex_wake(_Atomic uint32_t *w, int n) {
   syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
-static int ncpu(void) {
+int cr__ncpu(void) {
   static int n;
   if (!n) {
     long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -75,7 +75,7 @@ static int ncpu(void) {
   return n;
 }
 
-static inline void cpu_relax(void) {
+void cr__cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
@@ -84,13 +84,13 @@ static inline void cpu_relax(void) {
 }
 
 int cr__spin_while(_Atomic uint32_t *w, uint32_t val, long ns) {
-  if (ncpu() < 2 || ns <= 0) return atomic_load_explicit(w, memory_order_acquire) != val;
+  if (cr__ncpu() < 2 || ns <= 0) return atomic_load_explicit(w, memory_order_acquire) != val;
   struct timespec t0, t;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (;;) {
     for (int i = 0; i < 64; i++) {
       if (atomic_load_explicit(w, memory_order_acquire) != val) return 1;
-      cpu_relax();
+      cr__cpu_relax();
     }
     clock_gettime(CLOCK_MONOTONIC, &t);
     long el = (long)(t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec);

@@ -19,6 +19,7 @@
 #include "sync_int.h"
 
 #include <errno.h>
+#include <time.h>
 #include <linux/futex.h>
 
 #define SPIN_ROUNDS 8
@@ -61,6 +62,24 @@ static void pass_on(_Atomic uint32_t *w) {
   }
 }
 
+/* One spin round while *w == v, of at most the round's share of the spin
+ * budget: looks at the word with growing pauses in between (2^(round+4)).
+ * Looking less often under contention leaves the cache line with the
+ * holder, which then gets through several critical sections in a row: more
+ * throughput for both sides. */
+static void backoff_while(_Atomic uint32_t *w, uint32_t v, int round) {
+  if (cr__ncpu() < 2) return;
+  int pauses = 1 << (round + 4 > 12 ? 12 : round + 4);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const long budget = CR__SPIN_LOCK_NS / SPIN_ROUNDS;
+  while (atomic_load_explicit(w, memory_order_relaxed) == v) {
+    for (int i = 0; i < pauses; i++) cr__cpu_relax();
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((long)(t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= budget) return;
+  }
+}
+
 int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   int rc = try_lock(m);
   if (rc <= 0) return rc;
@@ -81,7 +100,7 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
      * is still far cheaper than a sleep. */
     if (spins < SPIN_ROUNDS) {
       spins++;
-      cr__spin_while(w, v, CR__SPIN_LOCK_NS / SPIN_ROUNDS);
+      backoff_while(w, v, spins);
       continue;
     }
     if (cr__deadline_expired(&d)) {

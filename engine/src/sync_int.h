@@ -46,6 +46,9 @@ void cr__futex_wake(_Atomic uint32_t *w, int n);
  * `ns` nanoseconds. Returns 1 when the word changed. Spins not at all on a
  * single-CPU machine, where the other side cannot run while we spin. */
 int cr__spin_while(_Atomic uint32_t *w, uint32_t val, long ns);
+/* Online CPUs (cached), and one spin-wait pause instruction. */
+int cr__ncpu(void);
+void cr__cpu_relax(void);
 
 /* Spin budgets (ns), chosen from the cost of waking a sleeping process
  * (~30 us here): long enough to cover a short critical section or a quick
