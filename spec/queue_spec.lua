@@ -160,6 +160,26 @@ describe("Queue (" .. H.method .. ")", function()
     join_ok(p)
   end)
 
+  it("carries strings of every size class intact, across processes", function()
+    local q = mp.Queue()
+    local sizes = { 0, 31, 32, 47, 48, 49, 4095, 4096, 4097, 100000, 3000000 }
+    local p = start(function()
+      for _, n in ipairs(sizes) do
+        local s = {}
+        for i = 1, n do s[i] = string.char((i * 7 + n) % 256) end
+        q:put(table.concat(s))
+      end
+    end)
+    for _, n in ipairs(sizes) do
+      local got = q:get(30)
+      assert.are.equal(n, #got)
+      local s = {}
+      for i = 1, n do s[i] = string.char((i * 7 + n) % 256) end
+      assert.is_true(got == table.concat(s), "string of " .. n .. " bytes changed on the way")
+    end
+    join_ok(p)
+  end)
+
   it("carries a 256 MiB string", function()
     local q = mp.Queue(1)
     local n = 256 * 1024 * 1024

@@ -928,6 +928,18 @@ static const char *encode(lua_State *L, int idx, const char *root, size_t *len, 
   return (const char *)b->p;
 }
 
+size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]) {
+  unsigned char *o = (unsigned char *)out;
+  o[0] = CODEC_MAGIC;
+  o[1] = CODEC_VERSION;
+  if (n < 32) {
+    o[2] = (unsigned char)(T_SHORTSTR + n);
+    return 3;
+  }
+  o[2] = T_STR;
+  return 3 + (size_t)varint_write(o + 3, (uint64_t)n);
+}
+
 const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len) {
   return encode(L, idx, root, len, 0);
 }

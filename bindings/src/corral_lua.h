@@ -78,6 +78,12 @@ void crL_handle_release(lua_State *L, crL_handle_t *h, cr_obj_destroy_fn destroy
  * Raises an EncodeError naming the path and type of what cannot be encoded. */
 const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
 
+/* A lone string of n bytes encodes as a short header followed by its bytes:
+ * writes that header to out and returns its length, so that a large string
+ * can be copied to its destination straight from the Lua string. */
+#define CRL_STRHEAD_MAX 16
+size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
+
 #define CRL_DECODE_NO_FUNCTIONS 1 /* data from outside the engine */
 #define CRL_DECODE_NO_HANDLES   2
 /* Decodes `len` bytes and pushes the value. Raises a DecodeError on any

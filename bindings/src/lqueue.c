@@ -141,16 +141,30 @@ static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
 
 /* ---- put and get ------------------------------------------------------------------ */
 
+/* Strings at least this long go into shared memory straight from the Lua
+ * string (one copy), not through an encoded copy first. */
+#define DIRECT_STRING 4096
+
 static int do_put(lua_State *L, crL_chanud_t *u, double t, int nowait) {
   luaL_checkany(L, 2);
   size_t len;
-  const char *p = crL_encode(L, 2, "item", &len);
-  int rc = cr_queue_put(arena(L), u->h.off, p, len, t);
+  const char *p;
+  int rc;
+  if (lua_type(L, 2) == LUA_TSTRING && lua_rawlen(L, 2) >= DIRECT_STRING) {
+    char head[CRL_STRHEAD_MAX];
+    const char *s = lua_tolstring(L, 2, &len);
+    size_t hlen = crL_encode_strhead(len, head);
+    rc = cr_queue_put2(arena(L), u->h.off, head, hlen, s, len, t);
+    p = NULL; /* no references to drop: a string holds no handle */
+  } else {
+    p = crL_encode(L, 2, "item", &len);
+    rc = cr_queue_put(arena(L), u->h.off, p, len, t);
+  }
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  crL_decode_drop(L, p, len); /* the references the message took on handles */
+  if (p) crL_decode_drop(L, p, len); /* the references the message took on handles */
   if (nowait && rc == CR_EFULL) return crL_error(L, "Full", "put_nowait: the queue is full");
   if (nowait && rc == CR_ECLOSED) return crL_error(L, "Closed", "put_nowait: the queue is closed");
   if (rc == CR_EFULL || rc == CR_ECLOSED) {

@@ -449,19 +449,42 @@ static int put_overflow(cr_arena_t *a, queue_t *q, const void *data, size_t len,
   return 0;
 }
 
+static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
+                           double timeout);
+
 int cr_queue_put(cr_arena_t *a, cr_off_t qo, const void *data, size_t len, double timeout) {
+  return cr_queue_put2(a, qo, data, len, NULL, 0, timeout);
+}
+
+int cr_queue_put2(cr_arena_t *a, cr_off_t qo, const void *head, size_t hlen, const void *body, size_t blen,
+                  double timeout) {
   queue_t *q = qp(a, qo);
-  if ((uint64_t)len > LEN_MASK) return CR_EINVAL;
+  size_t len = hlen + blen;
+  if (len < hlen || (uint64_t)len > LEN_MASK) return CR_EINVAL;
   if (atomic_load_explicit(&q->closed, memory_order_acquire)) return CR_ECLOSED;
   cr_off_t blk = 0;
   int rc;
-  /* A long message goes into its block before any slot is held. */
   if (len > CR_QUEUE_INLINE) {
+    /* A long message goes into its block before any slot is held. */
     if ((rc = block_get(a, q, len, &blk)) < 0) return rc;
     mblk_t *m = cr_arena_ptr(a, blk);
     m->len = len;
-    memcpy((char *)m + sizeof *m, data, len);
+    memcpy((char *)m + sizeof *m, head, hlen);
+    if (blen) memcpy((char *)m + sizeof *m + hlen, body, blen);
+    return queue_put_ready(a, qo, q, NULL, len, blk, timeout);
   }
+  if (blen == 0) return queue_put_ready(a, qo, q, head, len, 0, timeout);
+  char joined[CR_QUEUE_INLINE];
+  memcpy(joined, head, hlen);
+  memcpy(joined + hlen, body, blen);
+  return queue_put_ready(a, qo, q, joined, len, 0, timeout);
+}
+
+/* The put once a long message sits in its block (blk; data unused) or a
+ * short one is at data (blk 0). */
+static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
+                           double timeout) {
+  int rc;
   cr__chan_deadline_t dl;
   int have_dl = 0;
   cr__chan_spin_t spin = {0};

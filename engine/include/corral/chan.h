@@ -123,6 +123,11 @@ int cr_queue_release(cr_arena_t *a, cr_off_t q);
  * the arena cannot hold the message. On any failure the queue is unchanged.
  * No system call unless it has to wait or wake a sleeper. */
 int cr_queue_put(cr_arena_t *a, cr_off_t q, const void *data, size_t len, double timeout);
+/* The same, for a message in two pieces (head, then body) that are copied
+ * into shared memory once, one after the other: a header and a large
+ * string need not be joined first. */
+int cr_queue_put2(cr_arena_t *a, cr_off_t q, const void *head, size_t hlen, const void *body, size_t blen,
+                  double timeout);
 
 /* Takes the oldest message and hands it to `sink`. Returns 0 (or the
  * sink's negative return: the message is consumed all the same);
