@@ -19,8 +19,8 @@
 --   * A worker's death interrupts the parent's wait (SIGCHLD); the parent
 --     also never waits more than a second at a time, so a death is noticed
 --     within about a second whatever happens.
---   * Workers write the id and start time of the task they run into a
---     shared RawArray, which is how the parent enforces per-task time limits.
+--   * Workers write the id and start time of a task with a time limit into
+--     a shared RawArray, which is how the parent enforces those limits.
 local _, core = ...
 local mp = require "corral"
 
@@ -51,21 +51,29 @@ local function traceback(err)
   return { err = err, tb = debug.traceback(iserror(err) and tostring(err) or tostring(err), 2) }
 end
 
--- Runs one task body; returns status and a packed reply body.
-local function run_task(msg, pos, fns, fid, has_fn)
+local MODE_CODE = { apply = 0, map = 1, star = 2 }
+local MODE_NAME = { [0] = "apply", "map", "star" }
+
+-- Runs one task body; returns status and a packed reply body. The body is
+-- the task's arguments, or {f, arguments} when it brings its function.
+-- A successful reply is the results (apply: a table.pack of them).
+local function run_task(msg, pos, fns, fid, has_fn, mode)
   local ok, t = pcall(unpack, msg, pos)
   if not ok then
     return ST_ERR, pack({ err = newerror("DecodeError", "the task could not be decoded in the worker: "
       .. (iserror(t) and t.message or tostring(t)), { pid = core.getpid() }) })
   end
-  if has_fn then fns[fid] = t.f end
+  local args = t
+  if has_fn then
+    fns[fid] = t[1]
+    args = t[2]
+  end
   local f = fns[fid]
-  local mode, args = t.m, t.a
   local out
   if mode == "apply" then
     local r = tpack(xpcall(f, traceback, tunpack(args, 1, args.n or #args)))
     if not r[1] then return ST_ERR, pack({ err = remote_error(r[2].err, r[2].tb) }) end
-    out = { r = tpack(select(2, tunpack(r, 1, r.n))) }
+    out = tpack(select(2, tunpack(r, 1, r.n)))
   else -- "map" / "star": a chunk of items; the first error ends the chunk
     local res, n, i = {}, #args, 0
     local ok2, e = xpcall(function()
@@ -88,7 +96,7 @@ local function run_task(msg, pos, fns, fid, has_fn)
       if okp then return ST_ERR, b end
       return ST_ERR, pack({ r = {}, n = 0, err = remote_error(e.err, e.tb) })
     end
-    out = { r = res, n = n }
+    out = res
   end
   local okp, b = pcall(pack, out, "result")
   if okp then return ST_OK, b end
@@ -106,10 +114,13 @@ local function worker_main(inbox, outbox, slot, status, init, initargs, maxtasks
     local msg = inbox:get()
     if type(msg) ~= "string" then break end -- closed, or told to stop
     local id, fid, flags, pos = sunpack(HDR_TASK, msg)
-    status[2 * slot - 1] = id
-    status[2 * slot] = now()
-    local st, body = run_task(msg, pos, fns, fid, flags & 1 == 1)
-    status[2 * slot - 1] = 0
+    local timed = flags & 8 ~= 0 -- the parent watches its time limit
+    if timed then
+      status[2 * slot - 1] = id
+      status[2 * slot] = now()
+    end
+    local st, body = run_task(msg, pos, fns, fid, flags & 1 == 1, MODE_NAME[(flags >> 1) & 3])
+    if timed then status[2 * slot - 1] = 0 end
     outbox:put(spack(HDR_RESULT, id, slot, st) .. body)
     done = done + 1
     if maxtasks and done >= maxtasks then break end
@@ -264,8 +275,9 @@ end
 -- it is raised from the call that submitted it when possible).
 local function encode_task(t, w)
   local has_fn = not w.sent[t.fid]
-  local body = pack({ m = t.mode, a = t.args, f = has_fn and t.f or nil }, "args")
-  return spack(HDR_TASK, t.id, t.fid, has_fn and 1 or 0) .. body, has_fn
+  local body = pack(has_fn and { t.f, t.args } or t.args, "args")
+  local flags = (has_fn and 1 or 0) | MODE_CODE[t.mode] << 1 | (t.job.timeout and 8 or 0)
+  return spack(HDR_TASK, t.id, t.fid, flags) .. body, has_fn
 end
 
 -- Names what could not be encoded as the caller knows it: f, or
@@ -527,7 +539,7 @@ function Job:finished() return not self.source_open end
 local ApplyJob = setmetatable({}, { __index = Job })
 ApplyJob.__index = ApplyJob
 
-function ApplyJob:on_ok(_, body) self.value = body.r end
+function ApplyJob:on_ok(_, body) self.value = body end
 function ApplyJob:on_error(_, err) self.err = err end
 function ApplyJob:complete()
   local r = self.result
@@ -632,7 +644,7 @@ MapJob.__index = MapJob
 
 -- Results arrive per chunk; `ordered` jobs hand them out by position.
 function MapJob:on_ok(t, body)
-  local r = body.r
+  local r = body
   if self.values and not self.on_item then -- the common case, in bulk
     table.move(r, 1, t.count, t.index, self.values)
     self.got = self.got + t.count
