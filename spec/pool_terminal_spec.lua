@@ -4,16 +4,19 @@ local H = require "spec.helper"
 local Terminal = require "spec.terminal"
 
 describe("Pool in a terminal (" .. H.method .. ")", function()
-  local term
+  local term, history
   after_each(function()
     if term then term:kill() end
     term = nil
+    if history then os.remove(history) end
+    history = nil
     H.assert_no_children()
     H.cleanup()
   end)
 
   it("runs a function typed at the REPL as a task", function()
-    term = Terminal.new(H.shell_quote(H.exe), { CORRAL_START_METHOD = H.method, CORRAL_HISTORY = os.tmpname() })
+    history = os.tmpname()
+    term = Terminal.new(H.shell_quote(H.exe), { CORRAL_START_METHOD = H.method, CORRAL_HISTORY = history })
     term:wait_match("\n> ")
     term:send_line("pool = corral.Pool(2)")
     term:send_line("f = function(x) return x * 10 + corral.getpid() % 1 end")
