@@ -1,6 +1,7 @@
 /* corral engine: internals shared by queue.c and pipe.c (implemented in
- * chan_util.c): futex waits with CLOCK_MONOTONIC deadlines, the event word
- * that sleepers flag, this process's pid, and whether a pid still runs. */
+ * chan_util.c): the event word that sleepers flag, the bounded spin, and
+ * this process's pid. Deadlines, futexes and process identities are the
+ * engine's common ones (sync_int.h). */
 #ifndef CORRAL_CHAN_INT_H
 #define CORRAL_CHAN_INT_H
 
@@ -9,17 +10,7 @@
 #include <time.h>
 
 #include "corral/chan.h"
-
-/* An absolute CLOCK_MONOTONIC deadline; forever when timeout < 0. */
-typedef struct {
-  int forever;
-  struct timespec ts;
-} cr__chan_deadline_t;
-
-void cr__chan_deadline(cr__chan_deadline_t *d, double timeout);
-int cr__chan_expired(const cr__chan_deadline_t *d);
-/* The earlier of d and now + slice seconds. */
-void cr__chan_slice(cr__chan_deadline_t *out, const cr__chan_deadline_t *d, double slice);
+#include "sync_int.h"
 
 /* ---- event words ----------------------------------------------------------
  * A 32-bit word: a counter in the upper 31 bits, bit 0 = "someone sleeps".
@@ -30,7 +21,7 @@ void cr__chan_slice(cr__chan_deadline_t *out, const cr__chan_deadline_t *d, doub
 uint32_t cr__ev_prepare(_Atomic uint32_t *ev);
 /* 0 (woken, or the word moved on), CR_ETIMEDOUT at the deadline, CR_EINTR
  * when SIGINT arrived inside a cr_intr_begin/end bracket. */
-int cr__ev_wait(_Atomic uint32_t *ev, uint32_t val, const cr__chan_deadline_t *d);
+int cr__ev_wait(_Atomic uint32_t *ev, uint32_t val, const cr__deadline_t *d);
 void cr__ev_notify(_Atomic uint32_t *ev);
 
 /* One step of the bounded spin before sleeping. `spin` starts at 0; returns
@@ -45,7 +36,7 @@ typedef struct {
 int cr__chan_spin(cr__chan_spin_t *s);
 
 /* This process's pid, cached (refreshed in a forked child). */
-int cr__chan_self(void);
+#define cr__chan_self() CR__ID_PID(cr__self_id())
 /* 1 while pid runs (or belongs to us), 0 when it is gone or a zombie. */
 int cr__chan_pid_alive(int pid);
 

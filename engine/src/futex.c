@@ -158,6 +158,16 @@ uint64_t cr__self_id(void) {
   return self_id_cache;
 }
 
+int cr__pid_alive(int pid) {
+  if (pid <= 0) return 0;
+  if (kill(pid, 0) < 0 && errno == ESRCH) return 0;
+  char st;
+  unsigned long long start;
+  if (proc_stat(pid, &st, &start) < 0) /* gone meanwhile, or no /proc */
+    return kill(pid, 0) == 0 || errno == EPERM;
+  return st != 'Z' && st != 'X'; /* a zombie has ended, not yet reaped */
+}
+
 int cr__id_alive(uint64_t id) {
   int pid = CR__ID_PID(id);
   if (pid <= 0) return 0;

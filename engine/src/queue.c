@@ -485,7 +485,7 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t qo, const void *head, size_t hlen, con
 static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
                            double timeout) {
   int rc;
-  cr__chan_deadline_t dl;
+  cr__deadline_t dl;
   int have_dl = 0;
   cr__chan_spin_t spin = {0};
   cr_intr_t intr;
@@ -516,7 +516,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       break;
     }
     if (!have_dl) {
-      cr__chan_deadline(&dl, timeout);
+      cr__deadline_set(&dl, timeout);
       have_dl = 1;
       cr_intr_begin(&intr);
     }
@@ -524,14 +524,14 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       rc = CR_EINTR;
       break;
     }
-    if (cr__chan_expired(&dl)) {
+    if (cr__deadline_expired(&dl)) {
       rc = CR_EFULL;
       break;
     }
     uint32_t v = cr__ev_prepare(&q->put_ev);
     if (ring_has_room(q) || ovf_room(a, q, qo) || atomic_load(&q->closed)) continue;
-    cr__chan_deadline_t sl;
-    cr__chan_slice(&sl, &dl, WAIT_SLICE);
+    cr__deadline_t sl;
+    cr__deadline_min(&sl, &dl, WAIT_SLICE);
     if (cr__ev_wait(&q->put_ev, v, &sl) == CR_EINTR) {
       rc = CR_EINTR;
       break;
@@ -545,7 +545,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
 int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud, double timeout,
                      cr__chan_gone_fn gone, void *gone_ud, int peek, double slice) {
   queue_t *q = qp(a, qo);
-  cr__chan_deadline_t dl;
+  cr__deadline_t dl;
   int have_dl = 0, intr_on = 0, slept_out = 0, rc;
   cr__chan_spin_t spin = {0};
   cr_intr_t intr;
@@ -584,7 +584,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
       break;
     }
     if (!have_dl) {
-      cr__chan_deadline(&dl, timeout);
+      cr__deadline_set(&dl, timeout);
       have_dl = 1;
       cr_intr_begin(&intr);
       intr_on = 1;
@@ -593,7 +593,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
       rc = CR_EINTR;
       break;
     }
-    if (cr__chan_expired(&dl)) {
+    if (cr__deadline_expired(&dl)) {
       rc = CR_EEMPTY;
       break;
     }
@@ -603,8 +603,8 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     if ((int32_t)(w_seq(w) - (uint32_t)seq_full(t)) >= 0 || atomic_load(&q->ovf_count) > 0 ||
         atomic_load(&q->closed))
       continue;
-    cr__chan_deadline_t sl;
-    cr__chan_slice(&sl, &dl, slice);
+    cr__deadline_t sl;
+    cr__deadline_min(&sl, &dl, slice);
     rc = cr__ev_wait(&q->get_ev, v, &sl);
     if (rc == CR_EINTR) break;
     if (rc == CR_ETIMEDOUT) slept_out = 1;
@@ -639,15 +639,15 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
   if (!(q->qflags & CR_QUEUE_JOINABLE)) return CR_EINVAL;
   if (atomic_load(&q->unfinished) <= 0) return 0;
   if (timeout == 0) return CR_ETIMEDOUT;
-  cr__chan_deadline_t dl;
-  cr__chan_deadline(&dl, timeout);
+  cr__deadline_t dl;
+  cr__deadline_set(&dl, timeout);
   cr_intr_t intr;
   cr_intr_begin(&intr);
   int rc = 0;
   for (;;) {
     uint32_t v = cr__ev_prepare(&q->join_ev);
     if (atomic_load(&q->unfinished) <= 0) break;
-    if (cr__chan_expired(&dl)) {
+    if (cr__deadline_expired(&dl)) {
       rc = CR_ETIMEDOUT;
       break;
     }

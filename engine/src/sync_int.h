@@ -1,6 +1,6 @@
 /* corral engine: internals shared by the synchronisation primitives
- * (lock.c, rlock.c, sem.c, event.c, cond.c, barrier.c, shm.c) and
- * implemented in futex.c: futex waits with CLOCK_MONOTONIC deadlines, the
+ * (lock.c, rlock.c, sem.c, event.c, cond.c, barrier.c, shm.c) and the
+ * channels (queue.c, pipe.c, chan_util.c), implemented in futex.c: futex waits with CLOCK_MONOTONIC deadlines, the
  * bounded spin before sleeping, this thread's id, and process identities
  * that survive pid reuse. */
 #ifndef CORRAL_SYNC_INT_H
@@ -67,6 +67,9 @@ uint64_t cr__self_id(void);
 /* 1 while the process `id` names is running, 0 once it has ended (gone,
  * a zombie, or its pid now belongs to another process). */
 int cr__id_alive(uint64_t id);
+/* 1 while process pid runs, 0 once it is gone or a zombie (no check of
+ * its start time: for pids recorded by a process that is being waited on). */
+int cr__pid_alive(int pid);
 #define CR__ID_PID(id) ((int)((id) >> 32))
 
 /* ---- the robust mutex at the heart of Lock, RLock and Barrier -----------
