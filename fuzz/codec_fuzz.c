@@ -4,7 +4,8 @@
  * (corral_fuzz_codec) and the corpus replay (corral_codec_replay). The bytes
  * are decoded as data from outside the engine (no functions, no handles) in a
  * state with the corral module opened. Whatever decodes must encode again
- * and decode again; anything else than success or a DecodeError aborts. */
+ * and decode again; then the bytes are decoded into a table at an offset, as
+ * arrays of results are. Anything else than success or a DecodeError aborts. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdint.h>
@@ -28,14 +29,18 @@ static lua_State *fuzz_state(void) {
   return L;
 }
 
-/* (bytes): decodes, encodes the value again and decodes that. */
+/* (bytes): decodes, encodes the value again and decodes that; then
+ * decodes the bytes into a table, from position 3 on. */
 static int one_input(lua_State *L) {
   size_t n;
   const char *p = lua_tolstring(L, 1, &n);
-  crL_decode(L, p, n, CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES);
+  const int untrusted = CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES;
+  crL_decode(L, p, n, untrusted);
   size_t n1;
   const char *s1 = crL_encode(L, -1, "fuzz", &n1);
-  crL_decode(L, s1, n1, CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES);
+  crL_decode(L, s1, n1, untrusted);
+  lua_newtable(L);
+  crL_decode_into(L, p, n, untrusted, -1, 3);
   return 0;
 }
 

@@ -161,6 +161,51 @@ describe("codec #codec", function()
       for i = 1, 1000 do assert(r["k" .. i][1] == i) end
     end)
 
+    it("round-trips arrays whose integer keys live outside the array part", function()
+      -- built backwards and sparse, so Lua keeps many of them in the hash part
+      local t = {}
+      for i = 300, 1, -1 do t[i] = i end
+      t[1000], t[-5], t.name = "far", "neg", "n"
+      local r = rt(t)
+      local n = 0
+      for k, v in pairs(t) do assert(r[k] == v, tostring(k)); n = n + 1 end
+      for _ in pairs(r) do n = n - 1 end
+      assert.equal(0, n)
+      assert.equal(300, #r)
+    end)
+
+    it("packs a stretch of an array as the array it would copy to (_pack_slice)", function()
+      local c = core()
+      local list = { 10, "b", { 30 }, 4.5, true }
+      for i = 1, #list do
+        for j = i - 1, #list do
+          assert.equal(c._pack(table.move(list, i, j, 1, {})), c._pack_slice(list, i, j))
+        end
+      end
+      local r = c._unpack(c._pack_slice({ 1, nil, 3 }, 1, 3))
+      assert.equal(1, r[1]); assert.is_nil(r[2]); assert.equal(3, r[3])
+      local e = err_of(c._pack_slice, { 1, coroutine.create(print) }, 1, 2, "args")
+      assert_kind(e, "EncodeError")
+      assert.matches("args%[2%]", e.message)
+      assert.is_false(pcall(c._pack_slice, list, 0, 2))
+    end)
+
+    it("unpacks an array into a table at an offset (_unpack_into)", function()
+      local c = core()
+      local dest = { "kept" }
+      c._unpack_into("hdr" .. c._pack({ 1, nil, "three", { 4 } }), 4, dest, 2)
+      assert.equal("kept", dest[1]); assert.equal(1, dest[2]); assert.is_nil(dest[3])
+      assert.equal("three", dest[4]); assert.equal(4, dest[5][1])
+      local sparse = {}
+      sparse[1], sparse[7] = "a", "g"
+      c._unpack_into(c._pack(sparse), 1, dest, 10)
+      assert.equal("a", dest[10]); assert.equal("g", dest[16])
+      for _, bad in ipairs{ c._pack({ x = 1 }), c._pack(5), c._pack(setmetatable({ 1 }, { __index = {} })),
+                            c._pack({ [0] = 1 }), "junk" } do
+        assert_kind(err_of(c._unpack_into, bad, 1, {}, 1), "DecodeError")
+      end
+    end)
+
     it("refuses a table nested too deep with an EncodeError, not a crash", function()
       local deep = {}
       local c = deep

@@ -656,34 +656,55 @@ static int enc_table(enc_t *e, int idx, int byname) {
     return enc_fail(e, "cannot encode: nested more than %d levels deep", CODEC_MAXDEPTH);
   enc_register(e, idx);
   put_byte(e, has_mt ? T_TABLE_MT : T_TABLE);
-  lua_Unsigned narr = lua_rawlen(L, idx);
-  put_varint(e, narr);
-  size_t npos = e->b->len;
-  put_byte(e, 0); /* nhash, patched below */
-  for (lua_Unsigned i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, (lua_Integer)i);
-    if (enc_value(e, lua_gettop(L), 0)) return enc_seg(e, "[%I]", (LUAI_UACINT)i);
-    lua_pop(L, 1);
-  }
+  /* One pass of lua_next, which gives the array part first and in order:
+   * the values of keys 1, 2, 3... up to the first break in that run make
+   * the array section; every other entry goes as a key-value pair. The
+   * counts are patched in at the end (pairs first: they come after). */
+  size_t apos = e->b->len;
+  put_byte(e, 0); /* narr */
+  put_byte(e, 0); /* nhash */
+  lua_Integer narr = 0;
   uint64_t nh = 0;
+  int in_array = 1;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int v = lua_gettop(L);
-    if (lua_isinteger(L, v - 1)) {
-      lua_Integer k = lua_tointeger(L, v - 1);
-      if (k >= 1 && (lua_Unsigned)k <= narr) {
-        lua_pop(L, 1);
-        continue;
-      }
+    if (in_array && lua_isinteger(L, v - 1) && lua_tointeger(L, v - 1) == narr + 1) {
+      if (enc_value(e, v, 0)) return enc_seg(e, "[%I]", (LUAI_UACINT)(narr + 1));
+      narr++;
+    } else {
+      in_array = 0;
+      if (enc_value(e, v - 1, 0)) return enc_seg(e, "<key>");
+      if (enc_value(e, v, 0)) return enc_keyseg(e, v - 1);
+      nh++;
     }
-    if (enc_value(e, v - 1, 0)) return enc_seg(e, "<key>");
-    if (enc_value(e, v, 0)) return enc_keyseg(e, v - 1);
-    nh++;
     lua_pop(L, 1);
   }
-  patch_varint(e, npos, nh);
+  patch_varint(e, apos + 1, nh);
+  patch_varint(e, apos, (uint64_t)narr);
   if (has_mt) {
     if (enc_value(e, lua_gettop(L), 1)) return enc_seg(e, "<metatable>");
+    lua_pop(L, 1);
+  }
+  e->depth--;
+  return 0;
+}
+
+/* Writes t[i..j] (t at idx) as an array table that exists only in the
+ * message: what packing a copy of that stretch would write, without the copy. */
+static int enc_slice(enc_t *e, int idx, lua_Integer i, lua_Integer j) {
+  lua_State *L = e->L;
+  luaL_checkstack(L, 8, "encode");
+  e->nrefs++; /* the receiver numbers the table it makes */
+  e->depth++;
+  put_byte(e, T_TABLE);
+  put_varint(e, j >= i ? (uint64_t)(j - i + 1) : 0);
+  put_byte(e, 0); /* no pairs */
+  for (lua_Integer k = i; k <= j; k++) {
+    if (lua_rawgeti(L, idx, k) == LUA_TNUMBER && lua_isinteger(L, -1)) /* the common item */
+      put_int(e, lua_tointeger(L, -1));
+    else if (enc_value(e, lua_gettop(L), 0))
+      return enc_seg(e, "[%I]", (LUAI_UACINT)k);
     lua_pop(L, 1);
   }
   e->depth--;
@@ -893,9 +914,11 @@ static const char *encode_scalar(lua_State *L, int idx, size_t *len) {
   return (const char *)out;
 }
 
-static const char *encode(lua_State *L, int idx, const char *root, size_t *len, int flags) {
+/* Encodes the value at idx or, with a slice {i, j}, the array idx[i..j]. */
+static const char *encode_part(lua_State *L, int idx, const lua_Integer *slice, const char *root, size_t *len,
+                               int flags) {
   idx = lua_absindex(L, idx);
-  const char *fast = encode_scalar(L, idx, len);
+  const char *fast = slice ? NULL : encode_scalar(L, idx, len);
   if (fast) return fast;
   luaL_checkstack(L, 16, "encode");
   int base = lua_gettop(L);
@@ -921,11 +944,15 @@ static const char *encode(lua_State *L, int idx, const char *root, size_t *len, 
   b->p[0] = CODEC_MAGIC;
   b->p[1] = CODEC_VERSION;
   b->len = 2;
-  if (enc_value(&e, idx, 0)) enc_raise(&e, root ? root : "value");
+  if (slice ? enc_slice(&e, idx, slice[0], slice[1]) : enc_value(&e, idx, 0)) enc_raise(&e, root ? root : "value");
   if (e.nhandles && !(flags & ENC_CHECK_ONLY)) enc_handles(&e);
   lua_settop(L, base + 1);
   *len = b->len;
   return (const char *)b->p;
+}
+
+static const char *encode(lua_State *L, int idx, const char *root, size_t *len, int flags) {
+  return encode_part(L, idx, NULL, root, len, flags);
 }
 
 size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]) {
@@ -1283,6 +1310,39 @@ void crL_decode(lua_State *L, const char *p, size_t len, int flags) {
   lua_settop(L, d.refs);
 }
 
+/* An array message (positive integer keys only, no metatable) into the
+ * table at dest instead of a new table. An array with holes has pairs after
+ * its array section. The array is numbered as dest, so a reference to it
+ * from inside (which a packed array of results never holds) is dest. */
+void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int dest, lua_Integer at) {
+  dest = lua_absindex(L, dest);
+  dec_t d;
+  dec_init(&d, L, p, len, flags);
+  dec_start(&d);
+  if (dec_left(&d) < 1 || *d.p != T_TABLE) dec_fail(&d, "not an array");
+  d.p++;
+  d.depth++;
+  size_t narr = dec_count(&d, 1, "array");
+  size_t nh = dec_count(&d, 2, "field");
+  lua_pushvalue(L, dest);
+  dec_register(&d); /* leaves dest on the stack */
+  lua_pop(L, 1);
+  for (size_t i = 0; i < narr; i++) {
+    dec_value(&d);
+    lua_rawseti(L, dest, at + (lua_Integer)i);
+  }
+  for (size_t i = 0; i < nh; i++) {
+    dec_value(&d);
+    lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
+    if (k < 1 || k > LUA_MAXINTEGER - at) dec_fail(&d, "not an array: it has a key that is not a position");
+    lua_pop(L, 1);
+    dec_value(&d);
+    lua_rawseti(L, dest, at + k - 1);
+  }
+  if (d.p != d.end) dec_fail(&d, "%I bytes after the value", (LUAI_UACINT)(d.end - d.p));
+  lua_settop(L, d.refs - 1);
+}
+
 void crL_decode_drop(lua_State *L, const char *p, size_t len) {
   dec_t d;
   dec_init(&d, L, p, len, 0);
@@ -1329,6 +1389,21 @@ static int l_pack(lua_State *L) {
   return 1;
 }
 
+/* _pack_slice(t, i, j [, root]) -> string: _pack of the array t[i..j],
+ * read straight from t (raw, no metamethods). */
+static int l_pack_slice(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer slice[2] = {luaL_checkinteger(L, 2), luaL_checkinteger(L, 3)};
+  if (slice[0] < 1) return luaL_argerror(L, 2, "must be at least 1");
+  if (slice[1] > slice[0] && slice[1] - slice[0] >= ((lua_Integer)1 << 40))
+    return luaL_argerror(L, 3, "slice too long");
+  const char *root = luaL_optstring(L, 4, "value");
+  size_t n;
+  const char *s = encode_part(L, 1, slice, root, &n, 0);
+  lua_pushlstring(L, s, n);
+  return 1;
+}
+
 /* _check(v [, root]): raises the EncodeError that sending v would raise. */
 static int l_check(lua_State *L) {
   luaL_checkany(L, 1);
@@ -1348,6 +1423,20 @@ static int l_unpack(lua_State *L) {
   return 1;
 }
 
+/* _unpack_into(s, pos, dest, at): the message at byte pos of s is a packed
+ * array; its item k goes to dest[at + k - 1]. */
+static int l_unpack_into(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer pos = luaL_checkinteger(L, 2);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer at = luaL_checkinteger(L, 4);
+  if (pos < 1 || (size_t)pos > n + 1) return luaL_argerror(L, 2, "position out of the string");
+  lua_settop(L, 4);
+  crL_decode_into(L, s + pos - 1, n - (size_t)(pos - 1), 0, 3, at);
+  return 0;
+}
+
 void crL_open_codec(lua_State *L) {
   if (luaL_newmetatable(L, BUF_MT)) {
     lua_pushcfunction(L, buf_gc);
@@ -1356,7 +1445,8 @@ void crL_open_codec(lua_State *L) {
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, CORE_KEY);
-  static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"_pack", l_pack}, {"_check", l_check},
-                                 {"_unpack", l_unpack}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"_pack", l_pack},
+                                 {"_pack_slice", l_pack_slice}, {"_check", l_check},
+                                 {"_unpack", l_unpack}, {"_unpack_into", l_unpack_into}, {NULL, NULL}};
   crL_setfuncs(L, fns);
 }

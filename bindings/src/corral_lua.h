@@ -90,6 +90,10 @@ size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
  * malformed input; never crashes and never allocates beyond what the input
  * can justify. */
 void crL_decode(lua_State *L, const char *p, size_t len, int flags);
+/* Decodes a message that is an array into the table at index dest: item k
+ * goes to dest[at + k - 1]; pushes nothing. A DecodeError when the message
+ * is not an array (a table with positive integer keys, no metatable). */
+void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int dest, lua_Integer at);
 /* Drops a message without decoding it: the references it holds on shared
  * objects (handles) are adopted into handles that are left to the garbage
  * collector. For a message from crL_encode that will never be decoded (a
