@@ -204,6 +204,96 @@ describe("Pool (" .. H.method .. ")", function()
     end)
   end)
 
+  -- Short tasks travel to a worker several to a message; each stays a task.
+  describe("batches of short tasks", function()
+    local N = 3000
+
+    local function numbers()
+      local list = {}
+      for i = 1, N do list[i] = i end
+      return list
+    end
+
+    -- f(x) counts its runs in `runs`, and does `fault()` once at item `at`.
+    local function faulty(runs, once, at, fault)
+      return function(x)
+        runs:add(1)
+        if x == at and once:compare_and_set(0, 1) then fault() end
+        return x
+      end
+    end
+
+    it("sends fewer messages than tasks and keeps every result in place", function()
+      local pool <close> = mp.Pool(2)
+      local r = pool:map(square, numbers(), 1)
+      for i = 1, N do assert(r[i] == i * i, i) end
+      assert.is_true(pool._batches_sent < N / 4, ("%d messages for %d tasks"):format(pool._batches_sent, N))
+    end)
+
+    it("counts each task of a batch towards maxtasksperchild", function()
+      local pool <close> = mp.Pool(1, { maxtasksperchild = 100 })
+      local pids = pool:map(function() return mp.getpid() end, numbers(), 1)
+      for life = 0, N / 100 - 1 do
+        for i = life * 100 + 2, life * 100 + 100 do assert.are.equal(pids[life * 100 + 1], pids[i]) end
+        if life > 0 then assert.are_not.equal(pids[life * 100], pids[life * 100 + 1]) end
+      end
+      assert.is_true(pool._batches_sent < N / 4)
+    end)
+
+    it("loses only the task whose worker died; the rest of its batch runs once", function()
+      local pool <close> = mp.Pool(2)
+      local runs, once = mp.Value("i", 0), mp.Value("i", 0)
+      local r = pool:map_async(faulty(runs, once, 2500, function() os.exit(3) end), numbers(), 1)
+      local ok, err = pcall(r.get, r, 60)
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "WorkerLost"), tostring(err))
+      assert.matches("exit status 3", err.message)
+      assert.are.equal(N, runs.value) -- none run twice, none skipped
+      assert.is_true(pool._batches_sent < N / 4)
+    end)
+
+    it("stops the task past its time limit; the rest of its batch runs once", function()
+      local pool <close> = mp.Pool(2)
+      local runs, once = mp.Value("i", 0), mp.Value("i", 0)
+      local r = pool:map_async(faulty(runs, once, 2500, function() mp.sleep(60) end), numbers(), 1,
+        { timeout = 0.5 })
+      local ok, err = pcall(r.get, r, 60)
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "Timeout"), tostring(err))
+      assert.are.equal(N, runs.value)
+      assert.is_true(pool._batches_sent < N / 4)
+    end)
+
+    it("fails only the item that cannot be encoded, at its position", function()
+      local pool <close> = mp.Pool(2)
+      local list = numbers()
+      list[2500] = { co = coroutine.create(print) }
+      local kind, err = errkind(pool.map, pool, square, list, 1)
+      assert.are.equal("EncodeError", kind)
+      assert.matches("args%[2500%]%.co", err.message)
+      assert.is_true(pool._batches_sent < N / 4)
+      assert.are.equal(4, pool:apply(square, 2))
+    end)
+
+    it("fails only the item that cannot be decoded in the worker", function()
+      local pool <close> = mp.Pool(2)
+      pool:map(square, { 1, 2, 3, 4 }, 1) -- the workers exist before the module below
+      local runs = mp.Value("i", 0)
+      local list = numbers()
+      -- a table with a metatable, found in package.loaded, travels by name
+      package.loaded["corral_spec_batch_only"] = setmetatable({}, {})
+      list[2500] = package.loaded["corral_spec_batch_only"]
+      local r = pool:map_async(function(x) runs:add(1); return x end, list, 1)
+      local ok, err = pcall(r.get, r, 60)
+      package.loaded["corral_spec_batch_only"] = nil
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "DecodeError"), tostring(err))
+      assert.matches("corral_spec_batch_only", err.message)
+      assert.are.equal(N - 1, runs.value)
+      assert.is_true(pool._batches_sent < N / 4)
+    end)
+  end)
+
   describe("faults", function()
     it("raises EncodeError in the caller for an argument that cannot travel, and goes on", function()
       local pool <close> = mp.Pool(1)

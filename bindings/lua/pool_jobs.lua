@@ -1,0 +1,209 @@
+-- corral.pool_jobs: what a Pool call is waiting for. A job collects the
+-- results of its tasks by position and ends in an AsyncResult (apply, map)
+-- or an iterator's buffer (imap); the progress bar lives here too.
+--
+-- The pool calls, for each task of a job (the task's first item at
+-- `index`, `count` items):
+--   job:take(index, count, msg, pos)  -- its results, packed at msg's byte pos
+--   job:on_error(index, err, ndone, partial)  -- the first ndone items ended
+-- and job:complete() once every task ended and job:finished() holds.
+local _, core = ...
+
+local setmetatable, error, tostring, max, floor, ceil = setmetatable, error, tostring, math.max, math.floor, math.ceil
+local tunpack = table.unpack
+local now, raise, unpack, unpack_into = core.time, core._raise, core._unpack, core._unpack_into
+
+local M = {}
+
+-- ---- AsyncResult ---------------------------------------------------------------
+
+local AsyncResult = {}
+AsyncResult.__index = AsyncResult
+AsyncResult.__name = "corral.AsyncResult"
+M.AsyncResult = AsyncResult
+
+local function new_result(pool, kind)
+  return setmetatable({ _pool = pool, _kind = kind, _ready = false }, AsyncResult)
+end
+
+function AsyncResult:ready() return self._ready end
+
+-- successful(): whether it ended without error; a StateError before ready.
+function AsyncResult:successful()
+  if not self._ready then raise("StateError", "the result is not ready", 2) end
+  return self._err == nil
+end
+
+-- wait(t): true once ready, false on timeout.
+function AsyncResult:wait(timeout)
+  return self._pool:_wait_until(function() return self._ready end, timeout, 2)
+end
+
+-- get(t): the task's results (apply: all of f's results; map: the array).
+-- Raises the task's error, or a Timeout error when t passes first.
+function AsyncResult:get(timeout)
+  if not self:wait(timeout) then raise("Timeout", "the result was not ready in time", 2) end
+  if self._err then error(self._err, 0) end
+  local v = self._value
+  if self._kind == "apply" then return tunpack(v, 1, v.n) end
+  return v
+end
+
+function AsyncResult.__tostring(self)
+  return ("AsyncResult (%s)"):format(self._ready and (self._err and "failed" or "ready") or "pending")
+end
+
+-- ---- the progress bar ----------------------------------------------------------
+
+-- Drawn on stderr, only when stderr is a terminal: done/total, rate, ETA.
+local Progress = {}
+Progress.__index = Progress
+
+function M.new_progress(total)
+  if not core._isatty(2) then return nil end
+  return setmetatable({ total = total, done = 0, t0 = now(), last = 0 }, Progress)
+end
+
+function Progress:step(k)
+  self.done = self.done + k
+  local t = now()
+  if t - self.last < 0.1 and self.done ~= self.total then return end
+  self.last = t
+  local rate = self.done / max(t - self.t0, 1e-9)
+  local line
+  if self.total then
+    local width = 30
+    local fill = floor(width * self.done / max(self.total, 1))
+    local eta = rate > 0 and (self.total - self.done) / rate or 0
+    line = ("[%s%s] %d/%d %.1f/s ETA %ds"):format(("#"):rep(fill), ("."):rep(width - fill),
+      self.done, self.total, rate, ceil(eta))
+  else
+    line = ("%d done %.1f/s"):format(self.done, rate)
+  end
+  io.stderr:write("\r" .. line .. "\27[K")
+  io.stderr:flush()
+end
+
+function Progress:finish()
+  self.last = 0
+  self:step(0)
+  io.stderr:write("\n")
+end
+
+-- ---- jobs ----------------------------------------------------------------------
+
+local Job = {}
+Job.__index = Job
+
+-- A new job of `kind` (apply, map, imap) with options opts.
+local function new_job(pool, class, kind, opts)
+  local job = setmetatable({ pool = pool, kind = kind, tasks_left = 0, done = false,
+                             timeout = opts.timeout }, class)
+  if job.timeout then pool._timed = pool._timed + 1 end
+  return job
+end
+
+function Job:finished() return not self.source_open end
+
+-- apply_async: one task; its value is a table.pack of f's results.
+local ApplyJob = setmetatable({}, { __index = Job })
+ApplyJob.__index = ApplyJob
+
+function M.apply_job(pool, opts)
+  local job = new_job(pool, ApplyJob, "apply", opts)
+  job.callback, job.error_callback = opts.callback, opts.error_callback
+  job.result = new_result(pool, "apply")
+  return job
+end
+
+function ApplyJob:take(_, _, msg, pos) self.value = unpack(msg, pos) end
+function ApplyJob:on_error(_, err) self.err = err end
+function ApplyJob:complete()
+  local r = self.result
+  r._value, r._err, r._ready = self.value, self.err, true
+  if self.err then
+    if self.error_callback then self.error_callback(self.err) end
+  elseif self.callback then
+    self.callback(tunpack(self.value, 1, self.value.n))
+  end
+end
+
+-- map, starmap: n items; the array of results, or the error at the
+-- smallest failing position.
+local MapJob = setmetatable({}, { __index = Job })
+MapJob.__index = MapJob
+
+function M.map_job(pool, opts, n)
+  local job = new_job(pool, MapJob, "map", opts)
+  job.values, job.got, job.n = {}, 0, n
+  job.callback, job.error_callback = opts.callback, opts.error_callback
+  job.result = new_result(pool, "map")
+  if opts.progress then job.progress = M.new_progress(n) end
+  return job
+end
+
+function MapJob:take(index, count, msg, pos)
+  unpack_into(msg, pos, self.values, index) -- straight into place: no table per task
+  self.got = self.got + count
+end
+
+function MapJob:on_error(index, err, ndone, partial)
+  for i = 1, ndone do self:deliver(index + i - 1, true, partial[i]) end
+  self:deliver(index + ndone, false, err)
+end
+
+function MapJob:deliver(pos, ok, v)
+  if ok then
+    self.values[pos] = v
+  elseif not self.err_pos or pos < self.err_pos then
+    self.err_pos, self.err = pos, v
+  end
+  self.got = self.got + 1
+end
+
+function MapJob:complete()
+  if self.progress then self.progress:finish() end
+  local r = self.result
+  r._ready = true
+  if self.err then
+    r._err = self.err
+    if self.error_callback then self.error_callback(self.err) end
+  else
+    r._value = self.values
+    if self.callback then self.callback(self.values) end
+  end
+end
+
+-- imap, imap_unordered: results wait in a buffer for the iterator, by
+-- position (ordered) or in the order they came.
+local ImapJob = setmetatable({}, { __index = MapJob })
+ImapJob.__index = ImapJob
+
+function M.imap_job(pool, opts, mode, ordered, total)
+  local job = new_job(pool, ImapJob, "imap", opts)
+  job.mode, job.ordered = mode, ordered
+  job.buffer, job.got, job.tail = {}, 0, 0
+  job.next_pos, job.yield_pos = 1, 1
+  job.source_open = true
+  if opts.progress then job.progress = M.new_progress(total) end
+  return job
+end
+
+function ImapJob:take(index, count, msg, pos)
+  local r = unpack(msg, pos)
+  for i = 1, count do self:deliver(index + i - 1, true, r[i]) end
+end
+
+function ImapJob:deliver(pos, ok, v)
+  self.got = self.got + 1
+  if self.ordered then
+    self.buffer[pos] = { ok, v }
+  else
+    self.tail = self.tail + 1
+    self.buffer[self.tail] = { ok, v }
+  end
+end
+
+function ImapJob:complete() if self.progress then self.progress:finish() end end
+
+return M
