@@ -88,6 +88,19 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.equal(3, n)
     end)
 
+    it("moves work queued behind a long task to a worker that is free", function()
+      local pool <close> = mp.Pool(2)
+      local ev = mp.Event()
+      local long = pool:apply_async(function() ev:wait(60); return "long" end)
+      local shorts = {}
+      for i = 1, 4 do shorts[i] = pool:apply_async(square, { i }) end
+      -- one of these was queued behind the long task; it must not wait for it
+      for i = 1, 4 do assert.are.equal(i * i, shorts[i]:get(20)) end
+      assert.is_false(long:ready())
+      ev:set()
+      assert.are.equal("long", long:get(30))
+    end)
+
     it("runs closures with upvalues as tasks", function()
       local pool <close> = mp.Pool(2)
       local base = { offset = 100 }
@@ -228,6 +241,19 @@ describe("Pool (" .. H.method .. ")", function()
       local r = pool:map(square, numbers(), 1)
       for i = 1, N do assert(r[i] == i * i, i) end
       assert.is_true(pool._batches_sent < N / 4, ("%d messages for %d tasks"):format(pool._batches_sent, N))
+    end)
+
+    it("yields imap results in order across batches", function()
+      local pool <close> = mp.Pool(2)
+      local i = 0
+      local function items() i = i + 1; if i <= N then return i end end
+      local want = 1
+      for v in pool:imap(square, items) do
+        assert(v == want * want, want)
+        want = want + 1
+      end
+      assert.are.equal(N + 1, want)
+      assert.is_true(pool._batches_sent < N / 4)
     end)
 
     it("counts each task of a batch towards maxtasksperchild", function()
