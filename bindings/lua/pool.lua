@@ -237,7 +237,7 @@ function Pool:_head_run(w)
       self._pending[self._phead] = nil
       self._phead = self._phead + 1
     else
-      self._pending, self._phead, self._ptail = {}, 1, 0
+      if self._ptail > 0 then self._pending, self._phead, self._ptail = {}, 1, 0 end
       local src = self._sources[1]
       if not src then return nil end
       if not src:pull(self, w) then tremove(self._sources, 1) end
@@ -333,6 +333,8 @@ function Pool:_rebalance()
             v.held[b.id] = nil
             v.nheld = v.nheld - 1
             v.quota = v.quota + b.ntasks
+            local _, _, flags = sunpack(BATCH, msg)
+            if flags & wire.HAS_FN ~= 0 then v.sent[b.fid] = nil end -- it never got there
             self:_push_front({ rest_of(b, 0) })
             return true
           end
