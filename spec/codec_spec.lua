@@ -200,6 +200,11 @@ describe("codec #codec", function()
       sparse[1], sparse[7] = "a", "g"
       c._unpack_into(c._pack(sparse), 1, dest, 10)
       assert.equal("a", dest[10]); assert.equal("g", dest[16])
+      local selfref = {}
+      selfref[1] = selfref -- the array itself is numbered as dest
+      local d2 = {}
+      c._unpack_into(c._pack(selfref), 1, d2, 1)
+      assert.equal(d2, d2[1])
       for _, bad in ipairs{ c._pack({ x = 1 }), c._pack(5), c._pack(setmetatable({ 1 }, { __index = {} })),
                             c._pack({ [0] = 1 }), "junk" } do
         assert_kind(err_of(c._unpack_into, bad, 1, {}, 1), "DecodeError")
