@@ -327,13 +327,11 @@ function Pool:_rebalance()
         local v = self._workers[vslot]
         if v and not v.dead and v.nheld >= 2 then
           local msg, why = v.inbox:get(0)
-          local b = not why and type(msg) == "string" and v.held[sunpack("<i8", msg)]
-          if b then
-            self._inflight[b.id] = nil
-            v.held[b.id] = nil
-            v.nheld = v.nheld - 1
+          if not why and type(msg) == "string" then
+            local id, _, flags = sunpack(BATCH, msg)
+            local b = v.held[id]
+            self:_unhold(b, v)
             v.quota = v.quota + b.ntasks
-            local _, _, flags = sunpack(BATCH, msg)
             if flags & wire.HAS_FN ~= 0 then v.sent[b.fid] = nil end -- it never got there
             self:_push_front({ rest_of(b, 0) })
             return true
@@ -383,19 +381,31 @@ function Pool:_task_counted(job, count)
   if job.tasks_left == 0 and job:finished() then self:_job_done(job) end
 end
 
+-- Task k of batch b: the job position of its first item, and its item count.
+local function task_span(b, k)
+  local skip = (k - 1) * b.c
+  return b.index + skip, min(b.c, b.nitems - skip)
+end
+
 -- Task k of batch b failed with err after its first ndone items ended
 -- well (their results in partial).
 function Pool:_task_failed(b, k, err, ndone, partial)
-  local skip = (k - 1) * b.c
-  b.job:on_error(b.index + skip, err, ndone or 0, partial or NOTHING)
-  self:_task_counted(b.job, min(b.c, b.nitems - skip))
+  local index, count = task_span(b, k)
+  b.job:on_error(index, err, ndone or 0, partial or NOTHING)
+  self:_task_counted(b.job, count)
 end
 
--- Forgets batch b, sent to worker w: it is answered, or going back.
-function Pool:_settle(b, w)
+-- Forgets batch b as held by worker w.
+function Pool:_unhold(b, w)
   self._inflight[b.id] = nil
   w.held[b.id] = nil
   w.nheld = w.nheld - 1
+end
+
+-- Batch b, sent to worker w, is answered or going back; a worker with no
+-- tasks left to run retires.
+function Pool:_settle(b, w)
+  self:_unhold(b, w)
   if w.nheld == 0 and w.quota <= 0 and not w.dead then self:_retire(w) end
 end
 
@@ -432,10 +442,9 @@ function Pool:_on_result(msg)
     if ok then return self:_task_failed(b, k, body.err, body.n, body.r) end
     return self:_task_failed(b, k, body)
   end
-  local skip = (k - 1) * b.c
-  local count = min(b.c, b.nitems - skip)
-  local ok, err = pcall(job.take, job, b.index + skip, count, msg, pos)
-  if not ok then job:on_error(b.index + skip, err, 0, NOTHING) end
+  local index, count = task_span(b, k)
+  local ok, err = pcall(job.take, job, index, count, msg, pos)
+  if not ok then job:on_error(index, err, 0, NOTHING) end
   self:_task_counted(job, count)
 end
 

@@ -1042,6 +1042,16 @@ static void dec_register(dec_t *d) {
 
 static void dec_value(dec_t *d);
 
+/* Reads narr values of an array section into t[at], t[at+1], ... */
+static void dec_array(dec_t *d, int t, lua_Integer at, size_t narr) {
+  lua_State *L = d->L;
+  for (size_t i = 0; i < narr; i++) {
+    dec_value(d);
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else lua_rawseti(L, t, at + (lua_Integer)i);
+  }
+}
+
 static void dec_table(dec_t *d, int with_mt) {
   lua_State *L = d->L;
   if (++d->depth > CODEC_MAXDEPTH) dec_fail(d, "nested more than %d levels deep", CODEC_MAXDEPTH);
@@ -1053,11 +1063,7 @@ static void dec_table(dec_t *d, int with_mt) {
   lua_createtable(L, narr > (1u << 20) ? 1 << 20 : (int)narr, nh > (1u << 20) ? 1 << 20 : (int)nh);
   int t = lua_gettop(L);
   dec_register(d);
-  for (size_t i = 1; i <= narr; i++) {
-    dec_value(d);
-    if (lua_isnil(L, -1)) lua_pop(L, 1);
-    else lua_rawseti(L, t, (lua_Integer)i);
-  }
+  dec_array(d, t, 1, narr);
   for (size_t i = 0; i < nh; i++) {
     dec_value(d);
     if (lua_isnil(L, -1)) dec_fail(d, "table key is nil");
@@ -1311,7 +1317,7 @@ void crL_decode(lua_State *L, const char *p, size_t len, int flags) {
 }
 
 /* An array message (positive integer keys only, no metatable) into the
- * table at dest instead of a new table. An array with holes has pairs after
+ * table at dest instead of a new table; a nil item leaves dest as it was. An array with holes has pairs after
  * its array section. The array is numbered as dest, so a reference to it
  * from inside (which a packed array of results never holds) is dest. */
 void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int dest, lua_Integer at) {
@@ -1327,10 +1333,7 @@ void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int des
   lua_pushvalue(L, dest);
   dec_register(&d); /* leaves dest on the stack */
   lua_pop(L, 1);
-  for (size_t i = 0; i < narr; i++) {
-    dec_value(&d);
-    lua_rawseti(L, dest, at + (lua_Integer)i);
-  }
+  dec_array(&d, dest, at, narr);
   for (size_t i = 0; i < nh; i++) {
     dec_value(&d);
     lua_Integer k = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : 0;
@@ -1424,7 +1427,7 @@ static int l_unpack(lua_State *L) {
 }
 
 /* _unpack_into(s, pos, dest, at): the message at byte pos of s is a packed
- * array; its item k goes to dest[at + k - 1]. */
+ * array; its item k goes to dest[at + k - 1] (a nil item writes nothing). */
 static int l_unpack_into(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);

@@ -91,7 +91,7 @@ size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
  * can justify. */
 void crL_decode(lua_State *L, const char *p, size_t len, int flags);
 /* Decodes a message that is an array into the table at index dest: item k
- * goes to dest[at + k - 1]; pushes nothing. A DecodeError when the message
+ * goes to dest[at + k - 1] (a nil item writes nothing); pushes nothing. A DecodeError when the message
  * is not an array (a table with positive integer keys, no metatable). */
 void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int dest, lua_Integer at);
 /* Drops a message without decoding it: the references it holds on shared
