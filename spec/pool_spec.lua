@@ -198,6 +198,20 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are_not.equal(pids[1], pids[5])
     end)
 
+    it("replaces a retiring worker without waiting to see it exit", function()
+      -- each of 40 lifetimes used to cost up to a second: the exit was only
+      -- noticed at the end of the parent's wait slice
+      local pool <close> = mp.Pool(1, { maxtasksperchild = 1 })
+      local list = {}
+      for i = 1, 40 do list[i] = i end
+      local pids = pool:map_async(function() return mp.getpid() end, list, 1):get(20)
+      local seen = {}
+      for i = 1, 40 do
+        assert.is_nil(seen[pids[i]])
+        seen[pids[i]] = true
+      end
+    end)
+
     it("rejects bad sizes and options", function()
       for _, n in ipairs{ 0, -1, 1.5, "2" } do
         assert.are.equal("ValueError", errkind(mp.Pool, n))
