@@ -42,7 +42,8 @@ local BATCH_TIME = 1e-3    -- a batch of short tasks is sized to run about this 
 local BATCH_TASKS = 64     -- most tasks in one batch (below wire.TAG_SPAN)
 local BATCH_ITEMS = 256    -- most items in one batch: bigger chunks travel one by one
 local BATCH, RESULT, TAG_SPAN = wire.BATCH, wire.RESULT, wire.TAG_SPAN
-local ST_OK, ST_UNDECODED, ST_NO_FN = wire.ST_OK, wire.ST_UNDECODED, wire.ST_NO_FN
+local ST_OK, ST_UNDECODED, ST_NO_FN, ST_INIT_FAILED = wire.ST_OK, wire.ST_UNDECODED, wire.ST_NO_FN,
+  wire.ST_INIT_FAILED
 local APPLY, MAP, STAR = wire.APPLY, wire.MAP, wire.STAR
 local NOTHING = {}
 
@@ -66,6 +67,9 @@ local function callable(f)
 end
 
 local function check_running(self, level)
+  if self._broken then
+    raise("StateError", "the pool stopped (" .. self._broken .. "): no new tasks", level + 1)
+  end
   if self._state ~= "running" then
     raise("StateError", "the pool is " .. (self._state == "closed" and "closed" or "terminated")
       .. ": no new tasks", level + 1)
@@ -426,7 +430,10 @@ end
 function Pool:_on_result(msg)
   local id, k, st, ran, pos = sunpack(RESULT, msg)
   local b = self._inflight[id]
-  if not b then return end -- its job was terminated
+  if not b then -- its job was terminated, or the message is about no task
+    if st == ST_INIT_FAILED then self:_on_init_failed(msg, pos) end
+    return
+  end
   local w = b.worker
   if st >= ST_UNDECODED then
     local ok, body = pcall(unpack, msg, pos)
@@ -446,6 +453,18 @@ function Pool:_on_result(msg)
   local ok, err = pcall(job.take, job, index, count, msg, pos)
   if not ok then job:on_error(index, err, 0, NOTHING) end
   self:_task_counted(job, count)
+end
+
+-- A worker's initializer raised: a pool whose workers cannot start runs
+-- nothing, so it shuts down and every unfinished task fails with that error
+-- (rather than starting worker after worker while the caller waits).
+function Pool:_on_init_failed(msg, pos)
+  local ok, body = pcall(unpack, msg, pos)
+  local e = ok and body.err or body
+  local why = "its initializer raised: " .. (iserror(e) and e.message or tostring(e))
+  self._broken = why
+  self:_shut_down(newerror("RemoteError", "the pool stopped: " .. why,
+    { traceback = iserror(e) and e.traceback or nil, pid = iserror(e) and e.pid or nil }))
 end
 
 -- Reads every result already in the outbox.
@@ -873,6 +892,11 @@ end
 
 -- terminate(): stops every worker now; tasks not finished fail with Closed.
 function Pool:terminate()
+  self:_shut_down(newerror("Closed", "the pool was terminated before the task ended", {}))
+end
+
+-- Stops every worker now; tasks not finished fail with err.
+function Pool:_shut_down(err)
   if self._state == "terminated" then return end
   if self._pid ~= core.getpid() then return end -- a forked copy: not ours to stop
   self._state = "terminated"
@@ -891,7 +915,7 @@ function Pool:terminate()
   end
   for _, w in ipairs(self._retired) do w.proc:join() end
   self:_reap_retired()
-  -- Each unfinished job fails with Closed at its first position not ended.
+  -- Each unfinished job fails with err at its first position not ended.
   local first = {}
   local function note(job, pos)
     if not job.done and (not first[job] or pos < first[job]) then first[job] = pos end
@@ -906,7 +930,6 @@ function Pool:terminate()
   end
   self._inflight, self._sources = {}, {}
   self._pending, self._phead, self._ptail = {}, 1, 0
-  local err = newerror("Closed", "the pool was terminated before the task ended", {})
   for job, pos in pairs(first) do
     job:on_error(pos, err, 0, NOTHING)
     job.tasks_left = 0

@@ -36,10 +36,13 @@ local M = {
   -- One answer (task 0) for a whole message that did not run; body {err=}:
   ST_UNDECODED = 3,      -- the message could not be decoded here
   ST_NO_FN = 4,          -- it came without its function, and this worker has none
+  -- An answer about no message (batch id 0), body {err=}:
+  ST_INIT_FAILED = 5,    -- the initializer raised; the worker ends
   APPLY = 0, MAP = 1, STAR = 2, -- modes, in flags bits 1-2
   HAS_FN = 1, TIMED = 8,        -- flags
 }
-local ST_OK, ST_ERR, ST_UNDECODED, ST_NO_FN = M.ST_OK, M.ST_ERR, M.ST_UNDECODED, M.ST_NO_FN
+local ST_OK, ST_ERR, ST_UNDECODED, ST_NO_FN, ST_INIT_FAILED = M.ST_OK, M.ST_ERR, M.ST_UNDECODED, M.ST_NO_FN,
+  M.ST_INIT_FAILED
 local APPLY, STAR = M.APPLY, M.STAR
 
 local function remote_error(e)
@@ -113,8 +116,14 @@ end
 -- The body of a worker process.
 function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
   core._ignore_sigint()
-  if init then init(tunpack(initargs, 1, initargs.n or #initargs)) end
   local BATCH, RESULT, TAG_SPAN, HAS_FN, TIMED = M.BATCH, M.RESULT, M.TAG_SPAN, M.HAS_FN, M.TIMED
+  if init then
+    local ok, e = xpcall(init, traceback, tunpack(initargs, 1, initargs.n or #initargs))
+    if not ok then
+      outbox:put(spack(RESULT, 0, 0, ST_INIT_FAILED, 0) .. pack({ err = remote_error(e) }))
+      return
+    end
+  end
   local tag_at, start_at = 2 * slot - 1, 2 * slot
   local fns, done = {}, 0
   while true do
