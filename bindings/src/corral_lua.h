@@ -38,38 +38,71 @@ int crL_error_closed(lua_State *L, const char *tname);
  * a number must be >= 0 and not NaN, else a ValueError names the argument. */
 double crL_opttimeout(lua_State *L, int arg);
 
-/* ---- handles: userdata naming a shared object -------------------------------
- * Every userdata that names an object in the arena starts with crL_handle_t.
- * A handle type registers how to make a new userdata for an offset; the
- * codec uses that to send handles inside messages. */
+/* ---- handles: userdata naming a shared object (handle.c) ------------------
+ * Every userdata that names an object in the arena starts with crL_handle_t
+ * and holds one reference on it, recorded in this process's ledger
+ * (corral/refs.h): a forked child's inherited handles are its own, and what
+ * a process held is given back when it ends, however it ends. handle.c owns
+ * what every handle type shares: making the userdata, checking it,
+ * releasing it (__gc, __close, close), and rebuilding it from a message.
+ *
+ * A handle type is an object kind with a class (its userdata size and how
+ * to fill it) and one or more metatables (a Queue, a JoinableQueue and a
+ * SimpleQueue are one kind). */
 typedef struct {
-  cr_off_t off;      /* the object, 0 once closed */
-  uint32_t kind;     /* cr_obj_kind_t */
-  int owner_pid;     /* the process that holds the reference (fork copies don't) */
+  cr_off_t off;  /* the object, 0 once released */
+  uint32_t kind; /* cr_obj_kind_t */
+  uint32_t pad;
 } crL_handle_t;
 
-/* Pushes a new userdata of this type for the object at `off`, taking over
- * one reference that the caller already holds (cr_obj_retain). */
-typedef void (*crL_push_handle_fn)(lua_State *L, cr_off_t off);
+typedef struct {
+  size_t size; /* userdata bytes, crL_handle_t first */
+  int nuv;     /* user values */
+  /* The metatable name for the object at off. */
+  const char *(*tname)(cr_arena_t *a, cr_off_t off);
+  /* Optional: fills the type's own fields of a new handle (h->off is set).
+   * Must not raise. */
+  void (*init)(lua_State *L, crL_handle_t *h);
+} crL_handle_class_t;
 
-/* Registers a handle type: its metatable (created if needed, __name set to
- * tname) gets a "__corral_kind" field so the codec can recognise it. */
-void crL_handle_type(lua_State *L, cr_obj_kind_t kind, const char *tname, crL_push_handle_fn push);
-/* The handle at idx, or NULL when the value is no corral handle. */
-crL_handle_t *crL_tohandle(lua_State *L, int idx);
-/* Checks that arg is an open handle of tname; raises otherwise. */
-crL_handle_t *crL_checkhandle(lua_State *L, int arg, const char *tname);
-/* Pushes a handle for the object at off (of kind), retaining it. Raises a
+/* Registers the class of kind's handles (kept by pointer: static storage). */
+void crL_handle_class(cr_obj_kind_t kind, const crL_handle_class_t *cls);
+/* Creates metatable tname for kind's handles: __name, __corral_kind,
+ * __gc (crL_handle_gc), __close (crL_handle_gc unless meta sets it),
+ * __tostring ("Queue (0x...)", "Queue (closed)" unless meta sets it), the
+ * rest of meta, and, when methods is not NULL, __index = a table of them,
+ * each a closure with the metatable as upvalue 1 (crL_checkhandle's fast
+ * path). Leaves nothing on the stack. */
+void crL_handle_metatable(lua_State *L, cr_obj_kind_t kind, const char *tname, const luaL_Reg *meta,
+                          const luaL_Reg *methods);
+/* Adds methods, built the same way, to the __index table of tname. */
+void crL_handle_methods(lua_State *L, const char *tname, const luaL_Reg *methods);
+
+/* Pushes a new handle for the object at off, taking over one reference that
+ * the caller holds (a new object's). Raises a MemoryError, after dropping
+ * that reference, when this process's ledger cannot record it. */
+void crL_handle_new(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
+/* Pushes a handle for the object at off, taking a new reference. Raises a
  * ValueError when off does not name a live object of that kind. */
 void crL_pushhandle(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
-/* Pushes a handle for the object at off (of kind), adopting one reference
- * that the caller already holds (a message's): no retain. Returns 0, or -1
- * with nothing pushed when kind is unknown, no handle type is registered for
- * it, or off does not name a live object of that kind (the reference is then
- * left alone). Raises only on memory errors. */
+/* Pushes a handle for the object at off, adopting one reference that the
+ * caller holds (a message's). Returns 0, or -1 with nothing pushed when kind
+ * is unknown, has no class, or off does not name a live object of that kind
+ * (the reference is then left alone). Raises only on memory errors. */
 int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
-/* Drops the reference a handle holds (only in the process that took it). */
-void crL_handle_release(lua_State *L, crL_handle_t *h, cr_obj_destroy_fn destroy);
+
+/* The handle at idx, or NULL when the value is no corral handle. */
+crL_handle_t *crL_tohandle(lua_State *L, int idx);
+/* The open handle of kind at arg; raises "bad argument" for anything else
+ * and a Closed error ("attempt to use a closed Queue") for a released one.
+ * Fast when called from a method made by crL_handle_metatable. */
+crL_handle_t *crL_checkhandle(lua_State *L, int arg, cr_obj_kind_t kind);
+/* The name a handle shows: its metatable's __name without "corral.". */
+const char *crL_handle_name(lua_State *L, int idx);
+/* Drops the reference a handle holds; idempotent. */
+void crL_handle_release(lua_State *L, crL_handle_t *h);
+/* lua_CFunction: releases the handle at 1 (__gc, __close, close). */
+int crL_handle_gc(lua_State *L);
 
 /* ---- the value codec (codec.c) ---------------------------------------------
  * Encodes the value at idx. Pushes one value (a buffer that owns the bytes)

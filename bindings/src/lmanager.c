@@ -67,14 +67,11 @@
 
 #define SMALL 256 /* values up to this size are copied out of the lock */
 
-typedef struct mud_s {
+typedef struct {
   crL_handle_t h;
   cr_arena_t *a;
   int type; /* cr_managed_type_t */
-  struct mud_s *prev, *next;
 } mud_t;
-
-static mud_t *live; /* this process's open manager/proxy handles */
 
 static cr_arena_t *arena(lua_State *L) { return cr_engine_arena(crL_engine(L)); }
 
@@ -229,53 +226,32 @@ static void rsink_init(rsink_t *s, lua_State *L, cr_arena_t *a) {
 
 /* ---- handles -------------------------------------------------------------------- */
 
-static void push_managed(lua_State *L, cr_off_t off) {
-  cr_arena_t *a = arena(L);
-  int type = cr_managed_type(a, off);
-  mud_t *u = lua_newuserdatauv(L, sizeof *u, 0);
-  memset(u, 0, sizeof *u);
-  u->h.off = off;
-  u->h.kind = CR_OBJ_MANAGED;
-  u->h.owner_pid = getpid();
-  u->a = a;
-  u->type = type;
-  luaL_setmetatable(L, mt_of(type));
-  u->next = live;
-  if (live) live->prev = u;
-  live = u;
+static void init_managed(lua_State *L, crL_handle_t *h) {
+  mud_t *u = (mud_t *)h;
+  u->a = arena(L);
+  u->type = cr_managed_type(u->a, h->off);
 }
+
+static const char *managed_tname(cr_arena_t *a, cr_off_t off) { return mt_of(cr_managed_type(a, off)); }
+
+static const crL_handle_class_t managed_class = {sizeof(mud_t), 0, managed_tname, init_managed};
+
+static void push_managed(lua_State *L, cr_off_t off) { crL_handle_new(L, CR_OBJ_MANAGED, off); }
 
 static int m_gc(lua_State *L) {
   mud_t *u = lua_touserdata(L, 1);
   if (u && u->h.off) {
-    if (u->h.owner_pid == getpid()) cr_managed_release(u->a, u->h.off);
-    u->h.off = 0;
-    if (u->prev) u->prev->next = u->next;
-    else if (live == u) live = u->next;
-    if (u->next) u->next->prev = u->prev;
-    u->prev = u->next = NULL;
+    crL_handle_release(L, &u->h);
     flush(L);
   }
   return 0;
 }
 
-/* A forked child needs references of its own for the handles it inherits
- * (the parent may drop its own at any time): the parent takes them for it
- * right after the fork. */
-static void fork_parent(int pid, void *arg) {
-  (void)pid;
-  (void)arg;
-  int me = getpid();
-  for (mud_t *u = live; u; u = u->next)
-    if (u->h.off && u->h.owner_pid == me) cr_obj_retain(u->a, u->h.off);
-}
-
+/* A forked child leaves the references waiting to be dropped to its parent,
+ * which drops its own. */
 static void fork_child(void *arg) {
   (void)arg;
-  int me = getpid();
-  npend = 0; /* the parent releases its own */
-  for (mud_t *u = live; u; u = u->next)
-    if (u->h.off) u->h.owner_pid = me;
+  npend = 0;
 }
 
 static const char *display(int type) { return cr_managed_type_name(type); }
@@ -1578,11 +1554,12 @@ void crL_open_manager(lua_State *L) {
   static int hooked;
   if (!hooked) {
     hooked = 1;
-    cr_proc_on_fork(fork_parent, fork_child, NULL);
+    cr_proc_on_fork(NULL, fork_child, NULL);
     cr_managed_on_drop(on_drop);
   }
   const char *mts[] = {MANAGER_MT, LIST_MT, DICT_MT, NS_MT};
-  for (int i = 0; i < 4; i++) crL_handle_type(L, CR_OBJ_MANAGED, mts[i], push_managed);
+  crL_handle_class(CR_OBJ_MANAGED, &managed_class);
+  for (int i = 0; i < 4; i++) crL_handle_metatable(L, CR_OBJ_MANAGED, mts[i], NULL, NULL);
   proxy_meta(L, LIST_MT, list_methods, l_index, l_newindex, l_len);
   proxy_meta(L, DICT_MT, dict_methods, d_index, d_newindex, d_len);
   proxy_meta(L, NS_MT, NULL, ns_index, ns_newindex, d_len);

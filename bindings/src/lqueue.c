@@ -33,85 +33,26 @@
 #define JQUEUE_MT   "corral.JoinableQueue"
 #define SQUEUE_MT   "corral.SimpleQueue"
 
-static crL_chanud_t *live; /* this process's open queue handles */
-
 static const char *type_name(unsigned flags) {
   return (flags & CR_QUEUE_JOINABLE) ? "JoinableQueue" : (flags & CR_QUEUE_SIMPLE) ? "SimpleQueue" : "Queue";
 }
 
 static cr_arena_t *arena(lua_State *L) { return cr_engine_arena(crL_engine(L)); }
 
-/* The queue handle at arg 1, of any of the three types (their metatables
- * are upvalues 1..3 of every method); raises when closed. `joinable`:
- * only a JoinableQueue will do. */
-static crL_chanud_t *check_any(lua_State *L, int joinable) {
-  crL_chanud_t *u = lua_touserdata(L, 1);
-  int ok = 0;
-  if (u && lua_getmetatable(L, 1)) {
-    for (int i = joinable ? 2 : 1; i <= (joinable ? 2 : 3) && !ok; i++)
-      ok = lua_rawequal(L, -1, lua_upvalueindex(i));
-    lua_pop(L, 1);
-  }
-  if (!ok) {
-    const char *want = joinable ? "JoinableQueue" : "Queue";
-    luaL_typeerror(L, 1, want);
-  }
-  if (u->h.off == 0) {
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "__name");
-    const char *n = lua_tostring(L, -1);
-    crL_error_closed(L, n && strchr(n, '.') ? strchr(n, '.') + 1 : "Queue");
-  }
-  return u;
+static const char *queue_tname(cr_arena_t *a, cr_off_t off) {
+  unsigned flags = cr_queue_flags(a, off);
+  return (flags & CR_QUEUE_JOINABLE) ? JQUEUE_MT : (flags & CR_QUEUE_SIMPLE) ? SQUEUE_MT : QUEUE_MT;
 }
 
-static crL_chanud_t *check_queue(lua_State *L) { return check_any(L, 0); }
+static const crL_handle_class_t queue_class = {sizeof(crL_handle_t), 0, queue_tname, NULL};
 
-/* Pushes a handle for the queue at off, taking over a reference. */
-static void push_queue(lua_State *L, cr_off_t off) {
-  unsigned flags = cr_queue_flags(arena(L), off);
-  crL_chanud_t *u = lua_newuserdatauv(L, sizeof *u, 0);
-  memset(u, 0, sizeof *u);
-  u->h.off = off;
-  u->h.kind = CR_OBJ_QUEUE;
-  u->h.owner_pid = getpid();
-  luaL_setmetatable(L, (flags & CR_QUEUE_JOINABLE) ? JQUEUE_MT : (flags & CR_QUEUE_SIMPLE) ? SQUEUE_MT : QUEUE_MT);
-  crL__link(&live, u);
-}
+/* The open queue handle at arg 1, of any of the three types. */
+static crL_handle_t *check_queue(lua_State *L) { return crL_checkhandle(L, 1, CR_OBJ_QUEUE); }
 
-/* Releases the handle's reference (in the process that holds it). */
-static int q_gc(lua_State *L) {
-  crL_chanud_t *u = lua_touserdata(L, 1);
-  if (u->h.off) {
-    if (u->h.owner_pid == getpid()) {
-      cr_engine_t *e = cr_engine_default();
-      if (e) cr_queue_release(cr_engine_arena(e), u->h.off);
-    }
-    u->h.off = 0;
-    crL__unlink(&live, u);
-  }
-  return 0;
-}
-
-/* A forked child inherits the parent's handles and needs references of its
- * own, so that the queues live while it uses them. The parent takes them
- * for it right after the fork; until then its own handle keeps each queue
- * alive, so a close in the child cannot free one early. */
-static void fork_parent(int pid, void *arg) {
-  (void)pid;
-  (void)arg;
-  cr_engine_t *e = cr_engine_default();
-  if (!e) return;
-  int me = getpid();
-  for (crL_chanud_t *u = live; u; u = u->next)
-    if (u->h.off && u->h.owner_pid == me) cr_obj_retain(cr_engine_arena(e), u->h.off);
-}
-
-static void fork_child(void *arg) {
-  (void)arg;
-  int me = getpid();
-  for (crL_chanud_t *u = live; u; u = u->next)
-    if (u->h.off) u->h.owner_pid = me;
+static crL_handle_t *check_joinable(lua_State *L) {
+  crL_handle_t *h = check_queue(L);
+  if (!(cr_queue_flags(arena(L), h->off) & CR_QUEUE_JOINABLE)) luaL_typeerror(L, 1, "JoinableQueue");
+  return h;
 }
 
 static int64_t check_maxsize(lua_State *L, const char *fname) {
@@ -131,7 +72,7 @@ static int new_queue(lua_State *L, int64_t maxsize, unsigned flags) {
   cr_off_t off;
   int rc = cr_queue_new(arena(L), maxsize, flags, &off);
   if (rc < 0) return crL_error_code(L, rc, type_name(flags));
-  push_queue(L, off);
+  crL_handle_new(L, CR_OBJ_QUEUE, off);
   return 1;
 }
 
@@ -145,7 +86,7 @@ static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
  * string (one copy), not through an encoded copy first. */
 #define DIRECT_STRING 4096
 
-static int do_put(lua_State *L, crL_chanud_t *u, double t, int nowait) {
+static int do_put(lua_State *L, crL_handle_t *u, double t, int nowait) {
   luaL_checkany(L, 2);
   size_t len;
   const char *p;
@@ -154,11 +95,11 @@ static int do_put(lua_State *L, crL_chanud_t *u, double t, int nowait) {
     char head[CRL_STRHEAD_MAX];
     const char *s = lua_tolstring(L, 2, &len);
     size_t hlen = crL_encode_strhead(len, head);
-    rc = cr_queue_put2(arena(L), u->h.off, head, hlen, s, len, t);
+    rc = cr_queue_put2(arena(L), u->off, head, hlen, s, len, t);
     p = NULL; /* no references to drop: a string holds no handle */
   } else {
     p = crL_encode(L, 2, "item", &len);
-    rc = cr_queue_put(arena(L), u->h.off, p, len, t);
+    rc = cr_queue_put(arena(L), u->off, p, len, t);
   }
   if (rc == 0) {
     lua_pushboolean(L, 1);
@@ -176,7 +117,7 @@ static int do_put(lua_State *L, crL_chanud_t *u, double t, int nowait) {
 }
 
 static int q_put(lua_State *L) {
-  crL_chanud_t *u = check_queue(L);
+  crL_handle_t *u = check_queue(L);
   return do_put(L, u, crL_opttimeout(L, 3), 0);
 }
 
@@ -184,13 +125,13 @@ static int q_put_nowait(lua_State *L) { return do_put(L, check_queue(L), 0, 1); 
 
 /* Gets one item: 1 with the value pushed, or 0 with nothing pushed and
  * *why set to "timeout"/"closed". Raises on other failures. */
-static int get_one(lua_State *L, crL_chanud_t *u, double t, const char **why) {
+static int get_one(lua_State *L, crL_handle_t *u, double t, const char **why) {
   crL_sink_t s;
   s.L = L;
   s.raw = 0;
   s.status = LUA_OK;
   s.is_small = 0;
-  int rc = cr_queue_get(arena(L), u->h.off, crL__sink, &s, t);
+  int rc = cr_queue_get(arena(L), u->off, crL__sink, &s, t);
   if (rc == 0) {
     crL__sink_finish(&s);
     return 1;
@@ -202,7 +143,7 @@ static int get_one(lua_State *L, crL_chanud_t *u, double t, const char **why) {
 }
 
 static int q_get(lua_State *L) {
-  crL_chanud_t *u = check_queue(L);
+  crL_handle_t *u = check_queue(L);
   double t = crL_opttimeout(L, 2);
   const char *why;
   if (get_one(L, u, t, &why)) return 1;
@@ -212,7 +153,7 @@ static int q_get(lua_State *L) {
 }
 
 static int q_get_nowait(lua_State *L) {
-  crL_chanud_t *u = check_queue(L);
+  crL_handle_t *u = check_queue(L);
   const char *why;
   if (get_one(L, u, 0, &why)) return 1;
   if (why[0] == 't') return crL_error(L, "Empty", "get_nowait: the queue is empty");
@@ -220,8 +161,8 @@ static int q_get_nowait(lua_State *L) {
 }
 
 static int iter_next(lua_State *L) {
-  crL_chanud_t *u = lua_touserdata(L, lua_upvalueindex(1));
-  if (u->h.off == 0) return crL_error_closed(L, "Queue");
+  crL_handle_t *u = lua_touserdata(L, lua_upvalueindex(1));
+  if (u->off == 0) return crL_error_closed(L, crL_handle_name(L, lua_upvalueindex(1)));
   double t = lua_tonumber(L, lua_upvalueindex(2));
   for (;;) {
     const char *why;
@@ -250,60 +191,49 @@ static int q_iter(lua_State *L) {
 /* ---- sizes, close, joinable -------------------------------------------------------- */
 
 static int q_qsize(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)cr_queue_size(arena(L), check_queue(L)->h.off));
+  lua_pushinteger(L, (lua_Integer)cr_queue_size(arena(L), check_queue(L)->off));
   return 1;
 }
 
 static int q_empty(lua_State *L) {
-  lua_pushboolean(L, cr_queue_size(arena(L), check_queue(L)->h.off) == 0);
+  lua_pushboolean(L, cr_queue_size(arena(L), check_queue(L)->off) == 0);
   return 1;
 }
 
 static int q_full(lua_State *L) {
-  crL_chanud_t *u = check_queue(L);
-  int64_t max = cr_queue_maxsize(arena(L), u->h.off);
-  lua_pushboolean(L, max > 0 && cr_queue_size(arena(L), u->h.off) >= max);
+  crL_handle_t *u = check_queue(L);
+  int64_t max = cr_queue_maxsize(arena(L), u->off);
+  lua_pushboolean(L, max > 0 && cr_queue_size(arena(L), u->off) >= max);
   return 1;
 }
 
 static int q_close(lua_State *L) {
-  cr_queue_close(arena(L), check_queue(L)->h.off);
+  cr_queue_close(arena(L), check_queue(L)->off);
   return 0;
 }
 
 static int q_is_closed(lua_State *L) {
-  lua_pushboolean(L, cr_queue_is_closed(arena(L), check_queue(L)->h.off));
+  lua_pushboolean(L, cr_queue_is_closed(arena(L), check_queue(L)->off));
   return 1;
 }
 
 static int q_task_done(lua_State *L) {
-  crL_chanud_t *u = check_any(L, 1);
-  int rc = cr_queue_task_done(arena(L), u->h.off);
+  crL_handle_t *u = check_joinable(L);
+  int rc = cr_queue_task_done(arena(L), u->off);
   if (rc == CR_ESTATE) return crL_error(L, "ValueError", "task_done() called too many times");
   if (rc < 0) return crL_error_code(L, rc, "task_done");
   return 0;
 }
 
 static int q_join(lua_State *L) {
-  crL_chanud_t *u = check_any(L, 1);
-  int rc = cr_queue_join(arena(L), u->h.off, crL_opttimeout(L, 2));
+  crL_handle_t *u = check_joinable(L);
+  int rc = cr_queue_join(arena(L), u->off, crL_opttimeout(L, 2));
   if (rc == CR_ETIMEDOUT) {
     lua_pushboolean(L, 0);
     return 1;
   }
   if (rc < 0) return crL_error_code(L, rc, "join");
   lua_pushboolean(L, 1);
-  return 1;
-}
-
-static int q_tostring(lua_State *L) {
-  crL_chanud_t *u = lua_touserdata(L, 1);
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__name");
-  const char *n = lua_tostring(L, -1);
-  n = n && strchr(n, '.') ? strchr(n, '.') + 1 : "Queue";
-  if (u && u->h.off) lua_pushfstring(L, "%s (%p)", n, (void *)(uintptr_t)u->h.off);
-  else lua_pushfstring(L, "%s (closed)", n);
   return 1;
 }
 
@@ -316,9 +246,9 @@ static int l_park(lua_State *L) {
 }
 
 static int l_parked(lua_State *L) {
-  crL_chanud_t *u = lua_touserdata(L, 1);
-  luaL_argcheck(L, u && crL_tohandle(L, 1) && u->h.kind == CR_OBJ_QUEUE && u->h.off, 1, "open queue expected");
-  lua_pushinteger(L, cr_queue_test_parked(arena(L), u->h.off));
+  crL_handle_t *u = lua_touserdata(L, 1);
+  luaL_argcheck(L, u && crL_tohandle(L, 1) && u->kind == CR_OBJ_QUEUE && u->off, 1, "open queue expected");
+  lua_pushinteger(L, cr_queue_test_parked(arena(L), u->off));
   return 1;
 }
 
@@ -328,32 +258,20 @@ static const luaL_Reg methods[] = {
   {"is_closed", q_is_closed}, {"iter", q_iter}, {NULL, NULL}};
 static const luaL_Reg joinable_methods[] = {{"task_done", q_task_done}, {"join", q_join}, {NULL, NULL}};
 
+/* __close: a to-be-closed queue is closed for every process, as close()
+ * does, and this handle is released. */
+static int q_close_handle(lua_State *L) {
+  crL_handle_t *u = crL_tohandle(L, 1);
+  if (u && u->off) cr_queue_close(arena(L), u->off);
+  return crL_handle_gc(L);
+}
+
 void crL_open_queue(lua_State *L) {
-  static int hooked;
-  if (!hooked) {
-    hooked = 1;
-    cr_proc_on_fork(fork_parent, fork_child, NULL);
-  }
+  crL_handle_class(CR_OBJ_QUEUE, &queue_class);
+  static const luaL_Reg meta[] = {{"__close", q_close_handle}, {NULL, NULL}};
   const char *names[3] = {QUEUE_MT, JQUEUE_MT, SQUEUE_MT};
-  for (int i = 0; i < 3; i++) crL_handle_type(L, CR_OBJ_QUEUE, names[i], push_queue);
-  for (int i = 0; i < 3; i++) {
-    luaL_getmetatable(L, names[i]);
-    lua_pushcfunction(L, q_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, q_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, q_tostring);
-    lua_setfield(L, -2, "__tostring");
-    lua_newtable(L); /* __index */
-    for (int pass = 0; pass < (i == 1 ? 2 : 1); pass++)
-      for (const luaL_Reg *r = pass ? joinable_methods : methods; r->name; r++) {
-        for (int k = 0; k < 3; k++) luaL_getmetatable(L, names[k]);
-        lua_pushcclosure(L, r->func, 3);
-        lua_setfield(L, -2, r->name);
-      }
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-  }
+  for (int i = 0; i < 3; i++) crL_handle_metatable(L, CR_OBJ_QUEUE, names[i], meta, methods);
+  crL_handle_methods(L, JQUEUE_MT, joinable_methods);
   static const luaL_Reg fns[] = {{"Queue", l_queue}, {"JoinableQueue", l_jqueue}, {"SimpleQueue", l_squeue},
                                  {"_queue_park", l_park}, {"_queue_parked", l_parked}, {NULL, NULL}};
   crL_setfuncs(L, fns);

@@ -19,7 +19,6 @@
  * IndexError, except that reading index #a+1 gives nil, so that ipairs
  * stops there as it does on a table. */
 #include <string.h>
-#include <unistd.h>
 
 #include "corral_lua.h"
 
@@ -33,19 +32,27 @@ typedef struct {
   size_t n;
 } lshm_t;
 
-static void push_shm(lua_State *L, cr_off_t off, cr_obj_kind_t kind) {
-  lshm_t *u = lua_newuserdatauv(L, sizeof *u, 2);
-  u->h.off = off;
-  u->h.kind = kind;
-  u->h.owner_pid = getpid();
+static void init_shm(lua_State *L, crL_handle_t *h) {
+  lshm_t *u = (lshm_t *)h;
   u->a = cr_engine_arena(crL_engine(L));
-  u->tc = cr_shm_typecode(u->a, off);
-  u->n = cr_shm_len(u->a, off);
-  luaL_setmetatable(L, kind == CR_OBJ_VALUE ? VALUE_MT : ARRAY_MT);
+  u->tc = cr_shm_typecode(u->a, h->off);
+  u->n = cr_shm_len(u->a, h->off);
 }
 
-static void push_value(lua_State *L, cr_off_t off) { push_shm(L, off, CR_OBJ_VALUE); }
-static void push_array(lua_State *L, cr_off_t off) { push_shm(L, off, CR_OBJ_ARRAY); }
+static const char *value_tname(cr_arena_t *a, cr_off_t off) {
+  (void)a;
+  (void)off;
+  return VALUE_MT;
+}
+
+static const char *array_tname(cr_arena_t *a, cr_off_t off) {
+  (void)a;
+  (void)off;
+  return ARRAY_MT;
+}
+
+static const crL_handle_class_t value_class = {sizeof(lshm_t), 2, value_tname, init_shm};
+static const crL_handle_class_t array_class = {sizeof(lshm_t), 2, array_tname, init_shm};
 
 static const char *tname_of(lshm_t *u) {
   int raw = !u->h.off || !cr_shm_lock(u->a, u->h.off);
@@ -55,19 +62,17 @@ static const char *tname_of(lshm_t *u) {
 
 /* The handle at arg, open or not (NULL if it is none). */
 static lshm_t *toshm(lua_State *L, int arg) {
-  lshm_t *u = luaL_testudata(L, arg, VALUE_MT);
-  if (!u) u = luaL_testudata(L, arg, ARRAY_MT);
-  return u;
+  crL_handle_t *h = crL_tohandle(L, arg);
+  return h && (h->kind == CR_OBJ_VALUE || h->kind == CR_OBJ_ARRAY) ? (lshm_t *)h : NULL;
 }
 
 static lshm_t *check(lua_State *L, int arg) {
-  lshm_t *u = luaL_testudata(L, arg, VALUE_MT);
-  if (!u) u = luaL_testudata(L, arg, ARRAY_MT);
+  lshm_t *u = toshm(L, arg);
   if (!u) {
     luaL_typeerror(L, arg, "Value or Array");
     return NULL;
   }
-  if (!u->h.off) crL_error_closed(L, u->h.kind == CR_OBJ_VALUE ? "Value" : "Array");
+  if (!u->h.off) crL_error_closed(L, crL_handle_name(L, arg));
   return u;
 }
 
@@ -206,9 +211,9 @@ static int new_shm(lua_State *L, int kind, int raw) {
   cr_off_t lock = opt_lock(L, 3, raw, what, &created);
   cr_off_t off;
   int rc = cr_shm_new(a, kind, tc, n, lock, &off);
-  if (created) cr_obj_release(a, lock, cr_sync_destroy); /* the storage holds it now */
+  if (created) cr_obj_drop(a, lock); /* the storage holds it now */
   if (rc < 0) return crL_error_code(L, rc, what);
-  push_shm(L, off, (cr_obj_kind_t)kind);
+  crL_handle_new(L, (cr_obj_kind_t)kind, off);
   lshm_t *u = lua_touserdata(L, -1);
   int self = lua_gettop(L);
   if (kind == CR_OBJ_VALUE) {
@@ -292,12 +297,6 @@ static int m_totable(lua_State *L) {
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;
-}
-
-static int m_close(lua_State *L) {
-  crL_handle_t *h = crL_tohandle(L, 1);
-  if (h) crL_handle_release(L, h, cr_sync_destroy);
-  return 0;
 }
 
 static int m_tostring(lua_State *L) {
@@ -439,12 +438,13 @@ static int a_len(lua_State *L) {
 
 void crL_open_shm(lua_State *L) {
   static const luaL_Reg value_m[] = {{"get_lock", m_get_lock}, {"add", m_add}, {"compare_and_set", m_cas},
-                                     {"close", m_close},       {NULL, NULL}};
-  static const luaL_Reg array_m[] = {{"get_lock", m_get_lock}, {"totable", m_totable}, {"close", m_close}, {NULL, NULL}};
-  crL_handle_type(L, CR_OBJ_VALUE, VALUE_MT, push_value);
+                                     {"close", crL_handle_gc},       {NULL, NULL}};
+  static const luaL_Reg array_m[] = {{"get_lock", m_get_lock}, {"totable", m_totable}, {"close", crL_handle_gc}, {NULL, NULL}};
+  crL_handle_class(CR_OBJ_VALUE, &value_class);
+  crL_handle_class(CR_OBJ_ARRAY, &array_class);
+  static const luaL_Reg vmeta[] = {{"__tostring", m_tostring}, {NULL, NULL}};
+  crL_handle_metatable(L, CR_OBJ_VALUE, VALUE_MT, vmeta, NULL);
   luaL_getmetatable(L, VALUE_MT);
-  static const luaL_Reg vmeta[] = {{"__gc", m_close}, {"__close", m_close}, {"__tostring", m_tostring}, {NULL, NULL}};
-  luaL_setfuncs(L, vmeta, 0);
   luaL_newlib(L, value_m);
   lua_pushvalue(L, -2);
   lua_pushcclosure(L, v_index, 2);
@@ -455,11 +455,10 @@ void crL_open_shm(lua_State *L) {
   lua_setfield(L, -2, "__newindex");
   lua_pop(L, 1);
 
-  crL_handle_type(L, CR_OBJ_ARRAY, ARRAY_MT, push_array);
+  static const luaL_Reg ameta[] = {{"__tostring", m_tostring}, {"__newindex", a_newindex}, {"__len", a_len},
+                                   {NULL, NULL}};
+  crL_handle_metatable(L, CR_OBJ_ARRAY, ARRAY_MT, ameta, NULL);
   luaL_getmetatable(L, ARRAY_MT);
-  static const luaL_Reg ameta[] = {{"__gc", m_close},          {"__close", m_close}, {"__tostring", m_tostring},
-                                   {"__newindex", a_newindex}, {"__len", a_len},     {NULL, NULL}};
-  luaL_setfuncs(L, ameta, 0);
   luaL_newlib(L, array_m);
   lua_pushcclosure(L, a_index, 1);
   lua_setfield(L, -2, "__index");

@@ -15,7 +15,6 @@
  * Condition:wait raises OwnerDied too, but with the lock held (it always
  * returns holding the lock, so the caller's guard can release it). */
 #include <string.h>
-#include <unistd.h>
 
 #include "corral_lua.h"
 
@@ -34,21 +33,21 @@ typedef struct {
 
 /* ---- shared helpers --------------------------------------------------------- */
 
-static void push_new(lua_State *L, cr_off_t off, cr_obj_kind_t kind, const char *mt) {
-  lsync_t *u = lua_newuserdatauv(L, sizeof *u, 2);
-  u->h.off = off;
-  u->h.kind = kind;
-  u->h.owner_pid = getpid();
-  u->a = cr_engine_arena(crL_engine(L));
-  luaL_setmetatable(L, mt);
-}
+static void init_sync(lua_State *L, crL_handle_t *h) { ((lsync_t *)h)->a = cr_engine_arena(crL_engine(L)); }
 
-static void push_lock(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_LOCK, LOCK_MT); }
-static void push_rlock(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_RLOCK, RLOCK_MT); }
-static void push_sem(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_SEMAPHORE, SEM_MT); }
-static void push_event(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_EVENT, EVENT_MT); }
-static void push_cond(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_CONDITION, COND_MT); }
-static void push_barrier(lua_State *L, cr_off_t off) { push_new(L, off, CR_OBJ_BARRIER, BAR_MT); }
+#define SYNC_CLASS(name, mt)                                              \
+  static const char *name##_tname(cr_arena_t *a, cr_off_t off) {        \
+    (void)a;                                                              \
+    (void)off;                                                            \
+    return mt;                                                            \
+  }                                                                       \
+  static const crL_handle_class_t name##_class = {sizeof(lsync_t), 2, name##_tname, init_sync};
+SYNC_CLASS(lock, LOCK_MT)
+SYNC_CLASS(rlock, RLOCK_MT)
+SYNC_CLASS(sem, SEM_MT)
+SYNC_CLASS(event, EVENT_MT)
+SYNC_CLASS(cond, COND_MT)
+SYNC_CLASS(barrier, BAR_MT)
 
 static const char *display_name(lsync_t *u) {
   switch (u->h.kind) {
@@ -63,27 +62,9 @@ static const char *display_name(lsync_t *u) {
   }
 }
 
-/* The open handle of metatable mt at arg; tname names it in errors. The
- * methods carry their type's metatable as upvalue 1, which makes the usual
- * check one comparison (this is on the path of every acquire). */
-static lsync_t *check(lua_State *L, int arg, const char *mt, const char *tname) {
-  lsync_t *u = lua_touserdata(L, arg);
-  if (u && lua_getmetatable(L, arg)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok) {
-      if (!u->h.off) crL_error_closed(L, tname);
-      return u;
-    }
-  }
-  u = luaL_testudata(L, arg, mt);
-  if (!u) {
-    luaL_typeerror(L, arg, tname);
-    return NULL;
-  }
-  if (!u->h.off) crL_error_closed(L, tname);
-  return u;
-}
+/* The open handle of kind at arg 1 (one comparison on the path of every
+ * acquire: the methods carry their metatable, crL_checkhandle). */
+static lsync_t *check(lua_State *L, cr_obj_kind_t kind) { return (lsync_t *)crL_checkhandle(L, 1, kind); }
 
 static int raise_code(lua_State *L, int rc, const char *what) { return crL_error_code(L, rc, what); }
 
@@ -91,12 +72,6 @@ static int raise_code(lua_State *L, int rc, const char *what) { return crL_error
 static double acquire_timeout(lua_State *L, int arg) {
   if (lua_type(L, arg) == LUA_TBOOLEAN) return lua_toboolean(L, arg) ? crL_opttimeout(L, arg + 1) : 0;
   return crL_opttimeout(L, arg);
-}
-
-static int h_close(lua_State *L) {
-  crL_handle_t *h = crL_tohandle(L, 1);
-  if (h) crL_handle_release(L, h, cr_sync_destroy);
-  return 0;
 }
 
 static int h_tostring(lua_State *L) {
@@ -150,7 +125,7 @@ static int lock_release_off(lua_State *L, cr_arena_t *a, cr_off_t off, const cha
 }
 
 static int lock_acquire(lua_State *L) {
-  lsync_t *u = check(L, 1, LOCK_MT, "Lock");
+  lsync_t *u = check(L, CR_OBJ_LOCK);
   double t = lua_isnoneornil(L, 2) ? -1 : acquire_timeout(L, 2);
   int rc = cr_lock_acquire(u->a, u->h.off, 0); /* the uncontended path first */
   if (rc == CR_ETIMEDOUT && t != 0) rc = cr_lock_acquire(u->a, u->h.off, t);
@@ -158,30 +133,30 @@ static int lock_acquire(lua_State *L) {
 }
 
 static int lock_release(lua_State *L) {
-  lsync_t *u = check(L, 1, LOCK_MT, "Lock");
+  lsync_t *u = check(L, CR_OBJ_LOCK);
   if (cr_lock_release(u->a, u->h.off) != 0) lock_release_off(L, u->a, u->h.off, "Lock.release");
   return 0;
 }
 
 static int lock_locked(lua_State *L) {
-  lsync_t *u = check(L, 1, LOCK_MT, "Lock");
+  lsync_t *u = check(L, CR_OBJ_LOCK);
   lua_pushboolean(L, cr_lock_locked(u->a, u->h.off));
   return 1;
 }
 
 static int rlock_acquire(lua_State *L) {
-  lsync_t *u = check(L, 1, RLOCK_MT, "RLock");
+  lsync_t *u = check(L, CR_OBJ_RLOCK);
   return lock_acquire_off(L, u->a, u->h.off, acquire_timeout(L, 2), "RLock.acquire");
 }
 
 static int rlock_release(lua_State *L) {
-  lsync_t *u = check(L, 1, RLOCK_MT, "RLock");
+  lsync_t *u = check(L, CR_OBJ_RLOCK);
   lock_release_off(L, u->a, u->h.off, "RLock.release");
   return 0;
 }
 
 static int rlock_depth(lua_State *L) {
-  lsync_t *u = check(L, 1, RLOCK_MT, "RLock");
+  lsync_t *u = check(L, CR_OBJ_RLOCK);
   lua_pushinteger(L, cr_rlock_depth(u->a, u->h.off));
   return 1;
 }
@@ -190,7 +165,7 @@ static int l_lock(lua_State *L) {
   cr_off_t off;
   int rc = cr_lock_new(cr_engine_arena(crL_engine(L)), &off);
   if (rc < 0) return raise_code(L, rc, "Lock");
-  push_lock(L, off);
+  crL_handle_new(L, CR_OBJ_LOCK, off);
   return 1;
 }
 
@@ -198,7 +173,7 @@ static int l_rlock(lua_State *L) {
   cr_off_t off;
   int rc = cr_rlock_new(cr_engine_arena(crL_engine(L)), &off);
   if (rc < 0) return raise_code(L, rc, "RLock");
-  push_rlock(L, off);
+  crL_handle_new(L, CR_OBJ_RLOCK, off);
   return 1;
 }
 
@@ -277,7 +252,7 @@ static int sem_new(lua_State *L, int bounded) {
   cr_off_t off;
   int rc = cr_sem_new(cr_engine_arena(crL_engine(L)), (long)v, bounded, &off);
   if (rc < 0) return raise_code(L, rc, name);
-  push_sem(L, off);
+  crL_handle_new(L, CR_OBJ_SEMAPHORE, off);
   return 1;
 }
 
@@ -285,7 +260,7 @@ static int l_semaphore(lua_State *L) { return sem_new(L, 0); }
 static int l_bsemaphore(lua_State *L) { return sem_new(L, 1); }
 
 static int sem_acquire(lua_State *L) {
-  lsync_t *u = check(L, 1, SEM_MT, "Semaphore");
+  lsync_t *u = check(L, CR_OBJ_SEMAPHORE);
   int rc = cr_sem_acquire(u->a, u->h.off, acquire_timeout(L, 2));
   if (rc == 0 || rc == CR_ETIMEDOUT) {
     lua_pushboolean(L, rc == 0);
@@ -295,7 +270,7 @@ static int sem_acquire(lua_State *L) {
 }
 
 static int sem_release(lua_State *L) {
-  lsync_t *u = check(L, 1, SEM_MT, "Semaphore");
+  lsync_t *u = check(L, CR_OBJ_SEMAPHORE);
   int rc = cr_sem_release(u->a, u->h.off);
   if (rc == CR_EOVERFLOW) {
     if (cr_sem_is_bounded(u->a, u->h.off))
@@ -307,7 +282,7 @@ static int sem_release(lua_State *L) {
 }
 
 static int sem_get_value(lua_State *L) {
-  lsync_t *u = check(L, 1, SEM_MT, "Semaphore");
+  lsync_t *u = check(L, CR_OBJ_SEMAPHORE);
   lua_pushinteger(L, cr_sem_value(u->a, u->h.off));
   return 1;
 }
@@ -318,30 +293,30 @@ static int l_event(lua_State *L) {
   cr_off_t off;
   int rc = cr_event_new(cr_engine_arena(crL_engine(L)), &off);
   if (rc < 0) return raise_code(L, rc, "Event");
-  push_event(L, off);
+  crL_handle_new(L, CR_OBJ_EVENT, off);
   return 1;
 }
 
 static int ev_set(lua_State *L) {
-  lsync_t *u = check(L, 1, EVENT_MT, "Event");
+  lsync_t *u = check(L, CR_OBJ_EVENT);
   cr_event_set(u->a, u->h.off);
   return 0;
 }
 
 static int ev_clear(lua_State *L) {
-  lsync_t *u = check(L, 1, EVENT_MT, "Event");
+  lsync_t *u = check(L, CR_OBJ_EVENT);
   cr_event_clear(u->a, u->h.off);
   return 0;
 }
 
 static int ev_is_set(lua_State *L) {
-  lsync_t *u = check(L, 1, EVENT_MT, "Event");
+  lsync_t *u = check(L, CR_OBJ_EVENT);
   lua_pushboolean(L, cr_event_is_set(u->a, u->h.off));
   return 1;
 }
 
 static int ev_wait(lua_State *L) {
-  lsync_t *u = check(L, 1, EVENT_MT, "Event");
+  lsync_t *u = check(L, CR_OBJ_EVENT);
   int rc = cr_event_wait(u->a, u->h.off, crL_opttimeout(L, 2));
   if (rc == 0 || rc == CR_ETIMEDOUT) {
     lua_pushboolean(L, rc == 0);
@@ -362,9 +337,8 @@ static int l_condition(lua_State *L) {
     if (rc < 0) return raise_code(L, rc, "Condition");
     own_lock = 1;
   } else {
-    lsync_t *u = luaL_testudata(L, 1, LOCK_MT);
-    if (!u) u = luaL_testudata(L, 1, RLOCK_MT);
-    if (!u)
+    lsync_t *u = (lsync_t *)crL_tohandle(L, 1);
+    if (!u || (u->h.kind != CR_OBJ_LOCK && u->h.kind != CR_OBJ_RLOCK))
       return crL_error(L, "ValueError", "Condition: bad argument #1 (Lock or RLock expected, got %s)",
                        luaL_typename(L, 1));
     if (!u->h.off) return crL_error_closed(L, display_name(u));
@@ -372,19 +346,19 @@ static int l_condition(lua_State *L) {
   }
   cr_off_t off;
   int rc = cr_cond_new(a, lock_off, &off);
-  if (own_lock) cr_obj_release(a, lock_off, cr_sync_destroy); /* the Condition holds it now */
+  if (own_lock) cr_obj_drop(a, lock_off); /* the Condition holds it now */
   if (rc < 0) return raise_code(L, rc, "Condition");
-  push_cond(L, off);
+  crL_handle_new(L, CR_OBJ_CONDITION, off);
   return 1;
 }
 
 static int cond_acquire(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   return lock_acquire_off(L, u->a, cr_cond_lock(u->a, u->h.off), acquire_timeout(L, 2), "Condition.acquire");
 }
 
 static int cond_release(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   lock_release_off(L, u->a, cr_cond_lock(u->a, u->h.off), "Condition.release");
   return 0;
 }
@@ -403,7 +377,7 @@ static int cond_wait_raw(lua_State *L, lsync_t *u, double t) {
 }
 
 static int cond_wait(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   lua_pushboolean(L, cond_wait_raw(L, u, crL_opttimeout(L, 2)));
   return 1;
 }
@@ -411,7 +385,7 @@ static int cond_wait(lua_State *L) {
 /* wait_for(pred, t) -> pred's last result: waits until pred() is true or t
  * seconds have passed (pred is called with the lock held). */
 static int cond_wait_for(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   luaL_checkany(L, 2);
   double t = crL_opttimeout(L, 3);
   double deadline = t >= 0 ? cr_now() + t : -1;
@@ -431,7 +405,7 @@ static int cond_wait_for(lua_State *L) {
 }
 
 static int cond_notify(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   lua_Integer n = 1;
   if (!lua_isnoneornil(L, 2)) {
     if (!lua_isinteger(L, 2))
@@ -448,7 +422,7 @@ static int cond_notify(lua_State *L) {
 }
 
 static int cond_notify_all(lua_State *L) {
-  lsync_t *u = check(L, 1, COND_MT, "Condition");
+  lsync_t *u = check(L, CR_OBJ_CONDITION);
   int rc = cr_cond_notify(u->a, u->h.off, -1);
   if (rc == CR_ENOTOWNER) return crL_error(L, "PermissionError", "Condition.notify_all: cannot notify on an un-acquired lock");
   if (rc < 0) return raise_code(L, rc, "Condition.notify_all");
@@ -496,7 +470,7 @@ static int l_barrier(lua_State *L) {
   cr_off_t off;
   int rc = cr_barrier_new(cr_engine_arena(crL_engine(L)), (int)parties, timeout, &off);
   if (rc < 0) return raise_code(L, rc, "Barrier");
-  push_barrier(L, off);
+  crL_handle_new(L, CR_OBJ_BARRIER, off);
   int bar = lua_gettop(L);
   if (has_action) {
     lsync_t *u = lua_touserdata(L, bar);
@@ -586,7 +560,7 @@ static int push_action(lua_State *L, lsync_t *u, int self) {
 
 /* wait(t) -> arrival index 1..parties (t = nil: the barrier's timeout). */
 static int bar_wait(lua_State *L) {
-  lsync_t *u = check(L, 1, BAR_MT, "Barrier");
+  lsync_t *u = check(L, CR_OBJ_BARRIER);
   double t = lua_isnoneornil(L, 2) ? cr_barrier_timeout(u->a, u->h.off) : crL_opttimeout(L, 2);
   lua_settop(L, 1);
   action_ctx_t x = {L, 0, 0};
@@ -604,20 +578,20 @@ static int bar_wait(lua_State *L) {
 }
 
 static int bar_reset(lua_State *L) {
-  lsync_t *u = check(L, 1, BAR_MT, "Barrier");
+  lsync_t *u = check(L, CR_OBJ_BARRIER);
   cr_barrier_reset(u->a, u->h.off);
   return 0;
 }
 
 static int bar_abort(lua_State *L) {
-  lsync_t *u = check(L, 1, BAR_MT, "Barrier");
+  lsync_t *u = check(L, CR_OBJ_BARRIER);
   cr_barrier_abort(u->a, u->h.off);
   return 0;
 }
 
 /* Fields parties, n_waiting, broken, timeout; else the methods. */
 static int bar_index(lua_State *L) {
-  lsync_t *u = check(L, 1, BAR_MT, "Barrier");
+  lsync_t *u = check(L, CR_OBJ_BARRIER);
   const char *k = lua_tostring(L, 2);
   if (k && lua_type(L, 2) == LUA_TSTRING) {
     if (strcmp(k, "parties") == 0) {
@@ -646,22 +620,20 @@ static int bar_index(lua_State *L) {
 
 /* ---- registration ------------------------------------------------------------------ */
 
-static const luaL_Reg meta_common[] = {
-  {"__gc", h_close}, {"__close", h_close}, {"__tostring", h_tostring}, {NULL, NULL}};
-
-static void new_type(lua_State *L, cr_obj_kind_t kind, const char *mt, crL_push_handle_fn push,
+static void new_type(lua_State *L, cr_obj_kind_t kind, const char *mt, const crL_handle_class_t *cls,
                      const luaL_Reg *methods, lua_CFunction index_fn) {
-  crL_handle_type(L, kind, mt, push);
-  luaL_getmetatable(L, mt);
-  luaL_setfuncs(L, meta_common, 0);
-  lua_newtable(L);
-  lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);
-  lua_pushcfunction(L, h_close);
-  lua_setfield(L, -2, "close");
-  if (index_fn) lua_pushcclosure(L, index_fn, 1);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__tostring", h_tostring}, {NULL, NULL}};
+  static const luaL_Reg close[] = {{"close", crL_handle_gc}, {NULL, NULL}};
+  crL_handle_class(kind, cls);
+  crL_handle_metatable(L, kind, mt, meta, methods);
+  crL_handle_methods(L, mt, close);
+  if (index_fn) { /* __index is a function over the methods */
+    luaL_getmetatable(L, mt);
+    lua_getfield(L, -1, "__index");
+    lua_pushcclosure(L, index_fn, 1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+  }
 }
 
 void crL_open_sync(lua_State *L) {
@@ -682,12 +654,12 @@ void crL_open_sync(lua_State *L) {
                                     {"notify", cond_notify},   {"notify_all", cond_notify_all},
                                     {NULL, NULL}};
   static const luaL_Reg bar_m[] = {{"wait", bar_wait}, {"reset", bar_reset}, {"abort", bar_abort}, {NULL, NULL}};
-  new_type(L, CR_OBJ_LOCK, LOCK_MT, push_lock, lock_m, NULL);
-  new_type(L, CR_OBJ_RLOCK, RLOCK_MT, push_rlock, rlock_m, NULL);
-  new_type(L, CR_OBJ_SEMAPHORE, SEM_MT, push_sem, sem_m, NULL);
-  new_type(L, CR_OBJ_EVENT, EVENT_MT, push_event, event_m, NULL);
-  new_type(L, CR_OBJ_CONDITION, COND_MT, push_cond, cond_m, NULL);
-  new_type(L, CR_OBJ_BARRIER, BAR_MT, push_barrier, bar_m, bar_index);
+  new_type(L, CR_OBJ_LOCK, LOCK_MT, &lock_class, lock_m, NULL);
+  new_type(L, CR_OBJ_RLOCK, RLOCK_MT, &rlock_class, rlock_m, NULL);
+  new_type(L, CR_OBJ_SEMAPHORE, SEM_MT, &sem_class, sem_m, NULL);
+  new_type(L, CR_OBJ_EVENT, EVENT_MT, &event_class, event_m, NULL);
+  new_type(L, CR_OBJ_CONDITION, COND_MT, &cond_class, cond_m, NULL);
+  new_type(L, CR_OBJ_BARRIER, BAR_MT, &barrier_class, bar_m, bar_index);
   if (luaL_newmetatable(L, GUARD_MT)) {
     lua_pushcfunction(L, guard_close);
     lua_setfield(L, -2, "__close");

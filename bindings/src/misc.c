@@ -33,6 +33,27 @@ static int l_cpu_count(lua_State *L) {
   return 1;
 }
 
+/* arena_stats() -> {size=, in_use=, blocks=, objects=, held=}: the shared
+ * arena's heap size and bytes in use, its allocated blocks, the shared
+ * objects alive (in every process), and the references this process holds. */
+static int l_arena_stats(lua_State *L) {
+  cr_engine_t *e = crL_engine(L);
+  cr_arena_stats_t st;
+  cr_arena_stats(cr_engine_arena(e), &st);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)st.size);
+  lua_setfield(L, -2, "size");
+  lua_pushinteger(L, (lua_Integer)st.in_use);
+  lua_setfield(L, -2, "in_use");
+  lua_pushinteger(L, (lua_Integer)st.blocks);
+  lua_setfield(L, -2, "blocks");
+  lua_pushinteger(L, (lua_Integer)st.objects);
+  lua_setfield(L, -2, "objects");
+  lua_pushinteger(L, (lua_Integer)cr_refs_count(e));
+  lua_setfield(L, -2, "held");
+  return 1;
+}
+
 /* _service(): handles what is ready in the engine's loop (child exits...)
  * without blocking. */
 static int l_service(lua_State *L) {
@@ -57,6 +78,7 @@ static int l_ignore_sigint(lua_State *L) {
 void crL_open_misc(lua_State *L) {
   static const luaL_Reg fns[] = {{"time", l_time},     {"sleep", l_sleep},         {"getpid", l_getpid},
                                  {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
+                                 {"arena_stats", l_arena_stats},
                                  {"_service", l_service}, {"_isatty", l_isatty},
                                  {"_ignore_sigint", l_ignore_sigint}, {NULL, NULL}};
   crL_setfuncs(L, fns);

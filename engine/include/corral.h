@@ -19,5 +19,6 @@
 #include "corral/shm.h"
 #include "corral/chan.h"
 #include "corral/managed.h"
+#include "corral/refs.h"
 
 #endif

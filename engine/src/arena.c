@@ -27,7 +27,7 @@
 
 #define CR_PAGE        4096u
 #define ARENA_MAGIC    0x6c617263u /* "crla" */
-#define ARENA_VERSION  1u
+#define ARENA_VERSION  2u
 #define MIN_ORDER      6u          /* 64-byte blocks */
 #define MAX_ORDERS     48u
 #define PUNCH_ORDER    16u         /* blocks of 64 KiB and more give pages back */
@@ -43,6 +43,8 @@ typedef struct {
   uint64_t free_head[MAX_ORDERS];
   uint64_t in_use;
   uint64_t blocks;
+  _Atomic uint64_t objects;            /* shared objects alive */
+  _Atomic uint64_t roots[CR_ARENA_ROOTS];
 } arena_hdr_t;
 
 typedef struct {
@@ -285,6 +287,11 @@ void cr_arena_stats(cr_arena_t *a, cr_arena_stats_t *st) {
   st->in_use = a->hdr->in_use;
   st->blocks = a->hdr->blocks;
   arena_unlock(a);
+  st->objects = atomic_load(&a->hdr->objects);
+}
+
+_Atomic uint64_t *cr_arena_root(cr_arena_t *a, unsigned which) {
+  return which < CR_ARENA_ROOTS ? &a->hdr->roots[which] : NULL;
 }
 
 /* ---- shared objects ---------------------------------------------------- */
@@ -307,6 +314,7 @@ int cr_obj_new(cr_arena_t *a, cr_obj_kind_t kind, size_t size, cr_off_t *off) {
   cr_obj_t *o = cr_arena_ptr(a, *off);
   o->kind = kind;
   atomic_store((_Atomic uint32_t *)&o->refs, 1);
+  atomic_fetch_add(&a->hdr->objects, 1);
   atomic_store_explicit((_Atomic uint32_t *)&o->magic, CR_OBJ_MAGIC, memory_order_release);
   return 0;
 }
@@ -329,6 +337,7 @@ int cr_obj_release(cr_arena_t *a, cr_off_t off, cr_obj_destroy_fn destroy) {
   if (atomic_fetch_sub((_Atomic uint32_t *)&o->refs, 1) != 1) return 0;
   if (destroy) destroy(a, off);
   atomic_store((_Atomic uint32_t *)&o->magic, 0);
+  atomic_fetch_sub(&a->hdr->objects, 1);
   cr_arena_free(a, off);
   return 1;
 }

@@ -45,6 +45,7 @@ static int engine_init(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *arena) {
   }
   e->arena = arena;
   e->pid = getpid();
+  e->refs_slot = -1;
   uv_async_init(e->loop, &e->wake, on_wake);
   uv_unref((uv_handle_t *)&e->wake);
   uv_timer_init(e->loop, &e->timer);
@@ -63,7 +64,12 @@ int cr_engine_open(cr_engine_t **out, uv_loop_t *loop, size_t arena_size) {
   int rc = cr_arena_create(&a, arena_size);
   if (rc < 0) return rc;
   rc = engine_init(out, loop, a);
-  if (rc < 0) cr_arena_close(a);
+  if (rc < 0) {
+    cr_arena_close(a);
+    return rc;
+  }
+  rc = cr__refs_open(*out, 1);
+  if (rc < 0) cr_engine_close(*out);
   return rc;
 }
 
@@ -72,7 +78,12 @@ int cr_engine_attach(cr_engine_t **out, uv_loop_t *loop, int arena_fd) {
   int rc = cr_arena_attach(&a, arena_fd);
   if (rc < 0) return rc;
   rc = engine_init(out, loop, a);
-  if (rc < 0) cr_arena_close(a);
+  if (rc < 0) {
+    cr_arena_close(a);
+    return rc;
+  }
+  rc = cr__refs_open(*out, 0);
+  if (rc < 0) cr_engine_close(*out);
   return rc;
 }
 
@@ -83,6 +94,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 void cr_engine_close(cr_engine_t *e) {
   if (!e) return;
+  cr__refs_close(e);
   cr__proc_forget_all(e);
   if (e->owns_loop) {
     uv_walk(e->loop, close_walk, NULL);

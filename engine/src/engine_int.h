@@ -33,6 +33,7 @@ struct cr_engine_s {
   uv_timer_t timer;              /* wait deadlines */
   cr_proc_t *children;
   int finished;
+  int refs_slot;                 /* this process's slot in the process table, -1: none */
 };
 
 /* proc.c: reaps forked children that exited (SIGCHLD or before a wait). */
@@ -45,5 +46,23 @@ void cr__engine_after_fork(cr_engine_t *e);
 void cr__engine_run_nowait(cr_engine_t *e);
 /* engine.c: make sure SIGCHLD is watched before a child starts. */
 int cr__engine_watch_children(cr_engine_t *e);
+
+/* refs.c: the process table and this process's ledger (corral/refs.h).
+ * open: creates the table (a new arena) or finds it (attach), and takes a
+ * slot for this process. close: gives back what this process holds. reap:
+ * gives back what an ended child held. */
+int cr__refs_open(cr_engine_t *e, int create);
+void cr__refs_close(cr_engine_t *e);
+void cr__refs_reap(cr_engine_t *e, int pid);
+/* refs.c, around fork: prepare copies this process's ledger for the child
+ * and takes its references (CR_ENOMEM: no slot or no room, nothing taken);
+ * abort gives them back when the fork failed; parent and child each mark
+ * the slot as the child's (whichever comes first), and the child registers
+ * its inherited pipe handles. */
+typedef struct { int slot; } cr__refs_fork_t;
+int cr__refs_fork_prepare(cr_engine_t *e, cr__refs_fork_t *f);
+void cr__refs_fork_abort(cr_engine_t *e, cr__refs_fork_t *f);
+void cr__refs_fork_parent(cr_engine_t *e, cr__refs_fork_t *f, int pid);
+void cr__refs_fork_child(cr_engine_t *e, cr__refs_fork_t *f);
 
 #endif

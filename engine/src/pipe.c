@@ -9,19 +9,23 @@
 
 #include <string.h>
 
-#define NHOLDERS   64
+#define NHOLDERS   256
 #define PIPE_SLICE 0.1 /* seconds between checks that the far processes run */
 
-typedef struct {
-  _Atomic int32_t pid;
-  _Atomic int32_t count;
-} holder_t;
+/* A holder entry is one word, pid in the high half and that process's open
+ * handles in the low half, so that every change to it is one CAS: the
+ * owner adding or removing a handle and the reaper clearing the entry of a
+ * process that ended can never interleave half-way. 0 is a free entry. */
+typedef _Atomic uint64_t holder_t;
+#define HOLDER(pid, n) (((uint64_t)(uint32_t)(pid) << 32) | (uint32_t)(n))
+#define HOLDER_PID(w)  ((int32_t)((w) >> 32))
+#define HOLDER_N(w)    ((int32_t)(uint32_t)(w))
 
 typedef struct {
   _Atomic int32_t total; /* open handles of this end, in all processes */
   _Atomic int32_t extra; /* of those, held by processes the table had no room for */
-  _Atomic int32_t dead;  /* handles of ended processes whose entries were reused */
   _Atomic uint32_t destroyed; /* the end object is freed (read before its refs) */
+  uint32_t pad;
   cr_off_t obj;          /* the end object */
   holder_t h[NHOLDERS];
 } holders_t;
@@ -90,54 +94,71 @@ int cr_pipe_writable(cr_arena_t *a, cr_off_t end) { return corep(a, end)->chan[1
 
 /* ---- holders ------------------------------------------------------------------ */
 
+static holders_t *holders(cr_arena_t *a, cr_off_t end) { return &corep(a, end)->ends[endp(a, end)->index]; }
+
+/* One handle fewer open; with the last of this end, far readers are woken
+ * to see the end of stream. */
+static void lower_total(cr_arena_t *a, cr_off_t end, int32_t n) {
+  if (n <= 0) return;
+  core_t *c = corep(a, end);
+  unsigned idx = endp(a, end)->index;
+  if (atomic_fetch_sub(&c->ends[idx].total, n) == n && c->chan[1 - idx])
+    cr__queue_wake_getters(a, c->chan[1 - idx]);
+}
+
+/* Takes up to n from the overflow count; returns how many it took. */
+static int32_t take_extra(holders_t *hs, int32_t n) {
+  int32_t x = atomic_load(&hs->extra);
+  while (x > 0 && !atomic_compare_exchange_weak(&hs->extra, &x, x > n ? x - n : 0)) {
+  }
+  return x > n ? n : (x > 0 ? x : 0);
+}
+
 void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid) {
-  holders_t *hs = &corep(a, end)->ends[endp(a, end)->index];
+  holders_t *hs = holders(a, end);
   atomic_fetch_add(&hs->total, 1);
-  /* Our own entry: only this process edits it once it is ours. */
-  for (int i = 0; i < NHOLDERS; i++)
-    if (atomic_load(&hs->h[i].pid) == pid) {
-      atomic_fetch_add(&hs->h[i].count, 1);
-      return;
-    }
-  for (int pass = 0; pass < 2; pass++)
-    for (int i = 0; i < NHOLDERS; i++) {
-      int32_t old = atomic_load(&hs->h[i].pid);
-      /* pass 0: free entries; pass 1: entries of processes that ended */
-      if (pass == 0 ? old != 0 : (old == 0 || cr__chan_pid_alive(old))) continue;
-      if (!atomic_compare_exchange_strong(&hs->h[i].pid, &old, pid)) continue;
-      int32_t left = atomic_exchange(&hs->h[i].count, 1);
-      if (left > 0) { /* the dead process's handles: no longer open, still referenced */
-        atomic_fetch_add(&hs->dead, left);
-        atomic_fetch_sub(&hs->total, left);
-      }
-      return;
-    }
+  for (int i = 0; i < NHOLDERS; i++) { /* our own entry */
+    uint64_t w = atomic_load(&hs->h[i]);
+    while (w && HOLDER_PID(w) == pid)
+      if (atomic_compare_exchange_weak(&hs->h[i], &w, HOLDER(pid, HOLDER_N(w) + 1))) return;
+  }
+  for (int i = 0; i < NHOLDERS; i++) {
+    uint64_t w = 0;
+    if (atomic_compare_exchange_strong(&hs->h[i], &w, HOLDER(pid, 1))) return;
+  }
   atomic_fetch_add(&hs->extra, 1);
 }
 
 void cr_pipe_unhold(cr_arena_t *a, cr_off_t end, int pid) {
-  core_t *c = corep(a, end);
-  unsigned idx = endp(a, end)->index;
-  holders_t *hs = &c->ends[idx];
+  holders_t *hs = holders(a, end);
   int found = 0;
-  for (int i = 0; i < NHOLDERS && !found; i++)
-    if (atomic_load(&hs->h[i].pid) == pid) {
-      found = 1;
-      if (atomic_fetch_sub(&hs->h[i].count, 1) == 1) atomic_store(&hs->h[i].pid, 0);
-    }
-  if (!found) {
-    int32_t x = atomic_load(&hs->extra);
-    while (x > 0 && !atomic_compare_exchange_weak(&hs->extra, &x, x - 1)) {
-    }
+  for (int i = 0; i < NHOLDERS && !found; i++) {
+    uint64_t w = atomic_load(&hs->h[i]);
+    while (!found && w && HOLDER_PID(w) == pid)
+      found = atomic_compare_exchange_weak(&hs->h[i], &w, HOLDER_N(w) > 1 ? HOLDER(pid, HOLDER_N(w) - 1) : 0);
   }
-  if (atomic_fetch_sub(&hs->total, 1) == 1 && c->chan[1 - idx])
-    cr__queue_wake_getters(a, c->chan[1 - idx]); /* far readers: end of stream */
+  if (!found) take_extra(hs, 1);
+  lower_total(a, end, 1);
+}
+
+void cr_pipe_forget(cr_arena_t *a, cr_off_t end, int pid, int handles) {
+  holders_t *hs = holders(a, end);
+  int32_t gone = 0;
+  for (int i = 0; i < NHOLDERS && !gone; i++) {
+    uint64_t w = atomic_load(&hs->h[i]);
+    while (!gone && w && HOLDER_PID(w) == pid)
+      if (atomic_compare_exchange_weak(&hs->h[i], &w, 0)) gone = HOLDER_N(w);
+  }
+  if (gone < handles) gone += take_extra(hs, handles - gone);
+  lower_total(a, end, gone);
 }
 
 int cr_pipe_held_by(cr_arena_t *a, cr_off_t end, int pid) {
-  holders_t *hs = &corep(a, end)->ends[endp(a, end)->index];
-  for (int i = 0; i < NHOLDERS; i++)
-    if (atomic_load(&hs->h[i].pid) == pid) return atomic_load(&hs->h[i].count);
+  holders_t *hs = holders(a, end);
+  for (int i = 0; i < NHOLDERS; i++) {
+    uint64_t w = atomic_load(&hs->h[i]);
+    if (w && HOLDER_PID(w) == pid) return HOLDER_N(w);
+  }
   return 0;
 }
 
@@ -149,13 +170,14 @@ typedef struct {
 
 /* References to the far end object beyond its registered handles: handles
  * travelling in messages (the codec holds a reference for them) and
- * handles a fork is handing to its child. -1 once the object is freed. */
+ * handles a forked child has not registered yet. -1 once the object is
+ * freed. */
 static int64_t in_flight(cr_arena_t *a, holders_t *hs) {
   if (atomic_load(&hs->destroyed)) return -1;
   int64_t refs = atomic_load((_Atomic uint32_t *)&((cr_obj_t *)cr_arena_ptr(a, hs->obj))->refs);
   /* Freed meanwhile: what we read may be anything. */
   if (atomic_load(&hs->destroyed)) return -1;
-  return refs - atomic_load(&hs->total) - atomic_load(&hs->dead);
+  return refs - atomic_load(&hs->total);
 }
 
 /* Is the far end gone? Cheap: no handle open anywhere and none in flight
@@ -171,8 +193,8 @@ static int far_gone(void *ud, int full) {
   if (atomic_load(&g->far->total) <= 0) return 1;
   if (!full || atomic_load(&g->far->extra) > 0) return 0;
   for (int i = 0; i < NHOLDERS; i++) {
-    int32_t pid = atomic_load(&g->far->h[i].pid);
-    if (pid && atomic_load(&g->far->h[i].count) > 0 && cr__chan_pid_alive(pid)) return 0;
+    uint64_t w = atomic_load(&g->far->h[i]);
+    if (w && HOLDER_N(w) > 0 && cr__chan_pid_alive(HOLDER_PID(w))) return 0;
   }
   g->dead = 1;
   return 1;

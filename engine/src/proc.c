@@ -51,6 +51,7 @@ static void on_uv_close(uv_handle_t *h);
 
 static void proc_exited(cr_proc_t *p, int exitcode) {
   p->state = CR_PROC_EXITED;
+  cr__refs_reap(p->engine, p->pid); /* what it held, however it ended */
   if (p->uvp_open && !uv_is_closing((uv_handle_t *)&p->uvp))
     uv_close((uv_handle_t *)&p->uvp, on_uv_close);
   p->exitcode = exitcode;
@@ -114,11 +115,17 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
   if (rc < 0) return rc;
   cr_proc_t *p = proc_new(e, o);
   if (!p) return -ENOMEM;
+  cr__refs_fork_t refs;
+  if ((rc = cr__refs_fork_prepare(e, &refs)) < 0) {
+    free(p);
+    return rc;
+  }
   fflush(NULL); /* what the parent buffered must not be printed twice */
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
     int err = -errno;
+    cr__refs_fork_abort(e, &refs);
     free(p);
     return err;
   }
@@ -129,6 +136,7 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
       if (getppid() != parent) _exit(0); /* parent already gone */
     }
     cr__engine_after_fork(e);
+    cr__refs_fork_child(e, &refs);
     for (int i = 0; i < n_fork_hooks; i++)
       if (fork_hooks[i].child) fork_hooks[i].child(fork_hooks[i].arg);
     int code = o->child_fn(o->child_arg);
@@ -137,6 +145,7 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
     _exit(code & 0xff);
   }
   p->pid = pid;
+  cr__refs_fork_parent(e, &refs, (int)pid);
   link_child(e, p);
   for (int i = 0; i < n_fork_hooks; i++)
     if (fork_hooks[i].parent) fork_hooks[i].parent((int)pid, fork_hooks[i].arg);

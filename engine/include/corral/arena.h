@@ -13,6 +13,7 @@
 #ifndef CORRAL_ARENA_H
 #define CORRAL_ARENA_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,8 +61,16 @@ typedef struct {
   size_t size;      /* heap bytes managed */
   size_t in_use;    /* bytes in allocated blocks */
   size_t blocks;    /* allocated blocks */
+  size_t objects;   /* shared objects alive (cr_obj_new, not yet freed) */
 } cr_arena_stats_t;
 void cr_arena_stats(cr_arena_t *a, cr_arena_stats_t *st);
+
+/* Well-known offsets that every process of the engine finds in the arena's
+ * header, each an atomic word that starts as 0: parts of the engine keep
+ * their shared roots there (CR_ARENA_ROOT_*). NULL for an unknown slot. */
+#define CR_ARENA_ROOTS        4
+#define CR_ARENA_ROOT_PROCS   0 /* the process table of refs.c */
+_Atomic uint64_t *cr_arena_root(cr_arena_t *a, unsigned which);
 
 /* ---- shared objects ---------------------------------------------------
  * Every object that a handle can name (a Queue, a Lock, a Value...) begins

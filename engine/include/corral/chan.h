@@ -72,8 +72,9 @@
  * A pipe is two end objects and a shared core holding two unbounded queues
  * (one per direction; one queue for a simplex pipe, end 0 reading and end
  * 1 writing) and, for each end, a table of holders: (pid, open handles in
- * that process). The bindings register a holder when a process gets a
- * handle (creation, decoding, fork) and drop it at close. Every handle
+ * that process). Every handle a process records in its ledger
+ * (corral/refs.h) registers there too, and a process that ends has its
+ * entry cleared by the one that reaps it. Every handle
  * also holds one reference on its end object, so references beyond the
  * registered handles are handles in flight (inside a message, or being
  * handed to a forked child): they keep the end open. recv on an end
@@ -180,6 +181,11 @@ void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid);
 void cr_pipe_unhold(cr_arena_t *a, cr_off_t end, int pid);
 /* Open handles of `end` registered for process `pid`. */
 int cr_pipe_held_by(cr_arena_t *a, cr_off_t end, int pid);
+/* Process `pid` ended holding `handles` handles of `end` (its ledger says
+ * so, corral/refs.h): unregisters them all, its table entry and any that
+ * overflowed the table. The reaper calls it before it drops the references
+ * those handles held. */
+void cr_pipe_forget(cr_arena_t *a, cr_off_t end, int pid, int handles);
 
 /* Which end (0 or 1), and what it may do. */
 int cr_pipe_index(cr_arena_t *a, cr_off_t end);

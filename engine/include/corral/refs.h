@@ -1,0 +1,55 @@
+/* corral engine: the references each process holds.
+ *
+ * A shared object counts its references (cr_obj_t.refs) and is freed with
+ * the last. A reference is held by a process (one per handle it has), by a
+ * message (a handle inside encoded bytes: in a queue, a pipe, a Manager's
+ * storage, a spawned child's arguments), or by another object (a Condition
+ * holds its Lock, a Value its lock).
+ *
+ * What processes hold is written down in the arena, one ledger per process
+ * ((object, count) pairs) listed in one process table. So when a process
+ * ends, however it ends (exit, error, SIGKILL), the process that reaps it
+ * gives its references back: the engine does it when it notices a child's
+ * exit. A forked child inherits its parent's handles: cr_proc_fork copies
+ * the parent's ledger for it and takes those references before the fork. A
+ * spawned child starts with an empty ledger and fills it as it decodes.
+ *
+ * A pipe end's handles are also registered with the pipe as open in their
+ * process (cr_pipe_hold); this module does that too, so one call covers
+ * every kind.
+ *
+ * Order: a reference is taken before it is recorded, and unrecorded before
+ * it is dropped, so a process killed between the two steps leaks that one
+ * reference (the object lives on) and never frees an object another
+ * process still uses. A process that outlives its reaper (its parent died
+ * first) is cleaned up only when another process finds its table slot dead
+ * while looking for a free one. */
+#ifndef CORRAL_REFS_H
+#define CORRAL_REFS_H
+
+#include <stddef.h>
+
+#include "corral/engine.h"
+
+#define CR_REFS_MAX_PROCS 4096 /* processes of one engine alive at once */
+
+/* Drops a reference that no ledger records (a message's, an object's on
+ * another object), with the destroy of the object's kind. Returns 1 when
+ * that freed the object. */
+int cr_obj_drop(cr_arena_t *a, cr_off_t off);
+
+/* Records in this process's ledger one reference on `off` that the caller
+ * already holds (from cr_obj_new, cr_obj_retain, or a message it decoded);
+ * for a pipe end, also registers one open handle of it here. Returns 0, or
+ * CR_ENOMEM when the ledger cannot grow: nothing recorded, and the caller
+ * still owns the reference. */
+int cr_refs_take(cr_engine_t *e, cr_off_t off);
+
+/* Unregisters (pipe end) and unrecords one reference of this process on
+ * `off`, then drops it (cr_obj_drop). */
+void cr_refs_drop(cr_engine_t *e, cr_off_t off);
+
+/* References this process's ledger records, over all objects. */
+size_t cr_refs_count(cr_engine_t *e);
+
+#endif

@@ -1,0 +1,211 @@
+-- Handles: the one mechanism every shared-object type uses. Each handle
+-- holds a reference recorded in its process's ledger, so a child's
+-- references come back when it ends, however it ends, and an object is
+-- freed when its last holder is gone (mp.arena_stats() shows it). Runs
+-- under both start methods (CORRAL_START_METHOD).
+local H = require "spec.helper"
+local mp = H.mp
+
+-- The arena's use once everything this test made is gone.
+local function settled()
+  collectgarbage()
+  collectgarbage()
+  return mp.arena_stats()
+end
+
+local function assert_back_to(start, what)
+  local now = H.wait_until(function()
+    local s = settled()
+    return s.objects == start.objects and s.in_use == start.in_use and s
+  end, 10) or settled()
+  assert.are.equal(start.objects, now.objects, what .. ": objects alive")
+  assert.are.equal(start.in_use, now.in_use, what .. ": bytes in use")
+  assert.are.equal(start.held, now.held, what .. ": references this process holds")
+end
+
+-- Releases a handle the way a to-be-closed variable does (a Manager's
+-- proxies have no close method: it would hide a key named "close").
+local function release(o) getmetatable(o).__close(o) end
+
+-- One of each kind of handle, for a child to hold.
+-- A new handle to the same object, as a message delivers one.
+local function copy(h)
+  local q = mp.SimpleQueue()
+  q:put(h)
+  return (q:get(5))
+end
+
+-- One of each kind of handle, for a child to hold. The Manager's
+-- containers live until it shuts down (its registry holds them), so the
+-- same two come each time, as new handles.
+local function one_of_each(containers)
+  local a, b = mp.Pipe()
+  return { mp.Queue(), mp.JoinableQueue(4), mp.SimpleQueue(), a, b, mp.Lock(), mp.RLock(),
+           mp.Semaphore(2), mp.Event(), mp.Condition(), mp.Barrier(2), mp.Value("i", 1),
+           mp.Array("d", 3), copy(containers[1]), copy(containers[2]) }
+end
+
+describe("Handles (" .. H.method .. ")", function()
+  after_each(function()
+    H.assert_no_children()
+    H.cleanup()
+  end)
+
+  it("reports the arena's use", function()
+    local s0 = settled()
+    for _, k in ipairs{ "size", "in_use", "blocks", "objects", "held" } do
+      assert.are.equal("integer", math.type(s0[k]), k)
+    end
+    local q = mp.Queue()
+    local s1 = mp.arena_stats()
+    assert.are.equal(s0.objects + 1, s1.objects)
+    assert.are.equal(s0.held + 1, s1.held)
+    assert.is_true(s1.in_use > s0.in_use)
+    q:close()
+    q = nil
+    assert_back_to(s0, "a dropped Queue")
+  end)
+
+  it("gives back 5000 cycles of a Queue that lived while a child ran", function()
+    local s0 = settled()
+    for _ = 1, 5000 do
+      local q = mp.Queue()
+      local p = mp.Process{ target = function() end }
+      p:start()
+      assert.is_true(p:join(30))
+      p:close()
+      q = nil
+      if _ % 500 == 0 then collectgarbage() end
+    end
+    assert_back_to(s0, "5000 Queue and Process cycles")
+  end)
+
+  it("gives back 2000 cycles of a Pool that mapped 100 items", function()
+    local items = {}
+    for i = 1, 100 do items[i] = i end
+    local s0 = settled()
+    for _ = 1, 2000 do
+      local pool = mp.Pool(2)
+      local r = pool:map(function(x) return x + 1 end, items)
+      assert.are.equal(101, r[100])
+      pool:close()
+      pool:join()
+      if _ % 200 == 0 then collectgarbage() end
+    end
+    assert_back_to(s0, "2000 Pool cycles")
+  end)
+
+  it("gives back what a child held when it exits, errors or is SIGKILLed", function()
+    local m <close> = mp.Manager()
+    local containers = { m:list({ 1, 2 }), m:dict({ k = "v" }) }
+    local s0 = settled()
+    for _, ending in ipairs{ "exit", "error", "kill" } do
+      do
+        local objs = one_of_each(containers)
+        local ready = mp.Event()
+        local p = mp.Process{ target = function(how, ev, t)
+          ev:set()
+          if how == "exit" then os.exit(0) end
+          if how == "error" then error("on purpose") end
+          mp.sleep(60)
+          return #t
+        end, args = { ending, ready, objs } }
+        p:start()
+        assert.is_true(ready:wait(30))
+        if ending == "kill" then p:kill() end
+        assert.is_true(p:join(30))
+        for _, o in ipairs(objs) do release(o) end
+        ready:close()
+      end
+      assert_back_to(s0, "a child that ended by " .. ending)
+    end
+  end)
+
+  it("keeps an object alive while a child holds it after the parent let go", function()
+    settled()
+    local q, back = mp.Queue(), mp.Queue()
+    local go = mp.Event()
+    local p = H.start(function(qq, bb, ev)
+      assert(ev:wait(30))
+      bb:put(qq:get(30))
+    end, q, back, go)
+    q:put("still here")
+    local objects = mp.arena_stats().objects
+    q = nil -- the parent's handle goes (not a close: that ends the queue for all)
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(objects, mp.arena_stats().objects) -- the child's handle keeps it
+    go:set()
+    assert.are.equal("still here", back:get(30))
+    H.join_ok(p)
+  end)
+
+  it("frees an object a forked or spawned child closed while the parent still holds it only once both let go", function()
+    local s0 = settled()
+    local v = mp.Value("i", 7)
+    local p = H.start(function(val) val:close() end, v)
+    H.join_ok(p)
+    assert.are.equal(7, v.value) -- the parent's handle still works
+    v.value = 8
+    v:close()
+    assert_back_to(s0, "a Value closed in both")
+  end)
+
+  it("checks every type the same way: a wrong type and a closed handle", function()
+    local m <close> = mp.Manager()
+    local lock = mp.Lock()
+    for _, o in ipairs(one_of_each({ m:list(), m:dict() })) do
+      local name = getmetatable(o).__name:match("^corral%.(%w+)$")
+      release(o)
+      assert.matches("%(closed%)$", tostring(o))
+      local ok, err = pcall(function()
+        if o.get then return o:get(0) end
+        if o.recv then return o:recv(0) end
+        if o.acquire then return o:acquire(0) end
+        if o.wait then return o:wait(0) end
+        if o.append then return o:append(1) end
+        if o.keys then return o:keys() end
+        return o.value
+      end)
+      assert.is_false(ok, name)
+      assert.is_true(mp.iserror(err, "Closed"), name .. ": " .. tostring(err))
+      assert.matches("attempt to use a closed " .. name, err.message, 1, true)
+    end
+    local ok, err = pcall(mp.Queue().get, lock)
+    assert.is_false(ok)
+    assert.matches("Queue expected, got corral.Lock", tostring(err), 1, true)
+    ok, err = pcall(lock.acquire, mp.Event())
+    assert.is_false(ok)
+    assert.matches("Lock expected", tostring(err), 1, true)
+  end)
+
+  it("closes a Queue for every process when a to-be-closed variable leaves scope", function()
+    local q = mp.Queue()
+    local p = H.start(function(qq)
+      local item, why = qq:get(30)
+      os.exit(item == nil and why == "closed" and 0 or 1)
+    end, q)
+    do
+      local scoped <close> = q
+    end
+    H.join_ok(p)
+    assert.matches("%(closed%)$", tostring(q))
+  end)
+
+  it("lets a far end see the end of stream once a SIGKILLed holder is reaped", function()
+    local a, b = mp.Pipe()
+    local ready = mp.Event()
+    local p = H.start(function(ev, held) ev:set(); mp.sleep(60); return held end, ready, b)
+    assert.is_true(ready:wait(30))
+    b:close() -- only the child holds b now
+    p:kill()
+    assert.is_true(p:join(30))
+    local v, why = a:recv(10)
+    assert.is_nil(v)
+    assert.are.equal("closed", why)
+    local ok, err = pcall(a.send, a, "anyone?")
+    assert.is_false(ok)
+    assert.is_true(mp.iserror(err, "Closed"))
+    a:close()
+  end)
+end)
