@@ -1,4 +1,6 @@
--- corral.testing: the test hooks, apart from the public module.
+-- corral.testing: the test hooks, in a testing build only (CMake option
+-- CORRAL_TESTING; tools/test.sh builds with it). A release build has no
+-- such module.
 --
 --   testobj([v])            -> a TestObject: a shared integer cell (get(),
 --                              set(v), close()), to test handles on their own

@@ -9,4 +9,6 @@ CRL_PART(shm)
 CRL_PART(queue)
 CRL_PART(pipe)
 CRL_PART(manager)
+#ifdef CORRAL_TESTING
 CRL_PART(testing)
+#endif

@@ -1,5 +1,6 @@
-/* corral bindings: the test hooks (bindings/lua/testing.lua gives them to
- * the specs as "corral.testing").
+/* corral bindings: the test hooks, compiled only in a testing build
+ * (CORRAL_TESTING; bindings/lua/testing.lua gives them to the specs as
+ * "corral.testing").
  *
  *   _testobj([v])         a TestObject, a one-integer shared cell: the specs
  *                         check the handle mechanism with it on its own

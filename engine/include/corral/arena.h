@@ -69,7 +69,6 @@ void cr_arena_stats(cr_arena_t *a, cr_arena_stats_t *st);
  * before it is used, and so that the object lives while any handle to it
  * lives in any process. */
 #define CR_OBJ_KIND_MAP(XX)  \
-  XX(TEST,      "TestObject")  \
   XX(LOCK,      "Lock")        \
   XX(RLOCK,     "RLock")       \
   XX(SEMAPHORE, "Semaphore")   \
@@ -80,7 +79,16 @@ void cr_arena_stats(cr_arena_t *a, cr_arena_stats_t *st);
   XX(ARRAY,     "Array")       \
   XX(QUEUE,     "Queue")       \
   XX(PIPE,      "Pipe")        \
-  XX(MANAGED,   "Managed")
+  XX(MANAGED,   "Managed")     \
+  CR_OBJ_TEST_KIND(XX)
+
+/* The test object (a testing build only) comes last, so that every other
+ * kind has the same number in every build. */
+#ifdef CORRAL_TESTING
+#define CR_OBJ_TEST_KIND(XX) XX(TEST, "TestObject")
+#else
+#define CR_OBJ_TEST_KIND(XX)
+#endif
 
 typedef enum {
   CR_OBJ_NONE = 0,
