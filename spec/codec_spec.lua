@@ -15,7 +15,7 @@ local function rt(v) return trusted(encode(v)) end
 -- Functions whose globals are the real globals table.
 local function G(src, name) return assert(load(src, name or "=codec_spec_chunk", "t", _G)) end
 
--- The test object (a shared integer cell) lives in the core table.
+-- The core table (the C module's own functions, _pack and the like).
 local function core()
   for i = 1, 255 do
     local n, v = debug.getupvalue(mp.Process.start, i)
@@ -23,7 +23,8 @@ local function core()
     if not n then break end
   end
 end
-local testobj = mp._testobj or core()._testobj
+-- The test object: a shared integer cell.
+local testobj = require("corral.testing").testobj
 
 -- Runs f(...) and returns the error object it raises (fails if none).
 local function err_of(f, ...)

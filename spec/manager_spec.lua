@@ -5,7 +5,7 @@
 -- both start methods.
 local H = require "spec.helper"
 local mp = H.mp
-local mgr = require "corral.manager"
+local testing = require "corral.testing"
 -- Process targets use only upvalues: under spawn they are encoded, and the
 -- spec file's environment is busted's, not the child's globals.
 local error, tostring, pcall, type = error, tostring, pcall, type
@@ -270,17 +270,17 @@ describe("Manager (" .. H.method .. ")", function()
         local m <close> = mp.Manager()
         local obj = make(m)
         local p = start(function(obj, where)
-          mgr.park(where)
+          testing.manager_park(where)
           op(obj)
           error("not parked")
         end, obj, where)
-        assert.is_true(H.wait_until(function() return mgr.parked(obj) == 1 end, 30))
+        assert.is_true(H.wait_until(function() return testing.manager_parked(obj) == 1 end, 30))
         p:kill()
         assert.is_true(p:join(30))
         assert.are.equal(-9, p.exitcode)
         local want = where == "before" and before or after
         assert.are.same(want, obj:totable())
-        assert.are.equal(1, mgr.recoveries(obj))
+        assert.are.equal(1, testing.manager_recoveries(obj))
         -- and it keeps working
         if before[1] then
           obj:append("more")

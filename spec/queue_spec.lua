@@ -3,7 +3,7 @@
 -- consumers, bad input. Runs under both start methods.
 local H = require "spec.helper"
 local mp = H.mp
-local chan = require "corral.chan"
+local testing = require "corral.testing"
 -- Process targets use only upvalues: under spawn they are encoded, and the
 -- spec file's environment is busted's, not the child's globals.
 local error, tostring = error, tostring
@@ -270,10 +270,10 @@ describe("Queue (" .. H.method .. ")", function()
       local q = mp.Queue(3)
       q:put("before")
       local p = start(function(q, item)
-        chan.park("put")
+        testing.queue_park("put")
         q:put(item)
       end, q, item)
-      assert.is_true(H.wait_until(function() return chan.parked(q) == 1 end, 10))
+      assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
       p:kill()
       assert.is_true(p:join(10))
       assert.are.equal("before", q:get(10))
@@ -291,10 +291,10 @@ describe("Queue (" .. H.method .. ")", function()
     local q = mp.Queue(1)
     q:put({ "precious", 42 })
     local p = start(function(q)
-      chan.park("get")
+      testing.queue_park("get")
       q:get()
     end, q)
-    assert.is_true(H.wait_until(function() return chan.parked(q) == 1 end, 10))
+    assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
     p:kill()
     assert.is_true(p:join(10))
     -- the message the dead reader held is delivered whole to the next one

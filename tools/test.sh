@@ -13,7 +13,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   BUILD=build-sanitize
   opts="-DCORRAL_SANITIZE=ON"
 fi
-sh tools/build.sh $opts || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+TESTING=1 sh tools/build.sh $opts || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 passed=0
 failed=0

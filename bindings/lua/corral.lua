@@ -10,7 +10,6 @@ for k, v in pairs(core) do
   if type(k) == "string" and k:sub(1, 1) ~= "_" then M[k] = v end
 end
 M._VERSION = core._VERSION
-M._testobj = core._testobj -- a shared integer cell, for testing the handle mechanism
 M.VERSION = core._VERSION
 
 local type, pairs, ipairs, setmetatable, getmetatable, rawget, rawset, tostring, error, select =

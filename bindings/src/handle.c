@@ -2,10 +2,7 @@
  * corral_lua.h). One mechanism for every handle type: a class per kind,
  * kept in a C array so that the codec can rebuild a handle from (kind, off)
  * without a registry lookup, and one release path, through the process's
- * ledger (corral/refs.h).
- * Also the test object kind, a one-integer shared cell that the specs use to
- * check the handle mechanism on its own. */
-#include <stdatomic.h>
+ * ledger (corral/refs.h). */
 #include <string.h>
 
 #include "corral_lua.h"
@@ -164,56 +161,4 @@ int crL_handle_gc(lua_State *L) {
   crL_handle_t *h = crL_tohandle(L, 1);
   if (h) crL_handle_release(L, h);
   return 0;
-}
-
-/* ---- the test object: a shared integer cell ------------------------------- */
-
-#define TESTOBJ_MT "corral.TestObject"
-
-typedef struct {
-  cr_obj_t hdr;
-  _Atomic int64_t value;
-} testobj_t;
-
-static const char *testobj_tname(cr_arena_t *a, cr_off_t off) {
-  (void)a;
-  (void)off;
-  return TESTOBJ_MT;
-}
-
-static const crL_handle_class_t testobj_class = {sizeof(crL_handle_t), 0, testobj_tname, NULL};
-
-static testobj_t *check_testobj(lua_State *L) {
-  crL_handle_t *h = crL_checkhandle(L, 1, CR_OBJ_TEST);
-  return cr_arena_ptr(cr_engine_arena(crL_engine(L)), h->off);
-}
-
-static int t_new(lua_State *L) {
-  lua_Integer v = luaL_optinteger(L, 1, 0);
-  cr_off_t off;
-  int rc = cr_obj_new(cr_engine_arena(crL_engine(L)), CR_OBJ_TEST, sizeof(testobj_t), &off);
-  if (rc < 0) return crL_error_code(L, rc, "_testobj");
-  testobj_t *t = cr_arena_ptr(cr_engine_arena(crL_engine(L)), off);
-  atomic_store(&t->value, v);
-  crL_handle_new(L, CR_OBJ_TEST, off);
-  return 1;
-}
-
-static int t_get(lua_State *L) {
-  lua_pushinteger(L, atomic_load(&check_testobj(L)->value));
-  return 1;
-}
-
-static int t_set(lua_State *L) {
-  testobj_t *t = check_testobj(L);
-  atomic_store(&t->value, luaL_checkinteger(L, 2));
-  return 0;
-}
-
-void crL_open_handle(lua_State *L) {
-  crL_handle_class(CR_OBJ_TEST, &testobj_class);
-  static const luaL_Reg methods[] = {{"get", t_get}, {"set", t_set}, {"close", crL_handle_gc}, {NULL, NULL}};
-  crL_handle_metatable(L, CR_OBJ_TEST, TESTOBJ_MT, NULL, methods);
-  lua_pushcfunction(L, t_new);
-  lua_setfield(L, -2, "_testobj");
 }

@@ -237,21 +237,6 @@ static int q_join(lua_State *L) {
   return 1;
 }
 
-/* test hook: _queue_park("put"|"get") parks this process in its next put
- * or get; _queue_parked(q) -> how many processes parked in q. */
-static int l_park(lua_State *L) {
-  const char *w = luaL_checkstring(L, 1);
-  cr_queue_test_park(strcmp(w, "put") == 0 ? CR_QUEUE_PARK_PUT : strcmp(w, "get") == 0 ? CR_QUEUE_PARK_GET : 0);
-  return 0;
-}
-
-static int l_parked(lua_State *L) {
-  crL_handle_t *u = lua_touserdata(L, 1);
-  luaL_argcheck(L, u && crL_tohandle(L, 1) && u->kind == CR_OBJ_QUEUE && u->off, 1, "open queue expected");
-  lua_pushinteger(L, cr_queue_test_parked(arena(L), u->off));
-  return 1;
-}
-
 static const luaL_Reg methods[] = {
   {"put", q_put},     {"get", q_get},     {"put_nowait", q_put_nowait}, {"get_nowait", q_get_nowait},
   {"qsize", q_qsize}, {"empty", q_empty}, {"full", q_full},             {"close", q_close},
@@ -273,6 +258,6 @@ void crL_open_queue(lua_State *L) {
   for (int i = 0; i < 3; i++) crL_handle_metatable(L, CR_OBJ_QUEUE, names[i], meta, methods);
   crL_handle_methods(L, JQUEUE_MT, joinable_methods);
   static const luaL_Reg fns[] = {{"Queue", l_queue}, {"JoinableQueue", l_jqueue}, {"SimpleQueue", l_squeue},
-                                 {"_queue_park", l_park}, {"_queue_parked", l_parked}, {NULL, NULL}};
+                                 {NULL, NULL}};
   crL_setfuncs(L, fns);
 }

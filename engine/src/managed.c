@@ -43,7 +43,9 @@ typedef struct {
   cr_obj_t hdr;                 /* hdr.flags: cr_managed_type_t */
   pthread_mutex_t m;
   _Atomic uint32_t closed;
-  _Atomic uint32_t test_parked;
+#ifdef CORRAL_TESTING
+  _Atomic uint32_t test_parked; /* processes stopped at a park point */
+#endif
   uint32_t recoveries;
   uint32_t pad;
   _Atomic uint64_t state;       /* arr_t or tab_t, 0 when empty */
@@ -90,7 +92,6 @@ typedef struct {
 } item_t;
 
 static cr_managed_drop_fn drop_hook;
-static int park_where; /* test hook, this process only */
 
 void cr_managed_on_drop(cr_managed_drop_fn fn) { drop_hook = fn; }
 
@@ -100,6 +101,11 @@ static int is_list(const box_t *b) { return b->hdr.flags == CR_MANAGED_LIST; }
 
 static _Atomic uint64_t *tab_entries(tab_t *t) { return (_Atomic uint64_t *)(t + 1); }
 static uint32_t *tab_index(tab_t *t) { return (uint32_t *)(tab_entries(t) + t->ecap); }
+
+/* Park points (managed.h, test hooks): only in a testing build; elsewhere
+ * park() is nothing at all. */
+#ifdef CORRAL_TESTING
+static int park_where; /* this process only */
 
 static void park(box_t *b, int where) {
   if (park_where != where) return;
@@ -112,6 +118,9 @@ void cr_managed_test_park(int where) { park_where = where; }
 uint32_t cr_managed_test_parked(cr_arena_t *a, cr_off_t off) {
   return atomic_load(&box_at(a, off)->test_parked);
 }
+#else
+#define park(b, where) ((void)0)
+#endif
 
 /* ---- the journal -------------------------------------------------------------- */
 

@@ -41,7 +41,11 @@ typedef struct {
   uint32_t qflags;
   int64_t maxsize;
   _Atomic uint32_t closed;
-  _Atomic uint32_t test_parked;
+#ifdef CORRAL_TESTING
+  _Atomic uint32_t test_parked; /* processes stopped at a park point */
+#else
+  uint32_t spare; /* the same layout either way */
+#endif
   char pad0[64 - 40];
   _Atomic uint64_t head; /* producers' line */
   char pad1[56];
@@ -73,8 +77,6 @@ typedef struct {
   uint64_t len;
 } mblk_t;
 
-static int park_where; /* test hook, this process only */
-
 static queue_t *qp(cr_arena_t *a, cr_off_t q) { return cr_arena_ptr(a, q); }
 static slot_t *slots(queue_t *q) { return (slot_t *)((char *)q + SLOTS_AT); }
 static slot_t *slot_for(queue_t *q, uint64_t pos) { return &slots(q)[pos % q->nslots]; }
@@ -86,6 +88,11 @@ static uint64_t seq_full(uint64_t p) { return 2 * p + 1; }
 static uint32_t w_seq(uint64_t w) { return (uint32_t)(w >> 32); }
 static uint32_t w_holder(uint64_t w) { return (uint32_t)w; }
 
+/* Park points (chan.h, test hooks): only in a testing build; elsewhere
+ * park() is nothing at all. */
+#ifdef CORRAL_TESTING
+static int park_where; /* this process only */
+
 static void park(queue_t *q, int where) {
   if (park_where != where) return;
   atomic_fetch_add(&q->test_parked, 1);
@@ -95,6 +102,9 @@ static void park(queue_t *q, int where) {
 void cr_queue_test_park(int where) { park_where = where; }
 
 uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q) { return atomic_load(&qp(a, q)->test_parked); }
+#else
+#define park(q, where) ((void)0)
+#endif
 
 /* Moves a ticket counter from *pos to *pos+1 if it is still there; leaves
  * *pos at the counter's current value. */

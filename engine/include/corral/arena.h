@@ -78,7 +78,6 @@ _Atomic uint64_t *cr_arena_root(cr_arena_t *a, unsigned which);
  * before it is used, and so that the object lives while any handle to it
  * lives in any process. */
 #define CR_OBJ_KIND_MAP(XX)  \
-  XX(TEST,      "TestObject")  \
   XX(LOCK,      "Lock")        \
   XX(RLOCK,     "RLock")       \
   XX(SEMAPHORE, "Semaphore")   \
@@ -89,7 +88,16 @@ _Atomic uint64_t *cr_arena_root(cr_arena_t *a, unsigned which);
   XX(ARRAY,     "Array")       \
   XX(QUEUE,     "Queue")       \
   XX(PIPE,      "Pipe")        \
-  XX(MANAGED,   "Managed")
+  XX(MANAGED,   "Managed")     \
+  CR_OBJ_TEST_KIND(XX)
+
+/* The test object (a testing build only) comes last, so that every other
+ * kind has the same number in every build. */
+#ifdef CORRAL_TESTING
+#define CR_OBJ_TEST_KIND(XX) XX(TEST, "TestObject")
+#else
+#define CR_OBJ_TEST_KIND(XX)
+#endif
 
 typedef enum {
   CR_OBJ_NONE = 0,

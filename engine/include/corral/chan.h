@@ -153,14 +153,16 @@ int cr_queue_task_done(cr_arena_t *a, cr_off_t q);
 int cr_queue_join(cr_arena_t *a, cr_off_t q, double timeout);
 int64_t cr_queue_unfinished(cr_arena_t *a, cr_off_t q);
 
-/* Test hook, for deterministic kill tests: the next put (CR_QUEUE_PARK_PUT)
- * or get (CR_QUEUE_PARK_GET) of this process stops forever right in the
- * middle (slot claimed, message not written / not released), after adding
- * one to the queue's parked counter. */
+#ifdef CORRAL_TESTING
+/* Test hook (a testing build only), for deterministic kill tests: the next
+ * put (CR_QUEUE_PARK_PUT) or get (CR_QUEUE_PARK_GET) of this process stops
+ * forever right in the middle (slot claimed, message not written / not
+ * released), after adding one to the queue's parked counter. */
 #define CR_QUEUE_PARK_PUT 1
 #define CR_QUEUE_PARK_GET 2
 void cr_queue_test_park(int where);
 uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q);
+#endif
 
 /* ---- pipes ------------------------------------------------------------------- */
 

@@ -191,14 +191,22 @@ typedef int (*cr_dict_each_fn)(void *ud, const void *key, size_t klen, const voi
 int cr_dict_each(cr_arena_t *a, cr_off_t off, cr_dict_each_fn fn, void *ud);
 
 /* ---- test hooks -------------------------------------------------------------------
- * After cr_managed_test_park(where), this process's next mutation of any
- * container stops forever at that point, lock held (1: new blocks built and
- * journaled, before the publishing store; 2: just after it, before the
- * journal is cleared and the replaced blocks are freed), after adding one
- * to the container's parked count; so a test can kill it there. */
+ * In a testing build (CORRAL_TESTING): after cr_managed_test_park(where),
+ * this process's next mutation of any container stops forever at that
+ * point, lock held (1: new blocks built and journaled, before the
+ * publishing store; 2: just after it, before the journal is cleared and the
+ * replaced blocks are freed), after adding one to the container's parked
+ * count; so a test can kill it there. */
 #define CR_MANAGED_PARK_BEFORE 1
 #define CR_MANAGED_PARK_AFTER  2
+#ifdef CORRAL_TESTING
 void cr_managed_test_park(int where);
 uint32_t cr_managed_test_parked(cr_arena_t *a, cr_off_t off);
+#else
+/* Without the park points: for callers compiled in every build, the hooks
+ * do nothing and nothing is ever parked. */
+#define cr_managed_test_park(where) ((void)(where))
+#define cr_managed_test_parked(a, off) ((void)(a), (void)(off), (uint32_t)0)
+#endif
 
 #endif
