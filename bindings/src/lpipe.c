@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "lchan.h"
+#include "sink.h"
 
 #define CONN_MT "corral.Connection"
 

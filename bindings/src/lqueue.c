@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "lchan.h"
+#include "sink.h"
 
 #define QUEUE_MT    "corral.Queue"
 #define JQUEUE_MT   "corral.JoinableQueue"
