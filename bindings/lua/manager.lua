@@ -1,6 +1,6 @@
 -- corral.manager: Manager internals for tests and tools, apart from the
 -- public module. mp.Manager itself is a C constructor in the public module
--- (bindings/src/lmanager.c).
+-- (bindings/src/manager.c; the hooks below: bindings/src/manager_testing.c).
 --
 --   Manager             the same as mp.Manager
 --   park(where)         where = "before" | "after": this process's next
