@@ -75,10 +75,12 @@
 
 #include "corral/arena.h"
 
+/* The engine's names of its types; the bindings give them their own
+ * (ListProxy...). */
 #define CR_MANAGED_TYPE_MAP(XX)  \
   XX(MANAGER,   "Manager")       \
-  XX(LIST,      "ListProxy")     \
-  XX(DICT,      "DictProxy")     \
+  XX(LIST,      "List")          \
+  XX(DICT,      "Dict")          \
   XX(NAMESPACE, "Namespace")
 
 typedef enum {
