@@ -3,9 +3,11 @@
  * One entry point, LLVMFuzzerTestOneInput, shared by the libFuzzer target
  * (corral_fuzz_codec) and the corpus replay (corral_codec_replay). The bytes
  * are decoded as data from outside the engine (no functions, no handles) in a
- * state with the corral module opened. Whatever decodes must encode again
- * and decode again; then the bytes are decoded into a table at an offset, as
- * arrays of results are. Anything else than success or a DecodeError aborts. */
+ * state with the corral module opened, after their handle section is walked
+ * as the Manager walks stored values (which never raises). Whatever decodes
+ * must encode again and decode again; then the bytes are decoded into a
+ * table at an offset, as arrays of results are. Anything else than success
+ * or a DecodeError aborts. */
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdint.h>
@@ -29,11 +31,19 @@ static lua_State *fuzz_state(void) {
   return L;
 }
 
-/* (bytes): decodes, encodes the value again and decodes that; then
- * decodes the bytes into a table, from position 3 on. */
+static void count_handle(void *ud, uint32_t kind, cr_off_t off) {
+  (void)kind;
+  (void)off;
+  ++*(size_t *)ud;
+}
+
+/* (bytes): walks the handle section, decodes, encodes the value again and
+ * decodes that; then decodes the bytes into a table, from position 3 on. */
 static int one_input(lua_State *L) {
   size_t n;
   const char *p = lua_tolstring(L, 1, &n);
+  size_t handles = 0;
+  crL_codec_each_handle(p, n, count_handle, &handles);
   const int untrusted = CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES;
   crL_decode(L, p, n, untrusted);
   size_t n1;

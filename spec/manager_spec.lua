@@ -185,6 +185,14 @@ describe("Manager (" .. H.method .. ")", function()
     local seen = {}
     for k, v in pairs(d) do seen[#seen + 1] = tostring(k) .. "=" .. tostring(v) end
     assert.are.same({ "a=2", "b=4", "n=5", "y=1", "z=3", "1=uno", "true=yes", "2.5=half" }, seen)
+    -- -0.0 is the key 0; a long string key is one key as a short one is
+    d[-0.0] = "zero"
+    assert.are.equal("zero", d[0])
+    local long = ("k"):rep(300)
+    d[long] = "long"
+    assert.are.equal("long", d[long])
+    assert.is_nil(d[long .. "k"])
+    d[0], d[long] = nil, nil
     -- a method name read as a field is the method; its data is reached with get
     d.keys = "data"
     assert.are.equal("function", type(d.keys))

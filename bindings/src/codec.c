@@ -32,7 +32,9 @@
  * so a value met twice is sent once and arrives as one value (shared
  * references and cycles). A message that names corral handles holds one
  * reference to each object, taken when it is encoded and adopted by the
- * handle that decoding makes. */
+ * handle that decoding makes; crL_codec_each_handle lists them without
+ * decoding (the Manager, which keeps messages stored, takes and drops
+ * references of its own). */
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -71,7 +73,6 @@ enum {
 };
 
 #define BUF_MT   "corral.CodecBuffer"
-#define CORE_KEY "corral.core" /* registry: the module's core table */
 /* registry: the last name index {index=, modules=, count=} (see names_get) */
 #define NAMES_KEY "corral.codec_names"
 /* Module name under which the core table's fields are named: it cannot be
@@ -489,7 +490,7 @@ static void names_build(enc_t *e) {
       lua_pop(L, 1);
     }
   }
-  if (lua_getfield(L, LUA_REGISTRYINDEX, CORE_KEY) == LUA_TTABLE)
+  if (lua_getfield(L, LUA_REGISTRYINDEX, CRL_CORE_KEY) == LUA_TTABLE)
     names_add_fields(e, lua_gettop(L), CORE_NAME, 0);
   lua_pop(L, 1);
   if (lua_istable(L, loaded)) {
@@ -555,7 +556,7 @@ static int name_resolves(lua_State *L, int idx) {
   const char *z = memchr(s, 0, n);
   size_t modlen = z ? (size_t)(z - s) : n;
   if (modlen == strlen(CORE_NAME) && memcmp(s, CORE_NAME, modlen) == 0) {
-    lua_getfield(L, LUA_REGISTRYINDEX, CORE_KEY);
+    lua_getfield(L, LUA_REGISTRYINDEX, CRL_CORE_KEY);
   } else {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     if (!lua_istable(L, -1)) {
@@ -888,6 +889,23 @@ static void enc_handles(enc_t *e) {
   }
 }
 
+/* The message of a lone scalar (nil, boolean, number, a string of at most
+ * BUF_INLINE - 16 bytes) in b's inline bytes, which those sizes never
+ * outgrow: nothing is allocated. */
+static void encode_inline(lua_State *L, int idx, cbuf_t *b) {
+  b->p = b->inl;
+  b->cap = BUF_INLINE;
+  b->finalizable = 1;
+  b->inl[0] = CODEC_MAGIC;
+  b->inl[1] = CODEC_VERSION;
+  b->len = 2;
+  enc_t e;
+  memset(&e, 0, sizeof e);
+  e.L = L;
+  e.b = b;
+  enc_value(&e, idx, 0);
+}
+
 /* The fast path for a lone scalar (nil, boolean, number, a short string),
  * the most common message: no tables of the general path, one exact-size
  * userdata. Returns NULL, with nothing pushed, for anything else. */
@@ -896,18 +914,8 @@ static const char *encode_scalar(lua_State *L, int idx, size_t *len) {
   if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
       !(t == LUA_TSTRING && lua_rawlen(L, idx) <= BUF_INLINE - 16))
     return NULL;
-  cbuf_t b; /* inline bytes only: the sizes above never reach malloc */
-  b.p = b.inl;
-  b.cap = BUF_INLINE;
-  b.finalizable = 1;
-  b.inl[0] = CODEC_MAGIC;
-  b.inl[1] = CODEC_VERSION;
-  b.len = 2;
-  enc_t e;
-  memset(&e, 0, sizeof e);
-  e.L = L;
-  e.b = &b;
-  enc_value(&e, idx, 0);
+  cbuf_t b;
+  encode_inline(L, idx, &b);
   unsigned char *out = lua_newuserdatauv(L, b.len, 0);
   memcpy(out, b.inl, b.len);
   *len = b.len;
@@ -971,6 +979,54 @@ const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len) {
   return encode(L, idx, root, len, 0);
 }
 
+/* ---- keys ------------------------------------------------------------------------- */
+
+/* (idx is read before anything is pushed.) */
+int crL_encode_key(lua_State *L, int idx, crL_key_t *k) {
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING: {
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    size_t h = crL_encode_strhead(n, k->buf);
+    if (n <= sizeof k->buf - h) {
+      memcpy(k->buf + h, s, n);
+      k->p = k->buf;
+      k->len = h + n;
+      return 0;
+    }
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, k->buf, h);
+    luaL_addlstring(&b, s, n);
+    luaL_pushresult(&b);
+    k->p = lua_tolstring(L, -1, &k->len);
+    return 0;
+  }
+  case LUA_TNUMBER:
+  case LUA_TBOOLEAN: {
+    cbuf_t b;
+    lua_Number d = lua_tonumber(L, idx);
+    lua_Integer i;
+    if (lua_type(L, idx) == LUA_TBOOLEAN || lua_isinteger(L, idx)) {
+      encode_inline(L, idx, &b);
+    } else if (isnan(d)) {
+      return CRL_KEY_NAN;
+    } else if (lua_numbertointeger(d, &i) && (lua_Number)i == d) {
+      lua_pushinteger(L, i); /* 1.0 is the key 1, as in a Lua table */
+      encode_inline(L, lua_gettop(L), &b);
+      lua_pop(L, 1);
+    } else {
+      encode_inline(L, idx, &b);
+    }
+    memcpy(k->buf, b.inl, b.len);
+    k->p = k->buf;
+    k->len = b.len;
+    return 0;
+  }
+  default: return CRL_KEY_TYPE;
+  }
+}
+
 /* ---- decoding ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -999,15 +1055,33 @@ static unsigned dec_byte(dec_t *d) {
   return *d->p++;
 }
 
+#define VARINT_TRUNCATED -1
+#define VARINT_OVERFLOW  -2
+
+/* Reads a varint at *p, not past end, advancing *p over what it reads.
+ * 0 with the value in *v; VARINT_TRUNCATED when the input ends inside it
+ * (*p == end); VARINT_OVERFLOW when it does not fit 64 bits (*p just
+ * after the byte that overflows). Never raises. */
+static inline int varint_read(const unsigned char **p, const unsigned char *end, uint64_t *v) {
+  uint64_t r = 0;
+  for (int shift = 0;; shift += 7) {
+    if (*p >= end) return VARINT_TRUNCATED;
+    unsigned c = *(*p)++;
+    if (shift == 63 && c > 1) return VARINT_OVERFLOW;
+    r |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) {
+      *v = r;
+      return 0;
+    }
+  }
+}
+
 static uint64_t dec_varint(dec_t *d) {
   uint64_t v = 0;
-  for (int shift = 0;; shift += 7) {
-    unsigned c = dec_byte(d);
-    if (shift == 63 && c > 1) dec_fail(d, "varint overflows 64 bits");
-    v |= (uint64_t)(c & 0x7f) << shift;
-    if (!(c & 0x80)) return v;
-    if (shift == 63) dec_fail(d, "varint overflows 64 bits");
-  }
+  int rc = varint_read(&d->p, d->end, &v);
+  if (rc == VARINT_TRUNCATED) dec_fail(d, "truncated message");
+  if (rc == VARINT_OVERFLOW) dec_fail(d, "varint overflows 64 bits");
+  return v;
 }
 
 /* A count of items that take at least `unit` bytes each: it cannot exceed
@@ -1153,7 +1227,7 @@ static void dec_named(dec_t *d) {
   int trusted = !(d->flags & CRL_DECODE_NO_FUNCTIONS);
   char q[200];
   if (modlen == strlen(CORE_NAME) && memcmp(s, CORE_NAME, modlen) == 0) {
-    lua_getfield(L, LUA_REGISTRYINDEX, CORE_KEY);
+    lua_getfield(L, LUA_REGISTRYINDEX, CRL_CORE_KEY);
   } else {
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushlstring(L, s, modlen);
@@ -1353,6 +1427,22 @@ void crL_decode_drop(lua_State *L, const char *p, size_t len) {
   lua_settop(L, d.refs - 1);
 }
 
+/* ---- the handle section, read without Lua ---------------------------------------------- */
+
+int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void *ud) {
+  const unsigned char *q = (const unsigned char *)p, *end = q + len;
+  if (len < 2 || q[0] != CODEC_MAGIC || q[1] != CODEC_VERSION) return -1;
+  if (len == 2 || q[2] != T_HANDLES) return 0;
+  q += 3;
+  uint64_t n, kind, off;
+  if (varint_read(&q, end, &n) < 0) return -1;
+  for (uint64_t i = 0; i < n; i++) {
+    if (varint_read(&q, end, &kind) < 0 || varint_read(&q, end, &off) < 0) return -1;
+    fn(ud, (uint32_t)kind, (cr_off_t)off);
+  }
+  return 0;
+}
+
 /* ---- the Lua functions ------------------------------------------------------------------ */
 
 /* encode(v [, name]) -> string. name names v in error paths ("value"). */
@@ -1447,7 +1537,7 @@ void crL_open_codec(lua_State *L) {
   }
   lua_pop(L, 1);
   lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, CORE_KEY);
+  lua_setfield(L, LUA_REGISTRYINDEX, CRL_CORE_KEY);
   static const luaL_Reg fns[] = {{"encode", l_encode}, {"decode", l_decode}, {"_pack", l_pack},
                                  {"_pack_slice", l_pack_slice}, {"_check", l_check},
                                  {"_unpack", l_unpack}, {"_unpack_into", l_unpack_into}, {NULL, NULL}};

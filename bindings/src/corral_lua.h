@@ -117,6 +117,27 @@ const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
 #define CRL_STRHEAD_MAX 16
 size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
 
+/* Keys compared by their bytes (a shared dict's): the value at idx, a
+ * string, number or boolean, encoded as a message that is the same for
+ * keys that Lua takes as one key (a float with an integer value is that
+ * integer: t[1] and t[1.0] are one key). A key fitting buf is written there;
+ * a longer string is pushed as a Lua string holding the bytes (the stack
+ * grows by one). k->p, k->len: the bytes. Returns 0, or CRL_KEY_NAN (NaN)
+ * or CRL_KEY_TYPE (another type), nothing pushed. Raises only for memory.
+ * A key decodes back with crL_decode. */
+#define CRL_KEY_NAN  -1
+#define CRL_KEY_TYPE -2
+typedef struct {
+  const char *p;
+  size_t len;
+  char buf[256];
+} crL_key_t;
+int crL_encode_key(lua_State *L, int idx, crL_key_t *k);
+
+/* registry[CRL_CORE_KEY]: the module's core table, set by the codec's
+ * opener (names in messages resolve against it). */
+#define CRL_CORE_KEY "corral.core"
+
 #define CRL_DECODE_NO_FUNCTIONS 1 /* data from outside the engine */
 #define CRL_DECODE_NO_HANDLES   2
 /* Decodes `len` bytes and pushes the value. Raises a DecodeError on any
@@ -133,6 +154,15 @@ void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int des
  * spawn that failed, a queue destroyed with items in it). Raises a
  * DecodeError when the bytes are not a message. */
 void crL_decode_drop(lua_State *L, const char *p, size_t len);
+
+/* Calls fn(ud, kind, off) for each entry of the handle section of the
+ * message p[0..len): the objects whose references the message holds, in
+ * order. Runs no Lua and never raises, so it may be called under an
+ * engine lock. 0 (also for a message that names no handles), or -1 when
+ * the bytes are not a message or its handle section is malformed (fn was
+ * called for the entries before the fault). */
+typedef void (*crL_each_handle_fn)(void *ud, uint32_t kind, cr_off_t off);
+int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void *ud);
 
 /* ---- spawned children (lproc.c) -------------------------------------------
  * A child started with the spawn method is the corral executable with

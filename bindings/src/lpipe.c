@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lchan.h"
+#include "sink.h"
 
 #define CONN_MT "corral.Connection"
 

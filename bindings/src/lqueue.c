@@ -27,7 +27,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "lchan.h"
+#include "sink.h"
 
 #define QUEUE_MT    "corral.Queue"
 #define JQUEUE_MT   "corral.JoinableQueue"

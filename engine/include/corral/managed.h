@@ -75,10 +75,12 @@
 
 #include "corral/arena.h"
 
+/* The engine's names of its types; the bindings give them their own
+ * (ListProxy...). */
 #define CR_MANAGED_TYPE_MAP(XX)  \
   XX(MANAGER,   "Manager")       \
-  XX(LIST,      "ListProxy")     \
-  XX(DICT,      "DictProxy")     \
+  XX(LIST,      "List")          \
+  XX(DICT,      "Dict")          \
   XX(NAMESPACE, "Namespace")
 
 typedef enum {
@@ -202,11 +204,6 @@ int cr_dict_each(cr_arena_t *a, cr_off_t off, cr_dict_each_fn fn, void *ud);
 #ifdef CORRAL_TESTING
 void cr_managed_test_park(int where);
 uint32_t cr_managed_test_parked(cr_arena_t *a, cr_off_t off);
-#else
-/* Without the park points: for callers compiled in every build, the hooks
- * do nothing and nothing is ever parked. */
-#define cr_managed_test_park(where) ((void)(where))
-#define cr_managed_test_parked(a, off) ((void)(a), (void)(off), (uint32_t)0)
 #endif
 
 #endif
