@@ -121,6 +121,22 @@ describe("Handles (" .. H.method .. ")", function()
     end
   end)
 
+  it("frees what the messages of a dropped queue hold, small or large, in the ring or overflowing", function()
+    local s0 = settled()
+    do
+      local q = mp.Queue()
+      local small, large = mp.Queue(2), mp.Pipe()
+      q:put(small)                                     -- inline in its slot
+      q:put({ large, string.rep("x", 1000) })          -- in a block of its own
+      local inner = mp.Queue()
+      inner:put(mp.Lock())                             -- a queue inside a queue
+      q:put(inner)
+      for i = 1, 9000 do q:put(i == 9000 and mp.Event() or i) end -- past the ring: overflow
+      small, large, inner = nil, nil, nil
+    end
+    assert_back_to(s0, "a queue dropped with handles in its messages")
+  end)
+
   it("keeps an object alive while a child holds it after the parent let go", function()
     settled()
     local q, back = mp.Queue(), mp.Queue()

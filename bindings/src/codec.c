@@ -1420,11 +1420,22 @@ void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int des
   lua_settop(L, d.refs - 1);
 }
 
+/* crL_each_handle_fn: gives back a message's reference on one object
+ * (checked first: only an object of that kind that is alive). */
+static void drop_one(void *ud, uint32_t kind, cr_off_t off) {
+  cr_arena_t *a = ud;
+  if (kind > CR_OBJ_NONE && kind < CR_OBJ__MAX && cr_obj_check(a, off, (cr_obj_kind_t)kind) == 0)
+    cr_obj_drop(a, off);
+}
+
+/* cr_msg_drop_fn: a message the engine discards undelivered. */
+static void drop_message(cr_arena_t *a, const void *data, size_t len) {
+  crL_codec_each_handle(data, len, drop_one, a);
+}
+
 void crL_decode_drop(lua_State *L, const char *p, size_t len) {
-  dec_t d;
-  dec_init(&d, L, p, len, 0);
-  dec_start(&d);
-  lua_settop(L, d.refs - 1);
+  if (crL_codec_each_handle(p, len, drop_one, cr_engine_arena(crL_engine(L))) < 0)
+    crL_error(L, "DecodeError", "decode: not a corral message");
 }
 
 /* ---- the handle section, read without Lua ---------------------------------------------- */
@@ -1531,6 +1542,7 @@ static int l_unpack_into(lua_State *L) {
 }
 
 void crL_open_codec(lua_State *L) {
+  cr_refs_on_message_drop(drop_message);
   if (luaL_newmetatable(L, BUF_MT)) {
     lua_pushcfunction(L, buf_gc);
     lua_setfield(L, -2, "__gc");

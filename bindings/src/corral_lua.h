@@ -148,11 +148,11 @@ void crL_decode(lua_State *L, const char *p, size_t len, int flags);
  * goes to dest[at + k - 1] (a nil item writes nothing); pushes nothing. A DecodeError when the message
  * is not an array (a table with positive integer keys, no metatable). */
 void crL_decode_into(lua_State *L, const char *p, size_t len, int flags, int dest, lua_Integer at);
-/* Drops a message without decoding it: the references it holds on shared
- * objects (handles) are adopted into handles that are left to the garbage
- * collector. For a message from crL_encode that will never be decoded (a
- * spawn that failed, a queue destroyed with items in it). Raises a
- * DecodeError when the bytes are not a message. */
+/* Drops a message without decoding it: gives back the references it holds
+ * on shared objects (for a message from crL_encode that will never be
+ * decoded: a put or a spawn that failed). The engine does the same, through
+ * the hook of corral/refs.h, for a queue freed with messages in it. Raises
+ * a DecodeError when the bytes are not a message. */
 void crL_decode_drop(lua_State *L, const char *p, size_t len);
 
 /* Calls fn(ud, kind, off) for each entry of the handle section of the

@@ -200,7 +200,10 @@ static int l_start(lua_State *L) {
     o.args = args;
     o.env = child_env(L, value);
     rc = cr_proc_spawn(e, &o, &p);
-    if (rc < 0) cr_arena_free(a, off);
+    if (rc < 0) {
+      crL_decode_drop(L, bytes, len); /* the references its handles took */
+      cr_arena_free(a, off);
+    }
   } else {
     return crL_error(L, "ValueError", "unknown start method '%s' (expected 'fork' or 'spawn')", method);
   }

@@ -4,6 +4,7 @@
  * overflow list / put and get / joinable / lifetime. */
 #define _GNU_SOURCE
 #include "chan_int.h"
+#include "corral/refs.h"
 #include "corral/engine.h"
 #include "corral/errors.h"
 
@@ -671,20 +672,34 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
+/* Gives back the references of the message in slot s, then frees its
+ * block if it has one. */
+static void slot_discard(cr_arena_t *a, slot_t *s) {
+  uint64_t len = s->len & LEN_MASK;
+  if (s->len & LEN_BLOCK) {
+    cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
+    cr_arena_free(a, s->u.off);
+  } else {
+    cr_refs_message_dropped(a, s->u.data, (size_t)len);
+  }
+}
+
 static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
-  /* Blocks of published messages, and of messages whose reader died. */
+  /* Published messages, and messages whose reader died. */
   uint64_t head = atomic_load(&q->head);
   for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
     slot_t *s = slot_for(q, pos);
-    if (atomic_load(&s->word) == word(seq_full(pos), 0) && (s->len & LEN_BLOCK)) cr_arena_free(a, s->u.off);
+    if (atomic_load(&s->word) == word(seq_full(pos), 0)) slot_discard(a, s);
   }
   for (uint32_t i = 0; i < q->nslots; i++) {
     slot_t *s = &slots(q)[i];
-    if ((w_holder(atomic_load(&s->word)) & RBIT) && (s->len & LEN_BLOCK)) cr_arena_free(a, s->u.off);
+    if (w_holder(atomic_load(&s->word)) & RBIT) slot_discard(a, s);
   }
   for (cr_off_t b = q->ovf_head; b;) {
-    cr_off_t next = ((mblk_t *)cr_arena_ptr(a, b))->next;
+    mblk_t *m = cr_arena_ptr(a, b);
+    cr_off_t next = m->next;
+    cr_refs_message_dropped(a, (const char *)m + sizeof(mblk_t), (size_t)(m->len & LEN_MASK));
     cr_arena_free(a, b);
     b = next;
   }

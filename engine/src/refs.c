@@ -73,6 +73,14 @@ int cr_obj_drop(cr_arena_t *a, cr_off_t off) {
   }
 }
 
+static cr_msg_drop_fn msg_drop;
+
+void cr_refs_on_message_drop(cr_msg_drop_fn fn) { msg_drop = fn; }
+
+void cr_refs_message_dropped(cr_arena_t *a, const void *data, size_t len) {
+  if (msg_drop) msg_drop(a, data, len);
+}
+
 /* ---- the process table ------------------------------------------------------- */
 
 static proctab_t *table(cr_arena_t *a) {

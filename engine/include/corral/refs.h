@@ -52,4 +52,14 @@ void cr_refs_drop(cr_engine_t *e, cr_off_t off);
 /* References this process's ledger records, over all objects. */
 size_t cr_refs_count(cr_engine_t *e);
 
+/* A message can name objects (handles inside it hold references); only
+ * the bindings can read one. They set this hook, and the engine calls it
+ * with the bytes of every message it discards undelivered (a queue freed
+ * with messages in it), so that those references are given back. It must
+ * not block. One hook per process; NULL (the default) leaks them. */
+typedef void (*cr_msg_drop_fn)(cr_arena_t *a, const void *data, size_t len);
+void cr_refs_on_message_drop(cr_msg_drop_fn fn);
+/* Calls the hook for one discarded message. */
+void cr_refs_message_dropped(cr_arena_t *a, const void *data, size_t len);
+
 #endif
