@@ -171,6 +171,7 @@ describe("Process (" .. H.method .. ")", function()
       assert.is_true(mp.iserror(err, "Closed"))
       ok, err = pcall(p.start, p)
       assert.is_true(mp.iserror(err, "Closed"))
+      assert.are.equal(-9, p.exitcode) -- the code it ended with stays readable
     end)
 
     it("rejects bad constructor arguments", function()

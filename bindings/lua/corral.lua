@@ -34,7 +34,9 @@ local parent_info           -- {pid=, name=} in a child
 
 -- Fields computed on access; everything else is looked up in the class.
 local getters = {
+  -- after close() too: the code it ended with is kept (Python raises)
   exitcode = function(self)
+    if rawget(self, "_closed") then return rawget(self, "_exitcode_at_close") end
     local h = rawget(self, "_handle")
     if h then return h:exitcode() end
     return nil

@@ -220,7 +220,7 @@ static int q_is_closed(lua_State *L) {
 static int q_task_done(lua_State *L) {
   crL_handle_t *u = check_joinable(L);
   int rc = cr_queue_task_done(arena(L), u->off);
-  if (rc == CR_ESTATE) return crL_error(L, "ValueError", "task_done() called too many times");
+  if (rc == CR_ETOOMANY) return crL_error(L, cr_err_kind(rc), "task_done() called too many times");
   if (rc < 0) return crL_error_code(L, rc, "task_done");
   return 0;
 }

@@ -116,7 +116,7 @@ static int lock_release_off(lua_State *L, cr_arena_t *a, cr_off_t off, const cha
   int rlock = o->kind == CR_OBJ_RLOCK;
   int rc = rlock ? cr_rlock_release(a, off) : cr_lock_release(a, off);
   if (rc == 0) return 0;
-  if (rc == CR_ESTATE) return crL_error(L, "ValueError", "%s: release of an unlocked Lock", what);
+  if (rc == CR_ETOOMANY) return crL_error(L, cr_err_kind(rc), "%s: release of an unlocked Lock", what);
   if (rc == CR_ENOTOWNER) {
     if (rlock) return crL_error(L, "PermissionError", "%s: cannot release an RLock this process does not hold", what);
     return crL_error(L, "PermissionError", "%s: the Lock is held by another process", what);

@@ -173,7 +173,7 @@ int cr_lock_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
 int cr_lock_release(cr_arena_t *a, cr_off_t off) {
   cr__lock_t *l = lock_at(a, off);
   int owner = cr__mutex_owner(&l->m);
-  if (owner == 0) return CR_ESTATE;
+  if (owner == 0) return CR_ETOOMANY;
   if (owner != cr__tid()) return CR_ENOTOWNER;
   return cr__mutex_unlock(&l->m);
 }

@@ -636,7 +636,7 @@ int cr_queue_task_done(cr_arena_t *a, cr_off_t qo) {
   if (!(q->qflags & CR_QUEUE_JOINABLE)) return CR_EINVAL;
   int64_t n = atomic_load(&q->unfinished);
   for (;;) {
-    if (n <= 0) return CR_ESTATE;
+    if (n <= 0) return CR_ETOOMANY;
     if (atomic_compare_exchange_weak(&q->unfinished, &n, n - 1)) break;
   }
   if (n == 1) cr__ev_notify(&q->join_ev);

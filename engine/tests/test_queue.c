@@ -397,7 +397,7 @@ void test_queue_joinable(void) {
   CHECK_OK(cr_queue_new(a, 0, 0, &plain));
   CHECK_EQ(cr_queue_task_done(a, plain), CR_EINVAL);
   CHECK_OK(cr_queue_join(a, q, 0));
-  CHECK_EQ(cr_queue_task_done(a, q), CR_ESTATE);
+  CHECK_EQ(cr_queue_task_done(a, q), CR_ETOOMANY);
   put_str(a, q, "1");
   put_str(a, q, "2");
   CHECK_EQ(cr_queue_join(a, q, 0), CR_ETIMEDOUT);
@@ -412,7 +412,7 @@ void test_queue_joinable(void) {
   }
   CHECK_OK(cr_queue_join(a, q, 10));
   CHECK_EQ(cr_queue_unfinished(a, q), 0);
-  CHECK_EQ(cr_queue_task_done(a, q), CR_ESTATE);
+  CHECK_EQ(cr_queue_task_done(a, q), CR_ETOOMANY);
   CHECK_EQ(cr_queue_unfinished(a, q), 0);
   int st;
   waitpid(pid, &st, 0);

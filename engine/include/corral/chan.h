@@ -146,7 +146,7 @@ unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q);
 void cr_queue_close(cr_arena_t *a, cr_off_t q);
 int cr_queue_is_closed(cr_arena_t *a, cr_off_t q);
 
-/* JoinableQueue: one task done. CR_ESTATE when called more often than
+/* JoinableQueue: one task done. CR_ETOOMANY when called more often than
  * put (count unchanged), CR_EINVAL for a queue that is not joinable. */
 int cr_queue_task_done(cr_arena_t *a, cr_off_t q);
 /* Waits until every put has had its task_done: 0, CR_ETIMEDOUT, CR_EINTR. */

@@ -21,7 +21,7 @@
   XX(EMPTY,     "Empty",         "empty")                                     \
   XX(OVERFLOW,  "OverflowError", "value out of range")                        \
   XX(CORRUPT,   "CorruptError",  "shared data is corrupt")                    \
-  XX(LOST,      "WorkerLost",    "the worker process was lost")
+  XX(TOOMANY,   "ValueError",    "released more often than acquired")
 
 typedef enum {
   CR__EBASE = -5000,

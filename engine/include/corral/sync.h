@@ -89,7 +89,7 @@ int cr_lock_new(cr_arena_t *a, cr_off_t *off);
  * it; CR_ETIMEDOUT / CR_EINTR: not acquired. A Lock is not reentrant:
  * acquiring it again from the owning thread waits (and times out). */
 int cr_lock_acquire(cr_arena_t *a, cr_off_t off, double timeout);
-/* Releases. CR_ESTATE when it is not locked, CR_ENOTOWNER when another
+/* Releases. CR_ETOOMANY when it is not locked, CR_ENOTOWNER when another
  * process holds it; unchanged on failure. */
 int cr_lock_release(cr_arena_t *a, cr_off_t off);
 /* 1 when locked (by anyone), 0 when free. */
