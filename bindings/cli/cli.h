@@ -55,6 +55,14 @@ void cli_line_remember(const char *text);
 /* Saves and trims the history file. */
 void cli_line_close(void);
 
+/* ---- history.c -------------------------------------------------------------- */
+/* Finds the history file and reads it into readline's history. */
+void cli_history_open(void);
+/* Appends a finished statement, unless it repeats the last entry. */
+void cli_history_add(const char *text);
+/* Trims the file to its last entries and forgets it. */
+void cli_history_close(void);
+
 /* ---- complete.c ------------------------------------------------------------- */
 /* Makes Tab complete global names and paths (corral.Pro) from L. */
 void cli_complete_open(lua_State *L);

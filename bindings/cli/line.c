@@ -5,14 +5,9 @@
  * except inside pselect, so a Ctrl-C at the prompt is seen reliably and
  * cancels the line instead of killing the REPL. Elsewhere (corral -i with a
  * pipe) lines are plain reads with the prompt written to stdout.
- *
- * The history file is $CORRAL_HISTORY, else ~/.corral_history. Every
- * statement is appended as soon as it is typed, so a REPL left by os.exit or
- * a crash keeps it. Entries carry timestamps, which is how readline keeps a
- * multi-line statement one entry when the file is read back. */
+ * The history is history.c's. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,17 +15,13 @@
 #include <sys/select.h>
 #include <unistd.h>
 
-#include <readline/history.h>
 #include <readline/readline.h>
 
 #include <lauxlib.h>
 
 #include "cli.h"
 
-#define HISTORY_MAX 1000
-
 static int use_readline;
-static char *history_path;
 
 static volatile sig_atomic_t got_sigint;
 static volatile sig_atomic_t got_sigwinch;
@@ -44,30 +35,6 @@ static void on_read_signal(int sig) {
   else got_sigwinch = 1;
 }
 
-static void history_open(void) {
-  const char *env = getenv("CORRAL_HISTORY");
-  if (env && *env) {
-    history_path = strdup(env);
-  } else {
-    const char *home = getenv("HOME");
-    if (!home || !*home) return; /* no place for a history: none kept */
-    size_t n = strlen(home) + sizeof "/.corral_history";
-    history_path = malloc(n);
-    if (history_path) snprintf(history_path, n, "%s/.corral_history", home);
-  }
-  if (!history_path) return;
-  history_comment_char = '#';
-  history_write_timestamps = 1;
-  history_multiline_entries = 1;
-  using_history();
-  stifle_history(HISTORY_MAX);
-  if (read_history(history_path) != 0) {
-    /* append_history needs the file to exist */
-    int fd = open(history_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (fd >= 0) close(fd);
-  }
-}
-
 void cli_line_open(lua_State *L) {
   use_readline = isatty(STDIN_FILENO);
   if (!use_readline) return;
@@ -76,21 +43,15 @@ void cli_line_open(lua_State *L) {
   rl_catch_sigwinch = 0;     /* resizes are passed on by read_tty */
   rl_change_environment = 0; /* no LINES/COLUMNS in the children's environment */
   cli_complete_open(L);
-  history_open();
+  cli_history_open();
 }
 
 void cli_line_remember(const char *text) {
-  if (!use_readline || !text[0]) return;
-  HIST_ENTRY *last = history_length > 0 ? history_get(history_base + history_length - 1) : NULL;
-  if (last && strcmp(last->line, text) == 0) return; /* no runs of one entry */
-  add_history(text);
-  if (history_path) append_history(1, history_path);
+  if (use_readline) cli_history_add(text);
 }
 
 void cli_line_close(void) {
-  if (use_readline && history_path) history_truncate_file(history_path, HISTORY_MAX);
-  free(history_path);
-  history_path = NULL;
+  if (use_readline) cli_history_close();
 }
 
 static void on_line(char *line) {
