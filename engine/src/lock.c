@@ -19,10 +19,7 @@
 #include "sync_int.h"
 
 #include <errno.h>
-#include <time.h>
 #include <linux/futex.h>
-
-#define SPIN_ROUNDS 8
 
 #define WORD(m) ((_Atomic uint32_t *)&(m)->__data.__lock)
 
@@ -62,24 +59,6 @@ static void pass_on(_Atomic uint32_t *w) {
   }
 }
 
-/* One spin round while *w == v, of at most the round's share of the spin
- * budget: looks at the word with growing pauses in between (2^(round+4)).
- * Looking less often under contention leaves the cache line with the
- * holder, which then gets through several critical sections in a row: more
- * throughput for both sides. */
-static void backoff_while(_Atomic uint32_t *w, uint32_t v, int round) {
-  if (cr__ncpu() < 2) return;
-  int pauses = 1 << (round + 4 > 12 ? 12 : round + 4);
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  const long budget = CR__SPIN_LOCK_NS / SPIN_ROUNDS;
-  while (atomic_load_explicit(w, memory_order_relaxed) == v) {
-    for (int i = 0; i < pauses; i++) cr__cpu_relax();
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if ((long)(t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= budget) return;
-  }
-}
-
 int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   int rc = try_lock(m);
   if (rc <= 0) return rc;
@@ -87,21 +66,21 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   cr__deadline_t d;
   cr__deadline_set(&d, timeout);
   _Atomic uint32_t *w = WORD(m);
-  int spins = 0, slept = 0, woken = 0, intr_on = 0;
+  cr__spin_t spin = CR__SPIN_BACKOFF;
+  int spinning = 1, slept = 0, woken = 0, intr_on = 0;
   cr_intr_t intr;
   for (;;) {
     rc = try_lock(m);
     if (rc <= 0) break;
     uint32_t v = atomic_load(w);
     if ((v & FUTEX_TID_MASK) == 0) continue; /* freed, or its owner died */
-    /* Spin a bounded number of rounds, each until the word changes (the
-     * holder released: retry) or a slice of the budget passes. Under heavy
-     * contention the holder often takes the lock back first; another round
-     * is still far cheaper than a sleep. */
-    if (spins < SPIN_ROUNDS) {
-      spins++;
-      backoff_while(w, v, spins);
-      continue;
+    /* Spin (with backoff) until the word changes (the holder released:
+     * retry) or the spin budget is used up. Under heavy contention the
+     * holder often takes the lock back first; spinning on is still far
+     * cheaper than a sleep. */
+    if (spinning) {
+      if (cr__spin_while(w, v, &spin)) continue;
+      spinning = 0;
     }
     if (cr__deadline_expired(&d)) {
       rc = CR_ETIMEDOUT;
@@ -120,15 +99,7 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
     int r = cr__futex_wait(w, v, &d);
     if (r == 0) {
       woken = 1;
-    } else if (r == CR_ETIMEDOUT) {
-      rc = CR_ETIMEDOUT;
-      break;
-    } else if (r == -EINTR) {
-      if (interruptible && cr_intr_pending()) {
-        rc = CR_EINTR;
-        break;
-      }
-    } else {
+    } else if (r != CR_EINTR || interruptible) {
       rc = r;
       break;
     }
