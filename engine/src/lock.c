@@ -21,7 +21,35 @@
 #include <errno.h>
 #include <linux/futex.h>
 
+/* The mutex's futex word, read and slept on directly. There is no
+ * documented way to do what Lock needs through pthreads alone:
+ * - pthread_mutex_timedlock / pthread_mutex_clocklock never return on a
+ *   signal (POSIX rules EINTR out; glibc goes back to sleep after the
+ *   handler), so SIGINT could not interrupt a blocked acquire, and they do
+ *   not spin first;
+ * - no pthread call tells who owns a mutex, which release, locked(), RLock
+ *   and Condition need; a tid kept beside the mutex would go stale when
+ *   its owner dies (and could then pass for a new thread given that tid),
+ *   whereas the kernel clears the word's tid itself.
+ * The word is glibc's private __data.__lock. What reading it relies on:
+ * - glibc (NPTL), which keeps the word there: the layout of pthread_mutex_t
+ *   is undocumented but part of glibc's ABI (binaries built against old
+ *   headers keep working), and the kernel is told its offset through the
+ *   robust list; other C libraries are refused at build time below;
+ * - for a robust mutex the word is the kernel's robust-futex ABI
+ *   (Documentation/locking/robust-futex-ABI.rst): the owner's tid,
+ *   FUTEX_WAITERS, FUTEX_OWNER_DIED; the kernel rewrites it when the
+ *   owner dies;
+ * - glibc's trylock takes only a word without a tid (keeping FUTEX_WAITERS
+ *   when it takes over from a dead owner), and its unlock swaps the word to
+ *   0 and wakes one sleeper when FUTEX_WAITERS was set: so a waiter that
+ *   sets that bit before sleeping is woken like one of glibc's own. */
+#ifndef __GLIBC__
+#error "lock.c reads glibc's pthread_mutex_t (see the comment above WORD)"
+#endif
 #define WORD(m) ((_Atomic uint32_t *)&(m)->__data.__lock)
+_Static_assert(sizeof(((pthread_mutex_t *)0)->__data.__lock) == sizeof(uint32_t),
+               "the futex word of pthread_mutex_t is 32 bits");
 
 void cr__mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t at;
