@@ -92,6 +92,7 @@ void cr__ev_notify(_Atomic uint32_t *ev) {
 
 #define PAUSE_STEPS 64    /* plain spin: a pause per step for this many, then yields */
 #define MAX_PAUSES  4096  /* backoff: the pauses of one step stop doubling here */
+#define SPENT       UINT_MAX /* cr__spin_t.n once the budget is used up */
 
 /* Online CPUs, cached. */
 static int ncpu(void) {
@@ -118,11 +119,15 @@ static long ns_since(const struct timespec *t0) {
 }
 
 int cr__spin(cr__spin_t *s) {
+  if (s->n == SPENT) return 0;
   if (ncpu() < 2) return 0; /* the other side cannot run while we spin */
   if (s->n == 0) clock_gettime(CLOCK_MONOTONIC, &s->t0);
   s->n++;
   /* A plain step is a few ns: look at the clock every 16th. */
-  if ((s->pauses || (s->n & 15u) == 0) && ns_since(&s->t0) >= CR__SPIN_NS) return 0;
+  if ((s->pauses || (s->n & 15u) == 0) && ns_since(&s->t0) >= CR__SPIN_NS) {
+    s->n = SPENT;
+    return 0;
+  }
   if (s->pauses) {
     for (unsigned i = 0; i < s->pauses; i++) cpu_relax();
     if (s->pauses < MAX_PAUSES) s->pauses *= 2;

@@ -86,9 +86,9 @@ typedef struct {
 #define CR__SPIN_BACKOFF {0, 32, {0, 0}}
 
 /* One step: waits a little and returns 1, or returns 0 (without waiting)
- * once the budget is used up; also 0 at once on a single-CPU machine,
- * where the other side cannot run while we spin. The caller checks its
- * condition between steps. */
+ * once the budget is used up, and from then on; also 0 at once on a
+ * single-CPU machine, where the other side cannot run while we spin. The
+ * caller checks its condition between steps. */
 int cr__spin(cr__spin_t *s);
 /* Spins while *w == val: 1 as soon as the word differs, 0 when the budget
  * ran out with the word unchanged. `s` may carry on a spin already begun. */
