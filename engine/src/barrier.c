@@ -13,7 +13,6 @@
 #include "corral/errors.h"
 #include "sync_int.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <string.h>
 
@@ -96,15 +95,14 @@ int cr_barrier_wait(cr_arena_t *a, cr_off_t off, double timeout, int *index,
   cr__mutex_unlock(&b->m);
 
   int why = 0;
-  if (timeout == 0 || !cr__spin_while(&b->gen, g, CR__SPIN_WAIT_NS)) {
+  if (timeout == 0 || !cr__spin_while(&b->gen, g, &(cr__spin_t){0})) {
     cr__deadline_t d;
     cr__deadline_set(&d, timeout);
     cr_intr_t intr;
     cr_intr_begin(&intr);
     while (atomic_load(&b->gen) == g) {
       int r = cr__futex_wait(&b->gen, g, &d);
-      if (r == CR_ETIMEDOUT) why = CR_ETIMEDOUT;
-      else if (r == -EINTR && cr_intr_pending()) why = CR_EINTR;
+      if (r == CR_ETIMEDOUT || r == CR_EINTR) why = r;
       if (why) {
         lock_state(b);
         if (atomic_load(&b->gen) == g) break_locked(b);

@@ -13,7 +13,6 @@
 #include "corral/errors.h"
 #include "sync_int.h"
 
-#include <errno.h>
 
 enum { SLOT_FREE = 0, SLOT_WAITING = 1, SLOT_NOTIFIED = 2 };
 
@@ -87,7 +86,7 @@ int cr_cond_wait(cr_arena_t *a, cr_off_t off, double timeout) {
     return rc;
   }
   int notified = 0;
-  if (timeout != 0 && cr__spin_while(&s->state, SLOT_WAITING, CR__SPIN_WAIT_NS)) notified = 1;
+  if (timeout != 0 && cr__spin_while(&s->state, SLOT_WAITING, &(cr__spin_t){0})) notified = 1;
   if (!notified) {
     cr__deadline_t d;
     cr__deadline_set(&d, timeout);
@@ -99,12 +98,9 @@ int cr_cond_wait(cr_arena_t *a, cr_off_t off, double timeout) {
         break;
       }
       int r = cr__futex_wait(&s->state, SLOT_WAITING, &d);
-      int give_up = 0;
-      if (r == CR_ETIMEDOUT) give_up = CR_ETIMEDOUT;
-      else if (r == -EINTR && cr_intr_pending()) give_up = CR_EINTR;
-      if (give_up) {
+      if (r == CR_ETIMEDOUT || r == CR_EINTR) {
         uint32_t st = SLOT_WAITING;
-        if (atomic_compare_exchange_strong(&s->state, &st, SLOT_FREE)) rc = give_up;
+        if (atomic_compare_exchange_strong(&s->state, &st, SLOT_FREE)) rc = r;
         else notified = 1; /* a notify won the race: it counted us */
         break;
       }

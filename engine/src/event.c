@@ -10,7 +10,6 @@
 #include "corral/errors.h"
 #include "sync_int.h"
 
-#include <errno.h>
 #include <limits.h>
 
 typedef struct {
@@ -51,7 +50,7 @@ int cr_event_wait(cr_arena_t *a, cr_off_t off, double timeout) {
   uint32_t v0 = atomic_load(&e->word);
   if (v0 & 1) return 0;
   if (timeout == 0) return CR_ETIMEDOUT;
-  if (cr__spin_while(&e->word, v0, CR__SPIN_WAIT_NS)) return 0;
+  if (cr__spin_while(&e->word, v0, &(cr__spin_t){0})) return 0;
   cr__deadline_t d;
   cr__deadline_set(&d, timeout);
   cr_intr_t intr;
@@ -69,7 +68,7 @@ int cr_event_wait(cr_arena_t *a, cr_off_t off, double timeout) {
       rc = atomic_load(&e->word) != v0 ? 0 : CR_ETIMEDOUT;
       break;
     }
-    if (r == -EINTR && cr_intr_pending()) {
+    if (r == CR_EINTR) {
       rc = CR_EINTR;
       break;
     }

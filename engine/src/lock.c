@@ -19,12 +19,37 @@
 #include "sync_int.h"
 
 #include <errno.h>
-#include <time.h>
 #include <linux/futex.h>
 
-#define SPIN_ROUNDS 8
-
+/* The mutex's futex word, read and slept on directly. There is no
+ * documented way to do what Lock needs through pthreads alone:
+ * - pthread_mutex_timedlock / pthread_mutex_clocklock never return on a
+ *   signal (POSIX rules EINTR out; glibc goes back to sleep after the
+ *   handler), so SIGINT could not interrupt a blocked acquire, and they do
+ *   not spin first;
+ * - no pthread call tells who owns a mutex, which release, locked(), RLock
+ *   and Condition need; a tid kept beside the mutex would go stale when
+ *   its owner dies (and could then pass for a new thread given that tid),
+ *   whereas the kernel clears the word's tid itself.
+ * The word is glibc's private __data.__lock. What reading it relies on:
+ * - glibc (NPTL), which keeps the word there: the layout of pthread_mutex_t
+ *   is undocumented but part of glibc's ABI (binaries built against old
+ *   headers keep working), and the kernel is told its offset through the
+ *   robust list; other C libraries are refused at build time below;
+ * - for a robust mutex the word is the kernel's robust-futex ABI
+ *   (Documentation/locking/robust-futex-ABI.rst): the owner's tid,
+ *   FUTEX_WAITERS, FUTEX_OWNER_DIED; the kernel rewrites it when the
+ *   owner dies;
+ * - glibc's trylock takes only a word without a tid (keeping FUTEX_WAITERS
+ *   when it takes over from a dead owner), and its unlock swaps the word to
+ *   0 and wakes one sleeper when FUTEX_WAITERS was set: so a waiter that
+ *   sets that bit before sleeping is woken like one of glibc's own. */
+#ifndef __GLIBC__
+#error "lock.c reads glibc's pthread_mutex_t (see the comment above WORD)"
+#endif
 #define WORD(m) ((_Atomic uint32_t *)&(m)->__data.__lock)
+_Static_assert(sizeof(((pthread_mutex_t *)0)->__data.__lock) == sizeof(uint32_t),
+               "the futex word of pthread_mutex_t is 32 bits");
 
 void cr__mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t at;
@@ -62,24 +87,6 @@ static void pass_on(_Atomic uint32_t *w) {
   }
 }
 
-/* One spin round while *w == v, of at most the round's share of the spin
- * budget: looks at the word with growing pauses in between (2^(round+4)).
- * Looking less often under contention leaves the cache line with the
- * holder, which then gets through several critical sections in a row: more
- * throughput for both sides. */
-static void backoff_while(_Atomic uint32_t *w, uint32_t v, int round) {
-  if (cr__ncpu() < 2) return;
-  int pauses = 1 << (round + 4 > 12 ? 12 : round + 4);
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  const long budget = CR__SPIN_LOCK_NS / SPIN_ROUNDS;
-  while (atomic_load_explicit(w, memory_order_relaxed) == v) {
-    for (int i = 0; i < pauses; i++) cr__cpu_relax();
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if ((long)(t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) >= budget) return;
-  }
-}
-
 int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   int rc = try_lock(m);
   if (rc <= 0) return rc;
@@ -87,21 +94,21 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   cr__deadline_t d;
   cr__deadline_set(&d, timeout);
   _Atomic uint32_t *w = WORD(m);
-  int spins = 0, slept = 0, woken = 0, intr_on = 0;
+  cr__spin_t spin = CR__SPIN_BACKOFF;
+  int spinning = 1, slept = 0, woken = 0, intr_on = 0;
   cr_intr_t intr;
   for (;;) {
     rc = try_lock(m);
     if (rc <= 0) break;
     uint32_t v = atomic_load(w);
     if ((v & FUTEX_TID_MASK) == 0) continue; /* freed, or its owner died */
-    /* Spin a bounded number of rounds, each until the word changes (the
-     * holder released: retry) or a slice of the budget passes. Under heavy
-     * contention the holder often takes the lock back first; another round
-     * is still far cheaper than a sleep. */
-    if (spins < SPIN_ROUNDS) {
-      spins++;
-      backoff_while(w, v, spins);
-      continue;
+    /* Spin (with backoff) until the word changes (the holder released:
+     * retry) or the spin budget is used up. Under heavy contention the
+     * holder often takes the lock back first; spinning on is still far
+     * cheaper than a sleep. */
+    if (spinning) {
+      if (cr__spin_while(w, v, &spin)) continue;
+      spinning = 0;
     }
     if (cr__deadline_expired(&d)) {
       rc = CR_ETIMEDOUT;
@@ -120,15 +127,7 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
     int r = cr__futex_wait(w, v, &d);
     if (r == 0) {
       woken = 1;
-    } else if (r == CR_ETIMEDOUT) {
-      rc = CR_ETIMEDOUT;
-      break;
-    } else if (r == -EINTR) {
-      if (interruptible && cr_intr_pending()) {
-        rc = CR_EINTR;
-        break;
-      }
-    } else {
+    } else if (r != CR_EINTR || interruptible) {
       rc = r;
       break;
     }

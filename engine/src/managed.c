@@ -124,16 +124,24 @@ uint32_t cr_managed_test_parked(cr_arena_t *a, cr_off_t off) {
 
 /* ---- the journal -------------------------------------------------------------- */
 
-static void jrn_add(box_t *b, uint64_t v) {
-  for (int i = 0; i < JRN_SLOTS; i++)
-    if (atomic_load(&b->jrn[i]) == 0) {
-      atomic_store(&b->jrn[i], v);
-      return;
-    }
-  abort(); /* an operation journals at most JRN_SLOTS blocks */
-}
+/* A journal entry for element block `off` (0 for none). */
+static uint64_t jrn_elem(cr_off_t off) { return off ? off | JRN_ELEM : 0; }
 
-static void jrn_clear(box_t *b) {
+/* The journal entries of one publish: up to JRN_SLOTS, 0 for none. */
+#define JRN(...) ((const uint64_t[JRN_SLOTS]){__VA_ARGS__})
+
+/* Makes a mutation visible, the one way every mutation does (managed.h,
+ * crash consistency): writes `jrn` (the blocks whose fate depends on the
+ * store) to the journal, which is clear between operations, does the
+ * single store *where = v, then clears the journal. Blocks that the store
+ * replaced may be freed only after this returns. The test hook can park
+ * the caller just before and just after the store. */
+static void publish(box_t *b, _Atomic uint64_t *where, uint64_t v, const uint64_t jrn[JRN_SLOTS]) {
+  for (int i = 0; i < JRN_SLOTS; i++)
+    if (jrn[i]) atomic_store(&b->jrn[i], jrn[i]);
+  park(b, CR_MANAGED_PARK_BEFORE);
+  atomic_store(where, v);
+  park(b, CR_MANAGED_PARK_AFTER);
   for (int i = 0; i < JRN_SLOTS; i++) atomic_store(&b->jrn[i], 0);
 }
 
@@ -530,19 +538,12 @@ static uint64_t arr_cap_for(uint64_t cur, uint64_t n) {
   return c;
 }
 
-/* Publishes the new array `no` in place of the current one (journaled
- * with the element blocks elem_new / elem_old, either may be 0), then
- * frees the old array and elem_old. */
-static void list_swap(cr_arena_t *a, box_t *b, cr_off_t no, cr_off_t elem_new, cr_off_t elem_old) {
+/* Publishes the new array or table `no` in place of the current one
+ * (journaled with the element blocks elem_new / elem_old, either may be 0),
+ * then frees the old one and elem_old. */
+static void state_swap(cr_arena_t *a, box_t *b, cr_off_t no, cr_off_t elem_new, cr_off_t elem_old) {
   cr_off_t st = atomic_load(&b->state);
-  if (elem_new) jrn_add(b, elem_new | JRN_ELEM);
-  if (elem_old) jrn_add(b, elem_old | JRN_ELEM);
-  jrn_add(b, no);
-  if (st) jrn_add(b, st);
-  park(b, CR_MANAGED_PARK_BEFORE);
-  atomic_store(&b->state, no);
-  park(b, CR_MANAGED_PARK_AFTER);
-  jrn_clear(b);
+  publish(b, &b->state, no, JRN(jrn_elem(elem_new), jrn_elem(elem_old), no, st));
   if (st) cr_arena_free(a, st);
   elem_free(a, b, elem_old);
 }
@@ -556,11 +557,7 @@ int cr_list_append(cr_arena_t *a, cr_off_t off, const void *data, size_t len) {
   if (rc < 0) return rc;
   if (A && n < A->cap) {
     atomic_store(&A->e[n], bo);
-    jrn_add(b, bo | JRN_ELEM);
-    park(b, CR_MANAGED_PARK_BEFORE);
-    atomic_store(&A->n, n + 1);
-    park(b, CR_MANAGED_PARK_AFTER);
-    jrn_clear(b);
+    publish(b, &A->n, n + 1, JRN(jrn_elem(bo)));
     return 0;
   }
   cr_off_t no;
@@ -573,7 +570,7 @@ int cr_list_append(cr_arena_t *a, cr_off_t off, const void *data, size_t len) {
   for (uint64_t i = 0; i < n; i++) atomic_store_explicit(&N->e[i], atomic_load(&A->e[i]), memory_order_relaxed);
   atomic_store_explicit(&N->e[n], bo, memory_order_relaxed);
   atomic_store_explicit(&N->n, n + 1, memory_order_relaxed);
-  list_swap(a, b, no, bo, 0);
+  state_swap(a, b, no, bo, 0);
   return 0;
 }
 
@@ -585,12 +582,7 @@ int cr_list_set(cr_arena_t *a, cr_off_t off, size_t i, const void *data, size_t 
   int rc = blob_new(a, data, len, &bo);
   if (rc < 0) return rc;
   cr_off_t old = atomic_load(&A->e[i]);
-  jrn_add(b, bo | JRN_ELEM);
-  jrn_add(b, old | JRN_ELEM);
-  park(b, CR_MANAGED_PARK_BEFORE);
-  atomic_store(&A->e[i], bo);
-  park(b, CR_MANAGED_PARK_AFTER);
-  jrn_clear(b);
+  publish(b, &A->e[i], bo, JRN(jrn_elem(bo), jrn_elem(old)));
   elem_free(a, b, old);
   return 0;
 }
@@ -615,7 +607,7 @@ int cr_list_insert(cr_arena_t *a, cr_off_t off, size_t i, const void *data, size
     atomic_store_explicit(&N->e[d++], atomic_load(&A->e[k]), memory_order_relaxed);
   }
   atomic_store_explicit(&N->n, n + 1, memory_order_relaxed);
-  list_swap(a, b, no, bo, 0);
+  state_swap(a, b, no, bo, 0);
   return 0;
 }
 
@@ -632,11 +624,7 @@ int cr_list_pop(cr_arena_t *a, cr_off_t off, size_t i, cr_managed_sink_fn sink, 
   }
   uint64_t cap = arr_cap_for(A->cap, n - 1);
   if (i == n - 1 && cap == A->cap) {
-    jrn_add(b, old | JRN_ELEM);
-    park(b, CR_MANAGED_PARK_BEFORE);
-    atomic_store(&A->n, n - 1);
-    park(b, CR_MANAGED_PARK_AFTER);
-    jrn_clear(b);
+    publish(b, &A->n, n - 1, JRN(jrn_elem(old)));
     elem_free(a, b, old);
     return 0;
   }
@@ -647,7 +635,7 @@ int cr_list_pop(cr_arena_t *a, cr_off_t off, size_t i, cr_managed_sink_fn sink, 
   for (uint64_t k = 0, d = 0; k < n; k++)
     if (k != i) atomic_store_explicit(&N->e[d++], atomic_load(&A->e[k]), memory_order_relaxed);
   atomic_store_explicit(&N->n, n - 1, memory_order_relaxed);
-  list_swap(a, b, no, 0, old);
+  state_swap(a, b, no, 0, old);
   return 0;
 }
 
@@ -673,7 +661,7 @@ int cr_list_permute(cr_arena_t *a, cr_off_t off, const uint32_t *perm, size_t n)
   for (size_t k = 0; k < n; k++)
     atomic_store_explicit(&N->e[k], atomic_load(&A->e[perm[k]]), memory_order_relaxed);
   atomic_store_explicit(&N->n, n, memory_order_relaxed);
-  list_swap(a, b, no, 0, 0);
+  state_swap(a, b, no, 0, 0);
   return 0;
 }
 
@@ -766,12 +754,7 @@ int cr_dict_set(cr_arena_t *a, cr_off_t off, const void *key, size_t klen, const
   if (found) {
     _Atomic uint64_t *en = tab_entries(t);
     cr_off_t old = atomic_load(&en[j]);
-    jrn_add(b, io | JRN_ELEM);
-    jrn_add(b, old | JRN_ELEM);
-    park(b, CR_MANAGED_PARK_BEFORE);
-    atomic_store(&en[j], io);
-    park(b, CR_MANAGED_PARK_AFTER);
-    jrn_clear(b);
+    publish(b, &en[j], io, JRN(jrn_elem(io), jrn_elem(old)));
     elem_free(a, b, old);
     return 0;
   }
@@ -779,12 +762,8 @@ int cr_dict_set(cr_arena_t *a, cr_off_t off, const void *key, size_t klen, const
   if (t && used < t->ecap) {
     atomic_store(&tab_entries(t)[used], io);
     tab_index(t)[s] = (uint32_t)(used + 1);
-    jrn_add(b, io | JRN_ELEM);
-    park(b, CR_MANAGED_PARK_BEFORE);
-    atomic_store(&t->used, used + 1);
-    park(b, CR_MANAGED_PARK_AFTER);
-    t->live++;
-    jrn_clear(b);
+    publish(b, &t->used, used + 1, JRN(jrn_elem(io)));
+    t->live++; /* derived: a recovery recounts it */
     return 1;
   }
   cr_off_t no;
@@ -799,15 +778,7 @@ int cr_dict_set(cr_arena_t *a, cr_off_t off, const void *key, size_t klen, const
   index_put(n, h, d);
   atomic_store_explicit(&n->used, d + 1, memory_order_relaxed);
   n->live = d + 1;
-  cr_off_t st = atomic_load(&b->state);
-  jrn_add(b, io | JRN_ELEM);
-  jrn_add(b, no);
-  if (st) jrn_add(b, st);
-  park(b, CR_MANAGED_PARK_BEFORE);
-  atomic_store(&b->state, no);
-  park(b, CR_MANAGED_PARK_AFTER);
-  jrn_clear(b);
-  if (st) cr_arena_free(a, st);
+  state_swap(a, b, no, io, 0);
   return 1;
 }
 
@@ -824,13 +795,9 @@ int cr_dict_pop(cr_arena_t *a, cr_off_t off, const void *key, size_t klen, cr_ma
     int rc = sink(ud, item_value(it), it->vlen);
     if (rc < 0) return rc;
   }
-  jrn_add(b, old | JRN_ELEM);
-  park(b, CR_MANAGED_PARK_BEFORE);
-  atomic_store(&en[j], 0);
-  park(b, CR_MANAGED_PARK_AFTER);
-  tab_index(t)[s] = IDX_DUMMY;
+  publish(b, &en[j], 0, JRN(jrn_elem(old)));
+  tab_index(t)[s] = IDX_DUMMY; /* derived, as is live: a recovery rebuilds both */
   t->live--;
-  jrn_clear(b);
   elem_free(a, b, old);
   return 1;
 }

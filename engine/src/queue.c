@@ -498,7 +498,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
   int rc;
   cr__deadline_t dl;
   int have_dl = 0;
-  cr__chan_spin_t spin = {0};
+  cr__spin_t spin = {0};
   cr_intr_t intr;
   for (;;) {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
@@ -517,7 +517,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       break;
     }
     /* The ring is full: wait a little for room, then overflow or sleep. */
-    if (timeout != 0 && cr__chan_spin(&spin)) continue;
+    if (timeout != 0 && cr__spin(&spin)) continue;
     if (ovf_room(a, q, qo)) {
       rc = put_overflow(a, q, data, len, &blk);
       break;
@@ -543,7 +543,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     if (ring_has_room(q) || ovf_room(a, q, qo) || atomic_load(&q->closed)) continue;
     cr__deadline_t sl;
     cr__deadline_min(&sl, &dl, WAIT_SLICE);
-    if (cr__ev_wait(&q->put_ev, v, &sl) == CR_EINTR) {
+    if (cr__futex_wait(&q->put_ev, v, &sl) == CR_EINTR) {
       rc = CR_EINTR;
       break;
     }
@@ -558,7 +558,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
   queue_t *q = qp(a, qo);
   cr__deadline_t dl;
   int have_dl = 0, intr_on = 0, slept_out = 0, rc;
-  cr__chan_spin_t spin = {0};
+  cr__spin_t spin = {0};
   cr_intr_t intr;
   for (;;) {
     /* closed is read before looking for messages: a message published
@@ -579,7 +579,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
       rc = CR_ECLOSED;
       break;
     }
-    if ((timeout != 0 || rc == RING_BUSY) && cr__chan_spin(&spin)) continue;
+    if ((timeout != 0 || rc == RING_BUSY) && cr__spin(&spin)) continue;
     /* About to give up or sleep: the thorough checks. */
     if (rc == RING_BUSY && !cr__chan_pid_alive((int)holder)) {
       skip_dead_writer(q, ticket, holder);
@@ -616,7 +616,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
       continue;
     cr__deadline_t sl;
     cr__deadline_min(&sl, &dl, slice);
-    rc = cr__ev_wait(&q->get_ev, v, &sl);
+    rc = cr__futex_wait(&q->get_ev, v, &sl);
     if (rc == CR_EINTR) break;
     if (rc == CR_ETIMEDOUT) slept_out = 1;
     rc = 0;
@@ -662,7 +662,7 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
       rc = CR_ETIMEDOUT;
       break;
     }
-    rc = cr__ev_wait(&q->join_ev, v, &dl);
+    rc = cr__futex_wait(&q->join_ev, v, &dl);
     if (rc == CR_EINTR) break;
     rc = 0;
   }

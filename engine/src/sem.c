@@ -12,8 +12,6 @@
 #include "corral/errors.h"
 #include "sync_int.h"
 
-#include <errno.h>
-
 #define SEM_BOUNDED 1u
 #define SLICE_FIRST 0.05
 #define SLICE_MAX   1.0
@@ -136,7 +134,7 @@ int cr_sem_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
   }
   cr__deadline_t d, sd;
   cr__deadline_set(&d, timeout);
-  cr__spin_while(&s->value, 0, CR__SPIN_LOCK_NS);
+  cr__spin_while(&s->value, 0, &(cr__spin_t){0});
   double slice = SLICE_FIRST;
   int rc, intr_on = 0;
   cr_intr_t intr;
@@ -161,7 +159,7 @@ int cr_sem_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
       /* a slice went by without a wake: is a holder gone? */
       if (!cr__deadline_expired(&d) && cr_sem_recover(a, off) == 0)
         slice = slice * 2 > SLICE_MAX ? SLICE_MAX : slice * 2;
-    } else if (r == -EINTR && cr_intr_pending()) {
+    } else if (r == CR_EINTR) {
       rc = CR_EINTR;
       break;
     }

@@ -1,60 +1,17 @@
 /* corral engine: internals shared by the synchronisation primitives
- * (lock.c, rlock.c, sem.c, event.c, cond.c, barrier.c, shm.c) and the
- * channels (queue.c, pipe.c, chan_util.c), implemented in futex.c: futex waits with CLOCK_MONOTONIC deadlines, the
- * bounded spin before sleeping, this thread's id, and process identities
- * that survive pid reuse. */
+ * (lock.c, rlock.c, sem.c, event.c, cond.c, barrier.c, shm.c), the managed
+ * objects and the channels (queue.c, pipe.c): this thread's id and process
+ * identities that survive pid reuse (ident.c), the robust mutex (lock.c)
+ * and dispatch over the lock kinds. How they wait is wait_int.h. */
 #ifndef CORRAL_SYNC_INT_H
 #define CORRAL_SYNC_INT_H
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <time.h>
 
 #include "corral/arena.h"
-
-/* ---- deadlines --------------------------------------------------------- */
-typedef struct {
-  int forever;          /* no deadline */
-  struct timespec ts;   /* absolute, CLOCK_MONOTONIC */
-} cr__deadline_t;
-
-/* timeout < 0: forever; 0: already expired; else now + timeout. */
-void cr__deadline_set(cr__deadline_t *d, double timeout);
-/* Seconds from now to the deadline (never negative; huge when forever). */
-double cr__deadline_left(const cr__deadline_t *d);
-int cr__deadline_expired(const cr__deadline_t *d);
-/* The earlier of `d` and now + `slice` seconds. */
-void cr__deadline_min(cr__deadline_t *out, const cr__deadline_t *d, double slice);
-
-/* ---- futex ---------------------------------------------------------------
- * Shared (not private) futexes: the words live in the arena, mapped by many
- * processes. Waits use FUTEX_WAIT_BITSET, whose timeout is an absolute
- * CLOCK_MONOTONIC time. */
-
-/* Sleeps while *w == val, until woken or the deadline. Returns 0 when woken
- * (or *w != val already: the caller re-checks its condition either way),
- * CR_ETIMEDOUT, or -EINTR when a signal arrived (the caller checks
- * cr_intr_pending()). A waiter that was woken always gets 0, never
- * CR_ETIMEDOUT or -EINTR: the kernel settles that race, which is what lets
- * a waker count on its wake being consumed. */
-int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d);
-/* Wakes up to n waiters sleeping on w (INT32_MAX: all). */
-void cr__futex_wake(_Atomic uint32_t *w, int n);
-
-/* The bounded spin before sleeping: spins while *w == val for at most
- * `ns` nanoseconds. Returns 1 when the word changed. Spins not at all on a
- * single-CPU machine, where the other side cannot run while we spin. */
-int cr__spin_while(_Atomic uint32_t *w, uint32_t val, long ns);
-/* Online CPUs (cached), and one spin-wait pause instruction. */
-int cr__ncpu(void);
-void cr__cpu_relax(void);
-
-/* Spin budgets (ns), chosen from the cost of waking a sleeping process
- * (~30 us here): long enough to cover a short critical section or a quick
- * reply, short enough to be negligible next to a real sleep. */
-#define CR__SPIN_LOCK_NS  20000
-#define CR__SPIN_WAIT_NS  50000
+#include "wait_int.h"
 
 /* ---- identities ------------------------------------------------------------ */
 /* This thread's kernel id (cached; reset in a forked child). */

@@ -48,8 +48,9 @@
  *    the process held it privately; for a JoinableQueue, a count off by one
  *    if the death falls between two adjacent stores.
  *
- * Waiting: an empty get or a full put spins for a bounded time (about
- * 50 us, yielding the CPU between checks), then sleeps on a futex with an
+ * Waiting is the engine's one way (as in sync.h): an empty get or a full
+ * put spins for a bounded time (about 50 us, yielding the CPU between
+ * checks once past the first few), then sleeps on a futex with an
  * absolute CLOCK_MONOTONIC deadline (FUTEX_WAIT_BITSET), in slices of at
  * most 0.2 s so the recovery above runs even if no one wakes it. Waits are
  * bracketed with cr_intr_begin/end and give CR_EINTR on SIGINT.

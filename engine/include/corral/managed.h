@@ -27,6 +27,8 @@
  * function below except cr_managed_new/close/release must be called between
  * cr_managed_lock and cr_managed_unlock, which lets the bindings compose
  * several steps into one atomic operation (extend, update, remove, sort).
+ * Waiting for the lock is a Lock's (sync.h): a bounded spin, then a futex
+ * sleep that SIGINT interrupts.
  * Locks are never nested except Manager -> container, in shutdown.
  *
  * Crash consistency (a process SIGKILLed at any instruction inside an

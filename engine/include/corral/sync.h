@@ -15,10 +15,12 @@
  * is bracketed with cr_intr_begin/end and gives up with CR_EINTR when SIGINT
  * arrives (the object is left as if the wait had timed out).
  *
- * Waiting is the kernel's: futex waits with absolute CLOCK_MONOTONIC
- * deadlines (FUTEX_WAIT_BITSET), after a bounded spin of a few tens of
- * microseconds (waking a sleeping process costs about as much). Nothing
- * polls while the objects are used normally.
+ * Waiting is the kernel's, and the same for every object here, the
+ * channels (chan.h) and the managed objects: a bounded spin of about 50 us
+ * (waking a sleeping process costs about as much; a Lock backs off between
+ * looks, the others yield the CPU between checks once past the first few),
+ * then a futex wait with an absolute CLOCK_MONOTONIC deadline
+ * (FUTEX_WAIT_BITSET). Nothing polls while the objects are used normally.
  *
  * Robustness: what happens when a process dies (SIGKILL) at the wrong time.
  *
