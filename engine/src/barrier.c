@@ -98,8 +98,7 @@ int cr_barrier_wait(cr_arena_t *a, cr_off_t off, double timeout, int *index,
   if (timeout == 0 || !cr__spin_while(&b->gen, g, &(cr__spin_t){0})) {
     cr__deadline_t d;
     cr__deadline_set(&d, timeout);
-    cr_intr_t intr;
-    cr_intr_begin(&intr);
+    cr_intr_begin();
     while (atomic_load(&b->gen) == g) {
       int r = cr__futex_wait(&b->gen, g, &d);
       if (r == CR_ETIMEDOUT || r == CR_EINTR) why = r;
@@ -110,7 +109,7 @@ int cr_barrier_wait(cr_arena_t *a, cr_off_t off, double timeout, int *index,
         break;
       }
     }
-    cr_intr_end(&intr);
+    cr_intr_end();
   }
   if (atomic_load(&b->outcome[g % RING]) == ROUND_PASSED) {
     *index = (int)idx;

@@ -90,8 +90,7 @@ int cr_cond_wait(cr_arena_t *a, cr_off_t off, double timeout) {
   if (!notified) {
     cr__deadline_t d;
     cr__deadline_set(&d, timeout);
-    cr_intr_t intr;
-    cr_intr_begin(&intr);
+    cr_intr_begin();
     for (;;) {
       if (atomic_load(&s->state) != SLOT_WAITING) {
         notified = 1;
@@ -105,7 +104,7 @@ int cr_cond_wait(cr_arena_t *a, cr_off_t off, double timeout) {
         break;
       }
     }
-    cr_intr_end(&intr);
+    cr_intr_end();
   }
   if (notified) {
     rc = 0;

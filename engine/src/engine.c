@@ -166,9 +166,8 @@ void cr__engine_run_nowait(cr_engine_t *e) {
 
 int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *arg) {
   double deadline = timeout >= 0 ? cr_now() + timeout : 0;
-  cr_intr_t intr;
   int rc = 0;
-  cr_intr_begin(&intr);
+  cr_intr_begin();
   /* Keep the loop blocking while we wait even if nothing else is ref'd. */
   uv_ref((uv_handle_t *)&e->wake);
   for (;;) {
@@ -191,7 +190,7 @@ int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *ar
     uv_timer_stop(&e->timer);
   }
   uv_unref((uv_handle_t *)&e->wake);
-  cr_intr_end(&intr);
+  cr_intr_end();
   return rc;
 }
 
@@ -215,8 +214,7 @@ double cr_now(void) {
 
 int cr_sleep(double seconds) {
   if (seconds <= 0) return 0;
-  cr_intr_t intr;
-  cr_intr_begin(&intr);
+  cr_intr_begin();
   struct timespec deadline;
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   double whole = (double)(time_t)seconds;
@@ -233,7 +231,7 @@ int cr_sleep(double seconds) {
       break;
     }
   }
-  cr_intr_end(&intr);
+  cr_intr_end();
   return rc;
 }
 
@@ -280,11 +278,10 @@ static void give_signal(int sig, void (*h)(int, siginfo_t *, void *), const stru
   if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == h) sigaction(sig, prev, NULL);
 }
 
-void cr_intr_begin(cr_intr_t *s) {
-  s->active = 0;
+void cr_intr_begin(void) {
   if (intr_depth++ > 0) return;
   intr_flag = 0;
-  s->active = take_signal(SIGINT, intr_handler, &intr_prev);
+  take_signal(SIGINT, intr_handler, &intr_prev);
   /* SIGCHLD only matters where libuv (or a host) handles it; with the
    * default action the signal is discarded and would never interrupt. */
   struct sigaction cur;
@@ -293,8 +290,7 @@ void cr_intr_begin(cr_intr_t *s) {
     take_signal(SIGCHLD, chld_handler, &chld_prev);
 }
 
-void cr_intr_end(cr_intr_t *s) {
-  (void)s;
+void cr_intr_end(void) {
   if (--intr_depth > 0) return;
   give_signal(SIGINT, intr_handler, &intr_prev);
   give_signal(SIGCHLD, chld_handler, &chld_prev);

@@ -53,8 +53,7 @@ int cr_event_wait(cr_arena_t *a, cr_off_t off, double timeout) {
   if (cr__spin_while(&e->word, v0, &(cr__spin_t){0})) return 0;
   cr__deadline_t d;
   cr__deadline_set(&d, timeout);
-  cr_intr_t intr;
-  cr_intr_begin(&intr);
+  cr_intr_begin();
   int rc;
   for (;;) {
     if (atomic_load(&e->word) != v0) {
@@ -73,6 +72,6 @@ int cr_event_wait(cr_arena_t *a, cr_off_t off, double timeout) {
       break;
     }
   }
-  cr_intr_end(&intr);
+  cr_intr_end();
   return rc;
 }

@@ -96,7 +96,6 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   _Atomic uint32_t *w = WORD(m);
   cr__spin_t spin = CR__SPIN_BACKOFF;
   int spinning = 1, slept = 0, woken = 0, intr_on = 0;
-  cr_intr_t intr;
   for (;;) {
     rc = try_lock(m);
     if (rc <= 0) break;
@@ -119,7 +118,7 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
       v |= FUTEX_WAITERS;
     }
     if (interruptible && !intr_on) {
-      cr_intr_begin(&intr);
+      cr_intr_begin();
       intr_on = 1;
     }
     woken = 0;
@@ -141,7 +140,7 @@ int cr__mutex_lock(pthread_mutex_t *m, double timeout, int interruptible) {
   } else if (woken) {
     pass_on(w);
   }
-  if (intr_on) cr_intr_end(&intr);
+  if (intr_on) cr_intr_end();
   return rc;
 }
 

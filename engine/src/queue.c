@@ -499,7 +499,6 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
   cr__deadline_t dl;
   int have_dl = 0;
   cr__spin_t spin = {0};
-  cr_intr_t intr;
   for (;;) {
     if (atomic_load_explicit(&q->closed, memory_order_acquire)) {
       rc = CR_ECLOSED;
@@ -529,7 +528,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     if (!have_dl) {
       cr__deadline_set(&dl, timeout);
       have_dl = 1;
-      cr_intr_begin(&intr);
+      cr_intr_begin();
     }
     if (cr_intr_pending()) {
       rc = CR_EINTR;
@@ -548,7 +547,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       break;
     }
   }
-  if (have_dl) cr_intr_end(&intr);
+  if (have_dl) cr_intr_end();
   if (blk) block_put(a, q, blk);
   return rc;
 }
@@ -559,7 +558,6 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
   cr__deadline_t dl;
   int have_dl = 0, intr_on = 0, slept_out = 0, rc;
   cr__spin_t spin = {0};
-  cr_intr_t intr;
   for (;;) {
     /* closed is read before looking for messages: a message published
      * before the close is then always seen. */
@@ -597,7 +595,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     if (!have_dl) {
       cr__deadline_set(&dl, timeout);
       have_dl = 1;
-      cr_intr_begin(&intr);
+      cr_intr_begin();
       intr_on = 1;
     }
     if (cr_intr_pending()) {
@@ -621,7 +619,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     if (rc == CR_ETIMEDOUT) slept_out = 1;
     rc = 0;
   }
-  if (intr_on) cr_intr_end(&intr);
+  if (intr_on) cr_intr_end();
   return rc;
 }
 
@@ -652,8 +650,7 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
   if (timeout == 0) return CR_ETIMEDOUT;
   cr__deadline_t dl;
   cr__deadline_set(&dl, timeout);
-  cr_intr_t intr;
-  cr_intr_begin(&intr);
+  cr_intr_begin();
   int rc = 0;
   for (;;) {
     uint32_t v = cr__ev_prepare(&q->join_ev);
@@ -666,7 +663,7 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
     if (rc == CR_EINTR) break;
     rc = 0;
   }
-  cr_intr_end(&intr);
+  cr_intr_end();
   return rc;
 }
 

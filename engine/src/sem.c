@@ -137,7 +137,6 @@ int cr_sem_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
   cr__spin_while(&s->value, 0, &(cr__spin_t){0});
   double slice = SLICE_FIRST;
   int rc, intr_on = 0;
-  cr_intr_t intr;
   for (;;) {
     if (try_take(s)) {
       rc = 0;
@@ -148,7 +147,7 @@ int cr_sem_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
       break;
     }
     if (!intr_on) {
-      cr_intr_begin(&intr);
+      cr_intr_begin();
       intr_on = 1;
     }
     cr__deadline_min(&sd, &d, slice);
@@ -164,7 +163,7 @@ int cr_sem_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
       break;
     }
   }
-  if (intr_on) cr_intr_end(&intr);
+  if (intr_on) cr_intr_end();
   if (rc == 0) record_hold(s);
   return rc;
 }

@@ -57,14 +57,13 @@ int cr_sleep(double seconds);
  *   own handling still happens.
  * - SIGCHLD interrupts the wait too (its usual handler still runs), so a
  *   waiter can notice a child's death while it waits.
- * Waits that block in the kernel (futex) get EINTR then: they call
- * cr_engine_service(e) to handle what happened (exits, ...), return CR_EINTR
- * if cr_intr_pending(), else check their condition and wait again.
+ * Waits that block in the kernel (futex) get EINTR then: they return
+ * CR_EINTR if cr_intr_pending(), else check their condition (a dead peer's
+ * slot, say) and wait again; the caller's next engine wait reaps the child.
  * Nestable; the outermost begin clears the flag, and the code that reports
  * CR_EINTR clears it too (the bindings do, when they raise). */
-typedef struct { int active; } cr_intr_t;
-void cr_intr_begin(cr_intr_t *s);
-void cr_intr_end(cr_intr_t *s);
+void cr_intr_begin(void);
+void cr_intr_end(void);
 int cr_intr_pending(void);
 void cr_intr_clear(void);
 
