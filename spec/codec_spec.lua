@@ -1,4 +1,4 @@
--- The value codec (DESIGN §2.5): round trips of every type, names,
+-- The value codec (docs/api.md): round trips of every type, names,
 -- functions and upvalues, handles, error paths in the sender, hostile input
 -- in the receiver, and closures sent to spawned children.
 --

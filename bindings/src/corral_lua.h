@@ -5,7 +5,7 @@
  * turns it into the public module (every core field not starting with "_"
  * is public).
  *
- * Failure convention (DESIGN §3): an expected outcome of waiting is a return
+ * Failure convention (docs/api.md): an expected outcome of waiting is a return
  * value; misuse and remote failures raise an error object, a table
  * {kind=, message=[, traceback=, pid=]} with metatable "corral.Error". */
 #ifndef CORRAL_LUA_H

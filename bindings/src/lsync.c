@@ -6,7 +6,7 @@
  * kind-specific (a Barrier's action). Lock-like objects share guard() and
  * with(), which call the object's own acquire/release methods.
  *
- * Outcomes (DESIGN §3): acquire(t) and wait(t) return true/false. acquire
+ * Outcomes (docs/api.md): acquire(t) and wait(t) return true/false. acquire
  * also takes Python's forms: acquire(false) does not wait, acquire(true, t)
  * is acquire(t). Misuse raises ValueError / PermissionError. A Lock or RLock
  * whose previous owner died holding it raises OwnerDied from acquire, with

@@ -5,7 +5,11 @@
  *   arena.h   the shared arena: offsets, allocation, shared objects
  *   engine.h  the engine instance, its loop, waiting, SIGINT during waits
  *   proc.h    child processes: fork and spawn, join, signal, exit codes
- * Later parts (sync, channels) add their headers here. */
+ *   sync.h    locks, semaphores, events, conditions, barriers
+ *   shm.h     shared Values and Arrays
+ *   chan.h    channels: the queue and pipe under Queue and Pipe
+ *   managed.h managed objects: the shared lists, dicts, namespaces of Manager
+ *   refs.h    the references each process holds, given back when it ends */
 #ifndef CORRAL_H
 #define CORRAL_H
 
