@@ -9,7 +9,7 @@
 --     killed it for running past its time limit). Nothing can hang.
 --   * Work waits in runs: a stretch of one job's items, cut into tasks of
 --     `chunksize` items. The parent cuts a batch of tasks off the head run
---     and sends it as one message (the format is in corral.pool_worker).
+--     and sends it as one message (the format is in corral.pool_wire).
 --     A batch is one task until the job's tasks are measured to be short;
 --     then it holds as many as take about BATCH_TIME, so a message's cost
 --     is shared by many short tasks. Each task stays a task: it has its own
@@ -25,25 +25,26 @@
 --     within about a second whatever happens.
 local _, core = ...
 local mp = require "corral"
-local wire = require "corral.pool_worker"
+local wire = require "corral.pool_wire"
+local worker = require "corral.pool_worker"
 local jobs = require "corral.pool_jobs"
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable =
   type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable
-local spack, sunpack = string.pack, string.unpack
 local tremove, tmove, tsort = table.remove, table.move, table.sort
 local floor, huge, min, max, ceil = math.floor, math.huge, math.min, math.max, math.ceil
 local now, raise, newerror, iserror = core.time, core._raise, core._newerror, core.iserror
-local pack, pack_slice, unpack, check_encodable = core._pack, core._pack_slice, core._unpack, core._check
+local check_encodable = core._check
 
 local PREFETCH = 2         -- batches a worker holds: one running, one queued behind it
 local SLICE = 1.0          -- longest single wait: a death is seen within it
 local BATCH_TIME = 1e-3    -- a batch of short tasks is sized to run about this long
 local BATCH_TASKS = 64     -- most tasks in one batch (below wire.TAG_SPAN)
 local BATCH_ITEMS = 256    -- most items in one batch: bigger chunks travel one by one
-local BATCH, RESULT, TAG_SPAN = wire.BATCH, wire.RESULT, wire.TAG_SPAN
 local ST_OK, ST_UNDECODED, ST_NO_FN, ST_INIT_FAILED = wire.ST_OK, wire.ST_UNDECODED, wire.ST_NO_FN,
   wire.ST_INIT_FAILED
+local batch_header, result_header, unpack_failure = wire.batch_header, wire.result_header, wire.unpack_failure
+local slots, untag = wire.slots, wire.untag
 local APPLY, MAP, STAR = wire.APPLY, wire.MAP, wire.STAR
 local NOTHING = {}
 
@@ -150,7 +151,7 @@ end
 function Pool:_start_worker(slot)
   local inbox = mp.Queue()
   local p = self._ctx.Process{
-    target = wire.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
+    target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
     args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks },
   }
   p:start()
@@ -282,15 +283,8 @@ end
 
 local function encode_batch(b, w)
   local has_fn = not w.sent[b.fid]
-  local last = b.first + b.nitems - 1
-  local body
-  if has_fn then -- one value, so that f and the items share what they share
-    body = pack({ b.f, tmove(b.items, b.first, last, 1, {}) }, "args")
-  else
-    body = pack_slice(b.items, b.first, last, "args")
-  end
-  local flags = (has_fn and wire.HAS_FN or 0) | b.mode << 1 | (b.job.timeout and wire.TIMED or 0)
-  return spack(BATCH, b.id, b.fid, flags, b.nitems, b.c) .. body, has_fn
+  return wire.pack_batch(b.id, b.fid, b.mode, b.job.timeout ~= nil, b.items, b.first, b.nitems, b.c,
+    has_fn and b.f or nil), has_fn
 end
 
 -- Sends batch b to worker w; false when it could not be encoded. Then a
@@ -332,11 +326,11 @@ function Pool:_rebalance()
         if v and not v.dead and v.nheld >= 2 then
           local msg, why = v.inbox:get(0)
           if not why and type(msg) == "string" then
-            local id, _, flags = sunpack(BATCH, msg)
+            local id, _, _, has_fn = batch_header(msg)
             local b = v.held[id]
             self:_unhold(b, v)
             v.quota = v.quota + b.ntasks
-            if flags & wire.HAS_FN ~= 0 then v.sent[b.fid] = nil end -- it never got there
+            if has_fn then v.sent[b.fid] = nil end -- it never got there
             self:_push_front({ rest_of(b, 0) })
             return true
           end
@@ -428,7 +422,7 @@ function Pool:_on_unrun(b, w, st, err)
 end
 
 function Pool:_on_result(msg)
-  local id, k, st, ran, pos = sunpack(RESULT, msg)
+  local id, k, st, ran, pos = result_header(msg)
   local b = self._inflight[id]
   if not b then -- its job was terminated, or the message is about no task
     if st == ST_INIT_FAILED then self:_on_init_failed(msg, pos) end
@@ -436,8 +430,8 @@ function Pool:_on_result(msg)
   end
   local w = b.worker
   if st >= ST_UNDECODED then
-    local ok, body = pcall(unpack, msg, pos)
-    return self:_on_unrun(b, w, st, ok and body.err or body)
+    local _, err = pcall(unpack_failure, msg, pos)
+    return self:_on_unrun(b, w, st, err)
   end
   b.answered = k
   if k == b.ntasks then self:_settle(b, w) end
@@ -445,9 +439,8 @@ function Pool:_on_result(msg)
   local cost = job.cost
   job.cost = cost and cost + (ran - cost) * 0.25 or ran
   if st ~= ST_OK then
-    local ok, body = pcall(unpack, msg, pos)
-    if ok then return self:_task_failed(b, k, body.err, body.n, body.r) end
-    return self:_task_failed(b, k, body)
+    local _, err, ndone, partial = pcall(unpack_failure, msg, pos)
+    return self:_task_failed(b, k, err, ndone, partial)
   end
   local index, count = task_span(b, k)
   local ok, err = pcall(job.take, job, index, count, msg, pos)
@@ -459,8 +452,7 @@ end
 -- nothing, so it shuts down and every unfinished task fails with that error
 -- (rather than starting worker after worker while the caller waits).
 function Pool:_on_init_failed(msg, pos)
-  local ok, body = pcall(unpack, msg, pos)
-  local e = ok and body.err or body
+  local _, e = pcall(unpack_failure, msg, pos)
   local why = "its initializer raised: " .. (iserror(e) and e.message or tostring(e))
   self._broken = why
   self:_shut_down(newerror("RemoteError", "the pool stopped: " .. why,
@@ -511,7 +503,7 @@ function Pool:_check_workers()
       while true do
         local msg, why = w.inbox:get(0)
         if why then break end
-        if type(msg) == "string" then unstarted[sunpack("<i8", msg)] = true end
+        if type(msg) == "string" then unstarted[batch_header(msg)] = true end
       end
       local held = {}
       for _, b in pairs(w.held) do held[#held + 1] = b end
@@ -560,14 +552,15 @@ function Pool:_check_deadlines()
   for slot = 1, self._n do
     local w = self._workers[slot]
     if w and not w.dead then
-      local tag = floor(st[2 * slot - 1]) -- read before the start time: see corral.pool_worker
-      local b = tag ~= 0 and w.held[tag // TAG_SPAN]
+      local tag_at, start_at = slots(slot)
+      local id, k = untag(floor(st[tag_at])) -- read before the start time: see corral.pool_wire
+      local b = id ~= 0 and w.held[id]
       local limit = b and b.job.timeout
       if limit then
-        local deadline = st[2 * slot] + limit
+        local deadline = st[start_at] + limit
         if t_now >= deadline then
           if not b.timed_out then
-            b.timed_out = tag % TAG_SPAN
+            b.timed_out = k
             w.proc:kill()
           end
         else

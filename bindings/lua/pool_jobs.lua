@@ -8,10 +8,12 @@
 --   job:on_error(index, err, ndone, partial)  -- the first ndone items ended
 -- and job:complete() once every task ended and job:finished() holds.
 local _, core = ...
+local wire = require "corral.pool_wire"
 
 local setmetatable, error, tostring, max, floor, ceil = setmetatable, error, tostring, math.max, math.floor, math.ceil
 local tunpack = table.unpack
-local now, raise, unpack, unpack_into = core.time, core._raise, core._unpack, core._unpack_into
+local now, raise = core.time, core._raise
+local unpack_results, unpack_results_into = wire.unpack_results, wire.unpack_results_into
 
 local M = {}
 
@@ -116,7 +118,7 @@ function M.apply_job(pool, opts)
   return job
 end
 
-function ApplyJob:take(_, _, msg, pos) self.value = unpack(msg, pos) end
+function ApplyJob:take(_, _, msg, pos) self.value = unpack_results(msg, pos) end
 function ApplyJob:on_error(_, err) self.err = err end
 function ApplyJob:complete()
   local r = self.result
@@ -143,7 +145,7 @@ function M.map_job(pool, opts, n)
 end
 
 function MapJob:take(index, count, msg, pos)
-  unpack_into(msg, pos, self.values, index) -- straight into place: no table per task
+  unpack_results_into(msg, pos, self.values, index) -- straight into place: no table per task
   self.got = self.got + count
 end
 
@@ -190,7 +192,7 @@ function M.imap_job(pool, opts, mode, ordered, total)
 end
 
 function ImapJob:take(index, count, msg, pos)
-  local r = unpack(msg, pos)
+  local r = unpack_results(msg, pos)
   for i = 1, count do self:deliver(index + i - 1, true, r[i]) end
 end
 

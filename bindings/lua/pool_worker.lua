@@ -1,49 +1,21 @@
--- corral.pool_worker: the worker side of a Pool, and the wire format that
--- the worker and the parent (corral.pool) speak.
---
--- A message to a worker is one string: the header BATCH (batch id, function
--- id, flags, item count, chunk size), then a packed body: the items, or
--- {f, items} when the message brings the function (flag 1). A batch holds
--- one task or several: task k is items (k-1)*c+1 .. k*c. An apply task is
--- one item, its argument table.
---
--- The worker answers every task on its own, in order, as soon as it ends:
--- RESULT (batch id, task number, status, seconds the task took), then a
--- packed body. Answering task by task is what lets the parent tell, when a
--- worker dies, which tasks of a batch ended, which one was running and
--- which never started.
---
--- A worker running a task with a time limit writes a tag (batch id * TAG_SPAN
--- + task number) and the start time into its two slots of a shared RawArray:
--- the start time first, the tag last, and the tag back to 0 after the task,
--- so a parent that reads a tag and then the time never pairs a tag with an
--- older start time.
+-- corral.pool_worker: the worker side of a Pool. A worker takes batch
+-- messages from its inbox, runs their tasks in order and answers each task
+-- on the shared outbox as soon as it ends; the messages are those of
+-- corral.pool_wire.
 local _, core = ...
 
+local wire = require "corral.pool_wire"
+
 local type, select, xpcall, pcall, tostring = type, select, xpcall, pcall, tostring
-local spack, sunpack = string.pack, string.unpack
 local tpack, tunpack = table.pack, table.unpack
 local min = math.min
 local now, newerror, iserror = core.time, core._newerror, core.iserror
-local pack, unpack = core._pack, core._unpack
+local pack_result, pack_results, pack_failure = wire.pack_result, wire.pack_results, wire.pack_failure
+local ST_OK, ST_ERR, ST_UNDECODED, ST_NO_FN, ST_INIT_FAILED = wire.ST_OK, wire.ST_ERR, wire.ST_UNDECODED,
+  wire.ST_NO_FN, wire.ST_INIT_FAILED
+local APPLY, STAR = wire.APPLY, wire.STAR
 
-local M = {
-  BATCH = "<i8i8BI4I4",  -- batch id, function id, flags, items, chunk size
-  RESULT = "<i8I4Bd",    -- batch id, task number, status, seconds it took (map tasks)
-  TAG_SPAN = 128,        -- more than the most tasks a batch holds
-  ST_OK = 1,             -- body: the results
-  ST_ERR = 2,            -- body: {err=, n=items that ended well, r=their results}
-  -- One answer (task 0) for a whole message that did not run; body {err=}:
-  ST_UNDECODED = 3,      -- the message could not be decoded here
-  ST_NO_FN = 4,          -- it came without its function, and this worker has none
-  -- An answer about no message (batch id 0), body {err=}:
-  ST_INIT_FAILED = 5,    -- the initializer raised; the worker ends
-  APPLY = 0, MAP = 1, STAR = 2, -- modes, in flags bits 1-2
-  HAS_FN = 1, TIMED = 8,        -- flags
-}
-local ST_OK, ST_ERR, ST_UNDECODED, ST_NO_FN, ST_INIT_FAILED = M.ST_OK, M.ST_ERR, M.ST_UNDECODED, M.ST_NO_FN,
-  M.ST_INIT_FAILED
-local APPLY, STAR = M.APPLY, M.STAR
+local M = {}
 
 local function remote_error(e)
   local err = e.err
@@ -58,11 +30,11 @@ end
 
 -- The reply for results that ended well, unless they cannot travel.
 local function reply(out)
-  local ok, body = pcall(pack, out, "result")
+  local ok, body = pcall(pack_results, out)
   if ok then return ST_OK, body end
   local e = body
   if iserror(e) then e = newerror(e.kind, e.message, { pid = core.getpid() }) end
-  return ST_ERR, pack({ n = 0, err = e })
+  return ST_ERR, pack_failure(e)
 end
 
 -- Runs one task, items lo..hi; returns a status and a packed reply body.
@@ -72,7 +44,7 @@ local function run_task(f, mode, items, lo, hi)
   if mode == APPLY then
     local args = items[lo]
     local r = tpack(xpcall(f, traceback, tunpack(args, 1, args.n or #args)))
-    if not r[1] then return ST_ERR, pack({ n = 0, err = remote_error(r[2]) }) end
+    if not r[1] then return ST_ERR, pack_failure(remote_error(r[2])) end
     return reply(tpack(select(2, tunpack(r, 1, r.n))))
   end
   if lo == hi then -- a task of one item, the common case: no closure
@@ -83,7 +55,7 @@ local function run_task(f, mode, items, lo, hi)
     else
       ok, v = xpcall(f, traceback, items[lo])
     end
-    if not ok then return ST_ERR, pack({ n = 0, err = remote_error(v) }) end
+    if not ok then return ST_ERR, pack_failure(remote_error(v)) end
     return reply({ v })
   end
   local res, i = {}, lo - 1
@@ -104,9 +76,9 @@ local function run_task(f, mode, items, lo, hi)
   if ok then return reply(res) end
   local n = i - lo
   for k = n + 1, hi - lo + 1 do res[k] = nil end
-  local okp, body = pcall(pack, { r = res, n = n, err = remote_error(e) })
+  local okp, body = pcall(pack_failure, remote_error(e), n, res)
   if okp then return ST_ERR, body end
-  return ST_ERR, pack({ n = 0, err = remote_error(e) })
+  return ST_ERR, pack_failure(remote_error(e))
 end
 
 local function decode_error(why)
@@ -116,39 +88,35 @@ end
 -- The body of a worker process.
 function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
   core._ignore_sigint()
-  local BATCH, RESULT, TAG_SPAN, HAS_FN, TIMED = M.BATCH, M.RESULT, M.TAG_SPAN, M.HAS_FN, M.TIMED
   if init then
     local ok, e = xpcall(init, traceback, tunpack(initargs, 1, initargs.n or #initargs))
     if not ok then
-      outbox:put(spack(RESULT, 0, 0, ST_INIT_FAILED, 0) .. pack({ err = remote_error(e) }))
+      outbox:put(pack_result(0, 0, ST_INIT_FAILED, 0, pack_failure(remote_error(e))))
       return
     end
   end
-  local tag_at, start_at = 2 * slot - 1, 2 * slot
+  local tag_at, start_at = wire.slots(slot)
+  local batch_header, batch_body, tag = wire.batch_header, wire.batch_body, wire.tag
   local fns, done = {}, 0
   while true do
     local msg = inbox:get()
     if type(msg) ~= "string" then break end -- closed, or told to stop
-    local id, fid, flags, nitems, c, pos = sunpack(BATCH, msg)
+    local id, fid, mode, has_fn, timed, nitems, c, pos = batch_header(msg)
     local ntasks = (nitems + c - 1) // c
-    local ok, body = pcall(unpack, msg, pos)
-    local items, f, fail, st = body, nil, nil, ST_UNDECODED
+    local ok, items, f = pcall(batch_body, msg, pos, has_fn)
+    local fail, st = nil, ST_UNDECODED
     if not ok then
-      fail = decode_error(iserror(body) and body.message or tostring(body))
+      fail = decode_error(iserror(items) and items.message or tostring(items))
     else
-      if flags & HAS_FN ~= 0 then
-        fns[fid] = body[1]
-        items = body[2]
-      end
+      if has_fn then fns[fid] = f end
       f = fns[fid]
       if f == nil then
         fail, st = decode_error("its function did not reach this worker"), ST_NO_FN
       end
     end
     if fail then
-      outbox:put(spack(RESULT, id, 0, st, 0) .. pack({ err = fail }))
+      outbox:put(pack_result(id, 0, st, 0, pack_failure(fail)))
     else
-      local mode, timed = (flags >> 1) & 3, flags & TIMED ~= 0
       -- The parent sizes batches of map tasks by what they cost: one clock
       -- read a task, which also counts the answer before it. apply tasks
       -- always travel alone and are not timed.
@@ -158,7 +126,7 @@ function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
         local lo = (k - 1) * c + 1
         if timed then
           status[start_at] = now()
-          status[tag_at] = id * TAG_SPAN + k
+          status[tag_at] = tag(id, k)
         end
         local rst, rbody = run_task(f, mode, items, lo, min(lo + c - 1, nitems))
         if timed then status[tag_at] = 0 end
@@ -167,7 +135,7 @@ function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
           local t = now()
           ran, t_prev = t - t_prev, t
         end
-        outbox:put(spack(RESULT, id, k, rst, ran) .. rbody)
+        outbox:put(pack_result(id, k, rst, ran, rbody))
       end
     end
     done = done + ntasks
