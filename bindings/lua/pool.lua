@@ -375,7 +375,7 @@ end
 function Pool:_task_counted(job, count)
   job.tasks_left = job.tasks_left - 1
   local bar = job.progress
-  if bar then bar:step(count) end
+  if bar then bar:advance(count) end
   if job.tasks_left == 0 and job:finished() then self:_job_done(job) end
 end
 

@@ -1,6 +1,7 @@
 -- corral.pool_jobs: what a Pool call is waiting for. A job collects the
 -- results of its tasks by position and ends in an AsyncResult (apply, map)
--- or an iterator's buffer (imap); the progress bar lives here too.
+-- or an iterator's buffer (imap). A map or imap with {progress = true}
+-- draws a corral.progress bar, advanced as tasks end.
 --
 -- The pool calls, for each task of a job (the task's first item at
 -- `index`, `count` items):
@@ -8,11 +9,12 @@
 --   job:on_error(index, err, ndone, partial)  -- the first ndone items ended
 -- and job:complete() once every task ended and job:finished() holds.
 local _, core = ...
+local progress = require "corral.progress"
 local wire = require "corral.pool_wire"
 
-local setmetatable, error, tostring, max, floor, ceil = setmetatable, error, tostring, math.max, math.floor, math.ceil
+local setmetatable, error = setmetatable, error
 local tunpack = table.unpack
-local now, raise = core.time, core._raise
+local raise = core._raise
 local unpack_results, unpack_results_into = wire.unpack_results, wire.unpack_results_into
 
 local M = {}
@@ -53,43 +55,6 @@ end
 
 function AsyncResult.__tostring(self)
   return ("AsyncResult (%s)"):format(self._ready and (self._err and "failed" or "ready") or "pending")
-end
-
--- ---- the progress bar ----------------------------------------------------------
-
--- Drawn on stderr, only when stderr is a terminal: done/total, rate, ETA.
-local Progress = {}
-Progress.__index = Progress
-
-function M.new_progress(total)
-  if not core._isatty(2) then return nil end
-  return setmetatable({ total = total, done = 0, t0 = now(), last = 0 }, Progress)
-end
-
-function Progress:step(k)
-  self.done = self.done + k
-  local t = now()
-  if t - self.last < 0.1 and self.done ~= self.total then return end
-  self.last = t
-  local rate = self.done / max(t - self.t0, 1e-9)
-  local line
-  if self.total then
-    local width = 30
-    local fill = floor(width * self.done / max(self.total, 1))
-    local eta = rate > 0 and (self.total - self.done) / rate or 0
-    line = ("[%s%s] %d/%d %.1f/s ETA %ds"):format(("#"):rep(fill), ("."):rep(width - fill),
-      self.done, self.total, rate, ceil(eta))
-  else
-    line = ("%d done %.1f/s"):format(self.done, rate)
-  end
-  io.stderr:write("\r" .. line .. "\27[K")
-  io.stderr:flush()
-end
-
-function Progress:finish()
-  self.last = 0
-  self:step(0)
-  io.stderr:write("\n")
 end
 
 -- ---- jobs ----------------------------------------------------------------------
@@ -140,7 +105,7 @@ function M.map_job(pool, opts, n)
   job.values, job.got, job.n = {}, 0, n
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(pool, "map")
-  if opts.progress then job.progress = M.new_progress(n) end
+  if opts.progress then job.progress = progress.new{ total = n } end
   return job
 end
 
@@ -187,7 +152,7 @@ function M.imap_job(pool, opts, mode, ordered, total)
   job.buffer, job.got, job.tail = {}, 0, 0
   job.next_pos, job.yield_pos = 1, 1
   job.source_open = true
-  if opts.progress then job.progress = M.new_progress(total) end
+  if opts.progress then job.progress = progress.new{ total = total } end
   return job
 end
 
