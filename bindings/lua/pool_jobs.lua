@@ -62,22 +62,26 @@ end
 local Job = {}
 Job.__index = Job
 
--- A new job of `kind` (apply, map, imap) with options opts.
-local function new_job(pool, class, kind, opts)
-  local job = setmetatable({ pool = pool, kind = kind, tasks_left = 0, done = false,
-                             timeout = opts.timeout }, class)
+-- A new job of class (ApplyJob, MapJob, ImapJob) with options opts. Every
+-- job has tasks_left (tasks added and not ended), done and timeout (each
+-- task's time limit, or nil); the pool adds cost (the seconds a task takes,
+-- a moving average), single_until (positions up to which tasks travel one
+-- at a time) and cancelled (an abandoned imap).
+local function new_job(pool, class, opts)
+  local job = setmetatable({ tasks_left = 0, done = false, timeout = opts.timeout }, class)
   if job.timeout then pool._timed = pool._timed + 1 end
   return job
 end
 
-function Job:finished() return not self.source_open end
+-- Whether the job has every task it will have (imap: its source ended).
+function Job:finished() return true end
 
 -- apply_async: one task; its value is a table.pack of f's results.
 local ApplyJob = setmetatable({}, { __index = Job })
 ApplyJob.__index = ApplyJob
 
 function M.apply_job(pool, opts)
-  local job = new_job(pool, ApplyJob, "apply", opts)
+  local job = new_job(pool, ApplyJob, opts)
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(pool, "apply")
   return job
@@ -101,17 +105,16 @@ local MapJob = setmetatable({}, { __index = Job })
 MapJob.__index = MapJob
 
 function M.map_job(pool, opts, n)
-  local job = new_job(pool, MapJob, "map", opts)
-  job.values, job.got, job.n = {}, 0, n
+  local job = new_job(pool, MapJob, opts)
+  job.values = {}
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(pool, "map")
   if opts.progress then job.progress = progress.new{ total = n } end
   return job
 end
 
-function MapJob:take(index, count, msg, pos)
+function MapJob:take(index, _, msg, pos)
   unpack_results_into(msg, pos, self.values, index) -- straight into place: no table per task
-  self.got = self.got + count
 end
 
 function MapJob:on_error(index, err, ndone, partial)
@@ -125,7 +128,6 @@ function MapJob:deliver(pos, ok, v)
   elseif not self.err_pos or pos < self.err_pos then
     self.err_pos, self.err = pos, v
   end
-  self.got = self.got + 1
 end
 
 function MapJob:complete()
@@ -142,19 +144,24 @@ function MapJob:complete()
 end
 
 -- imap, imap_unordered: results wait in a buffer for the iterator, by
--- position (ordered) or in the order they came.
+-- position (ordered) or in the order they came. The pool's source and
+-- iterator keep next_pos (the position of the next item pulled), yield_pos
+-- (of the next result yielded), source_open and total (set once the
+-- source ended).
 local ImapJob = setmetatable({}, { __index = MapJob })
 ImapJob.__index = ImapJob
 
 function M.imap_job(pool, opts, mode, ordered, total)
-  local job = new_job(pool, ImapJob, "imap", opts)
+  local job = new_job(pool, ImapJob, opts)
   job.mode, job.ordered = mode, ordered
-  job.buffer, job.got, job.tail = {}, 0, 0
+  job.buffer, job.tail = {}, 0
   job.next_pos, job.yield_pos = 1, 1
   job.source_open = true
   if opts.progress then job.progress = progress.new{ total = total } end
   return job
 end
+
+function ImapJob:finished() return not self.source_open end
 
 function ImapJob:take(index, count, msg, pos)
   local r = unpack_results(msg, pos)
@@ -162,7 +169,6 @@ function ImapJob:take(index, count, msg, pos)
 end
 
 function ImapJob:deliver(pos, ok, v)
-  self.got = self.got + 1
   if self.ordered then
     self.buffer[pos] = { ok, v }
   else
