@@ -22,7 +22,7 @@
 --     memory bounded.
 --   * A worker's death interrupts the parent's wait (SIGCHLD); the parent
 --     also never waits more than SLICE at a time, so a death is noticed
---     within about a second whatever happens.
+--     within about a second whatever happens (the section "worker deaths").
 local _, core = ...
 local mp = require "corral"
 local wire = require "corral.pool_wire"
@@ -250,6 +250,17 @@ function Pool:_head_run(w)
   end
 end
 
+-- Whether any work is queued, sent or still to come from a source.
+function Pool:_busy()
+  if next(self._inflight) ~= nil or #self._sources > 0 then return true end
+  local p = self._pending
+  for i = self._phead, self._ptail do
+    local r = p[i]
+    if r.n > 0 and not r.job.cancelled then return true end
+  end
+  return false
+end
+
 -- Cuts a batch for worker w off the head run r: items[first .. first +
 -- nitems - 1] of the run's table, which is not copied.
 function Pool:_cut(r, w)
@@ -468,8 +479,14 @@ function Pool:_drain()
   end
 end
 
--- ---- faults ------------------------------------------------------------------------
+-- ---- worker deaths: WorkerLost and Timeout ----------------------------------------
+--
+-- A worker that ends while it holds work is noticed by _check_workers (the
+-- parent's wait runs it when SIGCHLD interrupts it, and at least every
+-- SLICE): the task it was running fails with WorkerLost, or with Timeout
+-- when _check_deadlines killed it for running past its time limit.
 
+-- The error of task k of batch b, lost with worker w, which `how` ended.
 local function lost_error(w, b, k, how)
   if b.timed_out == k then
     return newerror("Timeout", ("task ran past its time limit of %gs; worker pid %d was killed"):format(
@@ -533,16 +550,6 @@ function Pool:_check_workers()
   for _, l in ipairs(lost) do self:_task_failed(l[1], l[2], l[3]) end
 end
 
-function Pool:_busy()
-  if next(self._inflight) ~= nil or #self._sources > 0 then return true end
-  local p = self._pending
-  for i = self._phead, self._ptail do
-    local r = p[i]
-    if r.n > 0 and not r.job.cancelled then return true end
-  end
-  return false
-end
-
 -- Kills workers whose current task ran past its time limit; returns the
 -- soonest deadline still ahead.
 function Pool:_check_deadlines()
@@ -571,6 +578,8 @@ function Pool:_check_deadlines()
   end
   return soonest
 end
+
+-- ---- the parent's wait --------------------------------------------------------------
 
 -- The parent's wait: feeds, collects, watches workers and time limits until
 -- cond() holds or timeout passes. Returns whether cond() holds.
