@@ -1,32 +1,124 @@
 #!/bin/bash
 # Builds corral and runs every test: the C unit tests (ctest), the busted
 # specs under both start methods (fork, spawn), and a bounded fuzz run of
-# the value decoder. Ends with one line "N passed, N failed".
+# the value decoder. Each stage says "== <stage>" as it starts. Ends with
+# one line "N passed, N failed", and exits non-zero when anything failed.
 #   tools/test.sh            everything
 #   SANITIZE=1 tools/test.sh the same, built with ASan and UBSan
+#   tools/test.sh SPEC...    busted runs only these spec files or directories
+#   STAGES="ctest busted fuzz" (the default) names the stages to run; the
+#                            build always runs, a stage left out says so
+#
+# A stage's count comes from what the tool itself declares, not only from
+# the lines that say "ok": a stage whose tool exits non-zero without naming
+# a failing test, a busted run without its TAP plan line (1..N) or with a
+# count of ok / not ok lines other than the plan, and a ctest run without
+# its summary or whose summary disagrees with the tests it listed, each
+# count one failure more, with the reason printed.
 set -u
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 export BUILD=${BUILD:-build}
 opts=""
 if [ "${SANITIZE:-0}" = 1 ]; then
   BUILD=build-sanitize
   opts="-DCORRAL_SANITIZE=ON"
 fi
-TESTING=1 sh tools/build.sh $opts || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+STAGES=${STAGES:-ctest busted fuzz}
+SPECS=("$@")
+[ ${#SPECS[@]} -eq 0 ] && SPECS=(spec)
 
 passed=0
 failed=0
+stage=""
 LOG=$(mktemp -d)
 trap 'rm -rf "$LOG"' EXIT
+trap 'echo; echo "interrupted during: $stage"; exit 130' INT
+
+# Whether stage $1 is to run; when not, says so.
+wanted() {
+  case " $STAGES " in *" $1 "*) return 0 ;; esac
+  echo "== $1: skipped (not in STAGES)"
+  return 1
+}
+
+# Announces stage $1.
+begin() {
+  stage=$1
+  stage_t0=$SECONDS
+  echo "== $stage"
+}
+
+# Ends the current stage with $1 passed, $2 failed, and $3 the reason for
+# one failure more (empty when none).
+end_stage() {
+  local p=$1 f=$2 why=$3
+  if [ -n "$why" ]; then
+    f=$((f + 1))
+    echo "$stage: FAILED: $why"
+  fi
+  echo "$stage: $p passed, $f failed ($((SECONDS - stage_t0)) s)"
+  passed=$((passed + p)); failed=$((failed + f))
+}
+
+# Ends the current stage run by tool $1 (its output in file $2), which
+# reported $3 tests passed and $4 failed, declared $5 tests in its $6
+# (empty when it printed none) and exited with status $7. One failure
+# more, and the end of its output, when these disagree.
+check_account() {
+  local tool=$1 log=$2 p=$3 f=$4 declared=$5 what=$6 rc=$7 why=""
+  if [ -z "$declared" ]; then
+    why="$tool printed no $what: it stopped after $((p + f)) tests (exit status $rc)"
+  elif [ $((p + f)) -ne "$declared" ]; then
+    why="$tool's $what says $declared tests, $((p + f)) reported passed or failed (exit status $rc)"
+  elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+    why="$tool exited with status $rc, no test failed"
+  fi
+  [ -n "$why" ] && tail -20 "$log"
+  end_stage "$p" "$f" "$why"
+}
+
+# Runs ctest with arguments "$@", its output in file $LOG/$1 (the first
+# argument is only the log's name), and ends the stage.
+run_ctest() {
+  local log=$LOG/$1; shift
+  ctest --no-tests=error "$@" >"$log" 2>&1
+  local rc=$?
+  local p f total
+  p=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" "$log")
+  f=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)" "$log")
+  total=$(sed -nE 's/.* tests? failed out of ([0-9]+).*/\1/p' "$log" | tail -1)
+  grep -E "tests passed|Failed|\*\*\*" "$log" | tail -15
+  check_account ctest "$log" "$p" "$f" "$total" "summary (... out of N)" "$rc"
+}
+
+# Runs the busted specs with start method $1 and ends the stage.
+run_busted() {
+  local method=$1 log=$LOG/busted-$1
+  CORRAL_START_METHOD=$method LD_PRELOAD=$preload busted -o TAP "${SPECS[@]}" >"$log" 2>&1
+  local rc=$?
+  local p f skipped plan
+  p=$(grep -cE "^ok [0-9]+" "$log")
+  f=$(grep -cE "^not ok [0-9]+" "$log")
+  skipped=$(grep -cE "^ok [0-9]+ - # SKIP" "$log")
+  plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$log" | tail -1)
+  grep -A12 -E "^not ok [0-9]+" "$log" | head -120
+  [ "$skipped" -gt 0 ] && echo "$stage: $skipped of the passed are pending (SKIP)"
+  check_account busted "$log" "$p" "$f" "$plan" "TAP plan (1..N)" "$rc"
+}
+
+begin build
+if ! TESTING=1 sh tools/build.sh $opts; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 
 # --- C unit tests
-ctest --test-dir "$BUILD" --output-on-failure -j2 >"$LOG/ctest" 2>&1
-grep -E "tests passed|Failed|\*\*\*" "$LOG/ctest" | tail -15
-cp_=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .* Passed" "$LOG/ctest")
-cf_=$(grep -cE "^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*(Failed|Timeout|Exception|Not Run)" "$LOG/ctest")
-echo "ctest: $cp_ passed, $cf_ failed"
-passed=$((passed + cp_)); failed=$((failed + cf_))
+if wanted ctest; then
+  begin ctest
+  run_ctest ctest --test-dir "$BUILD" --output-on-failure -j2
+fi
 
 # --- busted specs, once per start method
 export CORRAL_BUILD_DIR=$BUILD
@@ -36,28 +128,26 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   # handle_segv=0: a spec kills a worker with SIGSEGV on purpose and expects -11
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:handle_segv=0
 fi
-for method in fork spawn; do
-  CORRAL_START_METHOD=$method LD_PRELOAD=$preload busted -o TAP spec >"$LOG/busted-$method" 2>&1
-  bp=$(grep -cE "^ok [0-9]+" "$LOG/busted-$method")
-  bf=$(grep -cE "^not ok [0-9]+" "$LOG/busted-$method")
-  if [ "$bp" -eq 0 ] && [ "$bf" -eq 0 ]; then bf=1; fi # busted itself failed
-  grep -A12 -E "^not ok [0-9]+" "$LOG/busted-$method" | head -120
-  echo "busted ($method): $bp passed, $bf failed"
-  passed=$((passed + bp)); failed=$((failed + bf))
-done
+if wanted busted; then
+  for method in fork spawn; do
+    begin "busted ($method)"
+    run_busted "$method"
+  done
+fi
 
 # --- bounded fuzz run of the decoder (clang + libFuzzer)
-if [ "${SANITIZE:-0}" != 1 ] && command -v clang >/dev/null && [ -f fuzz/CMakeLists.txt ]; then
-  if CC=clang cmake -S . -B build-fuzz -DCORRAL_FUZZ=ON >/dev/null 2>&1 &&
-     cmake --build build-fuzz -j"$(nproc)" >/dev/null 2>&1; then
-    ctest --test-dir build-fuzz -R fuzz --output-on-failure >"$LOG/fuzz" 2>&1
-    fp=$(grep -cE "Test +#[0-9]+: .* Passed" "$LOG/fuzz")
-    ff=$(grep -cE "Test +#[0-9]+: .*(Failed|Timeout|Exception)" "$LOG/fuzz")
-    tail -5 "$LOG/fuzz"
-    echo "fuzz: $fp passed, $ff failed"
-    passed=$((passed + fp)); failed=$((failed + ff))
+if [ "${SANITIZE:-0}" = 1 ]; then
+  : # the fuzz build has sanitizers of its own
+elif ! command -v clang >/dev/null || [ ! -f fuzz/CMakeLists.txt ]; then
+  echo "== fuzz: skipped (needs clang and fuzz/CMakeLists.txt)"
+elif wanted fuzz; then
+  begin fuzz
+  if CC=clang cmake -S . -B build-fuzz -DCORRAL_FUZZ=ON >"$LOG/fuzz-build" 2>&1 &&
+     cmake --build build-fuzz -j"$(nproc)" >>"$LOG/fuzz-build" 2>&1; then
+    run_ctest fuzz --test-dir build-fuzz -R fuzz --output-on-failure
   else
-    echo "fuzz: build failed"; failed=$((failed + 1))
+    tail -20 "$LOG/fuzz-build"
+    end_stage 0 0 "the fuzz build failed"
   fi
 fi
 
