@@ -59,32 +59,29 @@ static int engine_init(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *arena) {
   return 0;
 }
 
-int cr_engine_open(cr_engine_t **out, uv_loop_t *loop, size_t arena_size) {
-  cr_arena_t *a;
-  int rc = cr_arena_create(&a, arena_size);
-  if (rc < 0) return rc;
-  rc = engine_init(out, loop, a);
+/* The engine over arena a (closed on failure), with this process in its
+ * process table; `created`: a new arena, whose table is made here. */
+static int engine_start(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *a, int created) {
+  int rc = engine_init(out, loop, a);
   if (rc < 0) {
     cr_arena_close(a);
     return rc;
   }
-  rc = cr__refs_open(*out, 1);
+  rc = cr__refs_open(*out, created);
   if (rc < 0) cr_engine_close(*out);
   return rc;
+}
+
+int cr_engine_open(cr_engine_t **out, uv_loop_t *loop, size_t arena_size) {
+  cr_arena_t *a;
+  int rc = cr_arena_create(&a, arena_size);
+  return rc < 0 ? rc : engine_start(out, loop, a, 1);
 }
 
 int cr_engine_attach(cr_engine_t **out, uv_loop_t *loop, int arena_fd) {
   cr_arena_t *a;
   int rc = cr_arena_attach(&a, arena_fd);
-  if (rc < 0) return rc;
-  rc = engine_init(out, loop, a);
-  if (rc < 0) {
-    cr_arena_close(a);
-    return rc;
-  }
-  rc = cr__refs_open(*out, 0);
-  if (rc < 0) cr_engine_close(*out);
-  return rc;
+  return rc < 0 ? rc : engine_start(out, loop, a, 0);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
