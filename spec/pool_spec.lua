@@ -416,6 +416,27 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.same({}, mp.active_children())
     end)
 
+    local init_deaths = {
+      { "os.exit", function() os.exit(3) end, "exited in its initializer %(exit status 3%)" },
+      { "SIGKILL", function() os.execute("kill -KILL " .. mp.getpid()); mp.sleep(30) end,
+        "was killed by signal 9 in its initializer" },
+    }
+    for _, d in ipairs(init_deaths) do
+      it("stops the pool with WorkerLost when a worker dies in its initializer (" .. d[1] .. ")", function()
+        local pool <close> = mp.Pool(2, { initializer = d[2] })
+        local r = pool:map_async(square, { 1, 2, 3 }, 1)
+        local ok, err = pcall(r.get, r, 10)
+        assert.is_false(ok)
+        assert.is_true(mp.iserror(err, "WorkerLost"), tostring(err))
+        assert.matches("^the pool stopped: worker pid %d+ " .. d[3], err.message)
+        assert.is_number(err.pid)
+        local kind, serr = errkind(pool.apply, pool, square, 2)
+        assert.are.equal("StateError", kind)
+        assert.matches("in its initializer", serr.message)
+        assert.are.same({}, mp.active_children())
+      end)
+    end
+
     it("fails only the task whose result cannot be encoded", function()
       local pool <close> = mp.Pool(1)
       local kind, err = errkind(pool.apply, pool, function() return coroutine.create(print) end)

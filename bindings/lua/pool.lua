@@ -128,7 +128,7 @@ local function new_pool(n, opts)
     _maxtasks = opts.maxtasksperchild,
     _ctx = opts.context or mp,
     _outbox = mp.Queue(),
-    _status = mp.RawArray("d", 2 * n), -- per worker: tag and start of a timed task
+    _status = mp.RawArray("d", wire.SLOTS * n), -- per worker: see corral.pool_wire
     _workers = {},
     _retired = {},      -- workers past maxtasksperchild, exiting by themselves
     _pending = {},      -- runs waiting for workers, a FIFO from _phead to _ptail
@@ -149,6 +149,8 @@ local function new_pool(n, opts)
 end
 
 function Pool:_start_worker(slot)
+  local _, _, ready_at = slots(slot)
+  self._status[ready_at] = 0
   local inbox = mp.Queue()
   local p = self._ctx.Process{
     target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
@@ -459,6 +461,11 @@ function Pool:_on_result(msg)
   self:_task_counted(job, count)
 end
 
+-- How a worker with exit code `code` ended (a negative code is a signal).
+local function how_it_ended(code)
+  return (code and code < 0) and ("was killed by signal " .. -code) or "exited"
+end
+
 -- A worker's initializer raised: a pool whose workers cannot start runs
 -- nothing, so it shuts down and every unfinished task fails with that error
 -- (rather than starting worker after worker while the caller waits).
@@ -468,6 +475,17 @@ function Pool:_on_init_failed(msg, pos)
   self._broken = why
   self:_shut_down(newerror("RemoteError", "the pool stopped: " .. why,
     { traceback = iserror(e) and e.traceback or nil, pid = iserror(e) and e.pid or nil }))
+end
+
+-- Worker w died before its initializer returned (os.exit, a signal): as
+-- when the initializer raises, the pool stops and every unfinished task
+-- fails with that error.
+function Pool:_on_init_died(w)
+  local code = w.proc.exitcode
+  local why = ("worker pid %d %s in its initializer (exit status %s)"):format(w.pid, how_it_ended(code),
+    tostring(code))
+  self._broken = why
+  self:_shut_down(newerror("WorkerLost", "the pool stopped: " .. why, { pid = w.pid, exitcode = code }))
 end
 
 -- Reads every result already in the outbox.
@@ -485,6 +503,7 @@ end
 -- parent's wait runs it when SIGCHLD interrupts it, and at least every
 -- SLICE): the task it was running fails with WorkerLost, or with Timeout
 -- when _check_deadlines killed it for running past its time limit.
+-- A worker that ends before its initializer returned stops the pool.
 
 -- The error of task k of batch b, lost with worker w, which `how` ended.
 local function lost_error(w, b, k, how)
@@ -512,6 +531,12 @@ function Pool:_check_workers()
   end
   if not any_dead then return end
   self:_drain() -- what they answered before ending is not lost
+  if self._init then
+    for slot = 1, self._n do
+      local w, _, _, ready_at = self._workers[slot], slots(slot)
+      if w and w.dead and self._status[ready_at] ~= w.pid then return self:_on_init_died(w) end
+    end
+  end
   local lost = {}
   for slot = 1, self._n do
     local w = self._workers[slot]
@@ -525,8 +550,7 @@ function Pool:_check_workers()
       local held = {}
       for _, b in pairs(w.held) do held[#held + 1] = b end
       tsort(held, function(a, b) return a.id < b.id end)
-      local code = w.proc.exitcode
-      local how = (code and code < 0) and ("was killed by signal " .. -code) or "exited"
+      local how = how_it_ended(w.proc.exitcode)
       local runs = {}
       for _, b in ipairs(held) do
         self._inflight[b.id] = nil
