@@ -478,6 +478,23 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.equal("Timeout", kind)
       assert.are.same({ 1, 2, 3 }, pool:map(function(x) return x end, { 1, 2, 3 }))
     end)
+
+    it("looks at a timed task waiting behind another by the time it could run out", function()
+      local pool <close> = mp.Pool(1)
+      local gate = mp.Event()
+      local long = pool:apply_async(function() gate:wait(60) end)
+      local timed = pool:apply_async(function() mp.sleep(60) end, nil, { timeout = 0.5 })
+      -- both wait in the one worker: the timed task may start at any moment,
+      -- and its start sends nothing that would wake the parent
+      assert.is_true(pool:_check_deadlines() <= mp.time() + 0.5)
+      gate:set()
+      long:get(30)
+      local ok, err = pcall(timed.get, timed, 30)
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "Timeout"), tostring(err))
+      assert.matches("time limit of 0.5s", err.message)
+      assert.are.equal(9, pool:apply(square, 3))
+    end)
   end)
 
   describe("closing", function()

@@ -20,9 +20,9 @@
 --     (get, wait, map, imap, join...). A worker holds at most PREFETCH
 --     batches, so an imap over an endless iterator keeps the parent's
 --     memory bounded.
---   * A worker's death interrupts the parent's wait (SIGCHLD); the parent
---     also never waits more than SLICE at a time, so a death is noticed
---     within about a second whatever happens (the section "worker deaths").
+--   * The parent never waits more than SLICE at a time, so a worker's death
+--     is noticed within about a second whatever happens; it wakes sooner
+--     for a task's time limit (the section "worker deaths").
 local _, core = ...
 local mp = require "corral"
 local wire = require "corral.pool_wire"
@@ -38,6 +38,8 @@ local check_encodable = core._check
 
 local PREFETCH = 2         -- batches a worker holds: one running, one queued behind it
 local SLICE = 1.0          -- longest single wait: a death is seen within it
+local KILL_POLL = 0.005    -- how often to look for a worker killed for its time limit
+local MIN_POLL = 0.01      -- shortest wait for a timed task that has not started yet
 local BATCH_TIME = 1e-3    -- a batch of short tasks is sized to run about this long
 local BATCH_TASKS = 64     -- most tasks in one batch (below wire.TAG_SPAN)
 local BATCH_ITEMS = 256    -- most items in one batch: bigger chunks travel one by one
@@ -500,9 +502,9 @@ end
 -- ---- worker deaths: WorkerLost and Timeout ----------------------------------------
 --
 -- A worker that ends while it holds work is noticed by _check_workers (the
--- parent's wait runs it when SIGCHLD interrupts it, and at least every
--- SLICE): the task it was running fails with WorkerLost, or with Timeout
--- when _check_deadlines killed it for running past its time limit.
+-- parent's wait runs it at least every SLICE, and soon after a kill for a
+-- time limit): the task it was running fails with WorkerLost, or with
+-- Timeout when _check_deadlines killed it for running past its time limit.
 -- A worker that ends before its initializer returned stops the pool.
 
 -- The error of task k of batch b, lost with worker w, which `how` ended.
@@ -574,28 +576,38 @@ function Pool:_check_workers()
   for _, l in ipairs(lost) do self:_task_failed(l[1], l[2], l[3]) end
 end
 
--- Kills workers whose current task ran past its time limit; returns the
--- soonest deadline still ahead.
+-- Kills workers whose current task ran past its time limit; returns when
+-- to look again: the soonest deadline of a running task; for a worker
+-- holding a timed task that has not started, the earliest it could pass
+-- its limit (it may start at once, and its start wakes nobody: the end of
+-- the task before it does); soon, for a killed worker not yet seen gone.
 function Pool:_check_deadlines()
   local soonest = huge
   local st = self._status
   local t_now = now()
   for slot = 1, self._n do
     local w = self._workers[slot]
-    if w and not w.dead then
+    if w and not w.dead and w.nheld > 0 then
       local tag_at, start_at = slots(slot)
       local id, k = untag(floor(st[tag_at])) -- read before the start time: see corral.pool_wire
       local b = id ~= 0 and w.held[id]
       local limit = b and b.job.timeout
-      if limit then
+      if w.killed then
+        soonest = min(soonest, t_now + KILL_POLL)
+      elseif limit then
         local deadline = st[start_at] + limit
         if t_now >= deadline then
-          if not b.timed_out then
-            b.timed_out = k
-            w.proc:kill()
-          end
+          b.timed_out = k
+          w.killed = true
+          w.proc:kill()
+          soonest = min(soonest, t_now + KILL_POLL)
         else
           soonest = min(soonest, deadline)
+        end
+      else
+        for _, hb in pairs(w.held) do
+          limit = hb.job.timeout
+          if limit then soonest = min(soonest, t_now + max(limit, MIN_POLL)) end
         end
       end
     end
@@ -626,7 +638,7 @@ function Pool:_wait_until(cond, timeout, level)
       self:_on_result(msg)
       self:_drain()
     end
-    if why or now() - last_check > 0.05 then
+    if why or now() >= soonest or now() - last_check > 0.05 then
       self:_check_workers()
       last_check = now()
     end
