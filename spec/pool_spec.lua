@@ -416,6 +416,27 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.same({}, mp.active_children())
     end)
 
+    local init_deaths = {
+      { "os.exit", function() os.exit(3) end, "exited in its initializer %(exit status 3%)" },
+      { "SIGKILL", function() os.execute("kill -KILL " .. mp.getpid()); mp.sleep(30) end,
+        "was killed by signal 9 in its initializer" },
+    }
+    for _, d in ipairs(init_deaths) do
+      it("stops the pool with WorkerLost when a worker dies in its initializer (" .. d[1] .. ")", function()
+        local pool <close> = mp.Pool(2, { initializer = d[2] })
+        local r = pool:map_async(square, { 1, 2, 3 }, 1)
+        local ok, err = pcall(r.get, r, 10)
+        assert.is_false(ok)
+        assert.is_true(mp.iserror(err, "WorkerLost"), tostring(err))
+        assert.matches("^the pool stopped: worker pid %d+ " .. d[3], err.message)
+        assert.is_number(err.pid)
+        local kind, serr = errkind(pool.apply, pool, square, 2)
+        assert.are.equal("StateError", kind)
+        assert.matches("in its initializer", serr.message)
+        assert.are.same({}, mp.active_children())
+      end)
+    end
+
     it("fails only the task whose result cannot be encoded", function()
       local pool <close> = mp.Pool(1)
       local kind, err = errkind(pool.apply, pool, function() return coroutine.create(print) end)
@@ -456,6 +477,23 @@ describe("Pool (" .. H.method .. ")", function()
         { 1, 2, 3 }, 1, { timeout = 0.2 })
       assert.are.equal("Timeout", kind)
       assert.are.same({ 1, 2, 3 }, pool:map(function(x) return x end, { 1, 2, 3 }))
+    end)
+
+    it("looks at a timed task waiting behind another by the time it could run out", function()
+      local pool <close> = mp.Pool(1)
+      local gate = mp.Event()
+      local long = pool:apply_async(function() gate:wait(60) end)
+      local timed = pool:apply_async(function() mp.sleep(60) end, nil, { timeout = 0.5 })
+      -- both wait in the one worker: the timed task may start at any moment,
+      -- and its start sends nothing that would wake the parent
+      assert.is_true(pool:_check_deadlines() <= mp.time() + 0.5)
+      gate:set()
+      long:get(30)
+      local ok, err = pcall(timed.get, timed, 30)
+      assert.is_false(ok)
+      assert.is_true(mp.iserror(err, "Timeout"), tostring(err))
+      assert.matches("time limit of 0.5s", err.message)
+      assert.are.equal(9, pool:apply(square, 3))
     end)
   end)
 

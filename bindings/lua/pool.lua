@@ -20,9 +20,9 @@
 --     (get, wait, map, imap, join...). A worker holds at most PREFETCH
 --     batches, so an imap over an endless iterator keeps the parent's
 --     memory bounded.
---   * A worker's death interrupts the parent's wait (SIGCHLD); the parent
---     also never waits more than SLICE at a time, so a death is noticed
---     within about a second whatever happens (the section "worker deaths").
+--   * The parent never waits more than SLICE at a time, so a worker's death
+--     is noticed within about a second whatever happens; it wakes sooner
+--     for a task's time limit (the section "worker deaths").
 local _, core = ...
 local mp = require "corral"
 local wire = require "corral.pool_wire"
@@ -38,6 +38,8 @@ local check_encodable = core._check
 
 local PREFETCH = 2         -- batches a worker holds: one running, one queued behind it
 local SLICE = 1.0          -- longest single wait: a death is seen within it
+local KILL_POLL = 0.005    -- how often to look for a worker killed for its time limit
+local MIN_POLL = 0.01      -- shortest wait for a timed task that has not started yet
 local BATCH_TIME = 1e-3    -- a batch of short tasks is sized to run about this long
 local BATCH_TASKS = 64     -- most tasks in one batch (below wire.TAG_SPAN)
 local BATCH_ITEMS = 256    -- most items in one batch: bigger chunks travel one by one
@@ -128,7 +130,7 @@ local function new_pool(n, opts)
     _maxtasks = opts.maxtasksperchild,
     _ctx = opts.context or mp,
     _outbox = mp.Queue(),
-    _status = mp.RawArray("d", 2 * n), -- per worker: tag and start of a timed task
+    _status = mp.RawArray("d", wire.SLOTS * n), -- per worker: see corral.pool_wire
     _workers = {},
     _retired = {},      -- workers past maxtasksperchild, exiting by themselves
     _pending = {},      -- runs waiting for workers, a FIFO from _phead to _ptail
@@ -149,6 +151,8 @@ local function new_pool(n, opts)
 end
 
 function Pool:_start_worker(slot)
+  local _, _, ready_at = slots(slot)
+  self._status[ready_at] = 0
   local inbox = mp.Queue()
   local p = self._ctx.Process{
     target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
@@ -459,6 +463,11 @@ function Pool:_on_result(msg)
   self:_task_counted(job, count)
 end
 
+-- How a worker with exit code `code` ended (a negative code is a signal).
+local function how_it_ended(code)
+  return (code and code < 0) and ("was killed by signal " .. -code) or "exited"
+end
+
 -- A worker's initializer raised: a pool whose workers cannot start runs
 -- nothing, so it shuts down and every unfinished task fails with that error
 -- (rather than starting worker after worker while the caller waits).
@@ -468,6 +477,17 @@ function Pool:_on_init_failed(msg, pos)
   self._broken = why
   self:_shut_down(newerror("RemoteError", "the pool stopped: " .. why,
     { traceback = iserror(e) and e.traceback or nil, pid = iserror(e) and e.pid or nil }))
+end
+
+-- Worker w died before its initializer returned (os.exit, a signal): as
+-- when the initializer raises, the pool stops and every unfinished task
+-- fails with that error.
+function Pool:_on_init_died(w)
+  local code = w.proc.exitcode
+  local why = ("worker pid %d %s in its initializer (exit status %s)"):format(w.pid, how_it_ended(code),
+    tostring(code))
+  self._broken = why
+  self:_shut_down(newerror("WorkerLost", "the pool stopped: " .. why, { pid = w.pid, exitcode = code }))
 end
 
 -- Reads every result already in the outbox.
@@ -482,9 +502,10 @@ end
 -- ---- worker deaths: WorkerLost and Timeout ----------------------------------------
 --
 -- A worker that ends while it holds work is noticed by _check_workers (the
--- parent's wait runs it when SIGCHLD interrupts it, and at least every
--- SLICE): the task it was running fails with WorkerLost, or with Timeout
--- when _check_deadlines killed it for running past its time limit.
+-- parent's wait runs it at least every SLICE, and soon after a kill for a
+-- time limit): the task it was running fails with WorkerLost, or with
+-- Timeout when _check_deadlines killed it for running past its time limit.
+-- A worker that ends before its initializer returned stops the pool.
 
 -- The error of task k of batch b, lost with worker w, which `how` ended.
 local function lost_error(w, b, k, how)
@@ -512,6 +533,12 @@ function Pool:_check_workers()
   end
   if not any_dead then return end
   self:_drain() -- what they answered before ending is not lost
+  if self._init then
+    for slot = 1, self._n do
+      local w, _, _, ready_at = self._workers[slot], slots(slot)
+      if w and w.dead and self._status[ready_at] ~= w.pid then return self:_on_init_died(w) end
+    end
+  end
   local lost = {}
   for slot = 1, self._n do
     local w = self._workers[slot]
@@ -525,8 +552,7 @@ function Pool:_check_workers()
       local held = {}
       for _, b in pairs(w.held) do held[#held + 1] = b end
       tsort(held, function(a, b) return a.id < b.id end)
-      local code = w.proc.exitcode
-      local how = (code and code < 0) and ("was killed by signal " .. -code) or "exited"
+      local how = how_it_ended(w.proc.exitcode)
       local runs = {}
       for _, b in ipairs(held) do
         self._inflight[b.id] = nil
@@ -550,28 +576,38 @@ function Pool:_check_workers()
   for _, l in ipairs(lost) do self:_task_failed(l[1], l[2], l[3]) end
 end
 
--- Kills workers whose current task ran past its time limit; returns the
--- soonest deadline still ahead.
+-- Kills workers whose current task ran past its time limit; returns when
+-- to look again: the soonest deadline of a running task; for a worker
+-- holding a timed task that has not started, the earliest it could pass
+-- its limit (it may start at once, and its start wakes nobody: the end of
+-- the task before it does); soon, for a killed worker not yet seen gone.
 function Pool:_check_deadlines()
   local soonest = huge
   local st = self._status
   local t_now = now()
   for slot = 1, self._n do
     local w = self._workers[slot]
-    if w and not w.dead then
+    if w and not w.dead and w.nheld > 0 then
       local tag_at, start_at = slots(slot)
       local id, k = untag(floor(st[tag_at])) -- read before the start time: see corral.pool_wire
       local b = id ~= 0 and w.held[id]
       local limit = b and b.job.timeout
-      if limit then
+      if w.killed then
+        soonest = min(soonest, t_now + KILL_POLL)
+      elseif limit then
         local deadline = st[start_at] + limit
         if t_now >= deadline then
-          if not b.timed_out then
-            b.timed_out = k
-            w.proc:kill()
-          end
+          b.timed_out = k
+          w.killed = true
+          w.proc:kill()
+          soonest = min(soonest, t_now + KILL_POLL)
         else
           soonest = min(soonest, deadline)
+        end
+      else
+        for _, hb in pairs(w.held) do
+          limit = hb.job.timeout
+          if limit then soonest = min(soonest, t_now + max(limit, MIN_POLL)) end
         end
       end
     end
@@ -602,7 +638,7 @@ function Pool:_wait_until(cond, timeout, level)
       self:_on_result(msg)
       self:_drain()
     end
-    if why or now() - last_check > 0.05 then
+    if why or now() >= soonest or now() - last_check > 0.05 then
       self:_check_workers()
       last_check = now()
     end

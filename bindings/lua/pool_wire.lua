@@ -16,11 +16,13 @@
 -- a table.pack of f's results), read in place by the job at the body's
 -- byte position; every other status carries a failure {err=, n=, r=}.
 --
--- A worker running a task with a time limit writes a tag (see tag()) and
--- the start time into its two slots of a shared RawArray: the start time
--- first, the tag last, and the tag back to 0 after the task, so a parent
--- that reads a tag and then the time never pairs a tag with an older start
--- time.
+-- Each worker has three slots of a shared RawArray (see slots()). Running
+-- a task with a time limit, it writes a tag (see tag()) and the start time:
+-- the start time first, the tag last, and the tag back to 0 after the
+-- task, so a parent that reads a tag and then the time never pairs a tag
+-- with an older start time. The third slot holds the worker's pid once its
+-- initializer returned: a worker that ends without it died in its
+-- initializer.
 local _, core = ...
 
 local spack, sunpack, tmove = string.pack, string.unpack, table.move
@@ -115,12 +117,16 @@ function M.unpack_failure(msg, pos)
   return body.err, body.n, body.r
 end
 
--- ---- the time-limit slots ------------------------------------------------------
+-- ---- a worker's slots ------------------------------------------------------------
 
--- The indices of worker slot's tag and start time in the shared RawArray
--- (2 per worker).
+local SLOTS = 3 -- slots of the shared RawArray per worker
+M.SLOTS = SLOTS
+
+-- The indices of worker slot's tag, start time and "initialized" pid in
+-- the shared RawArray.
 function M.slots(slot)
-  return 2 * slot - 1, 2 * slot
+  local base = SLOTS * (slot - 1)
+  return base + 1, base + 2, base + 3
 end
 
 -- The tag of task k of batch id, and back: tag -> id, k.

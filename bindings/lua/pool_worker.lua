@@ -88,6 +88,7 @@ end
 -- The body of a worker process.
 function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
   core._ignore_sigint()
+  local tag_at, start_at, ready_at = wire.slots(slot)
   if init then
     local ok, e = xpcall(init, traceback, tunpack(initargs, 1, initargs.n or #initargs))
     if not ok then
@@ -95,7 +96,7 @@ function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
       return
     end
   end
-  local tag_at, start_at = wire.slots(slot)
+  status[ready_at] = core.getpid()
   local batch_header, batch_body, tag = wire.batch_header, wire.batch_body, wire.tag
   local fns, done = {}, 0
   while true do
