@@ -118,8 +118,7 @@ end }
 
 -- sync/
 E["scripts/sync/counter_race.lua"] = { wrong = true, check = function(_, L)
-  assert.truthy(L[1] == "1" or L[1] == "-1" or L[1] == "0", L[1])
-  assert.are_not.equal("0", L[1], "no update was lost")
+  assert.truthy(L[1] == "1" or L[1] == "-1", "one update is lost: " .. tostring(L[1]))
 end }
 E["scripts/sync/counter_lock.lua"] = { check = function(_, L) assert.same({ "0" }, L) end }
 E["scripts/sync/event_wait_set.lua"] = { check = function(_, L)
