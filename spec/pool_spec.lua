@@ -163,18 +163,19 @@ describe("Pool (" .. H.method .. ")", function()
       local pool <close> = mp.Pool(2)
       local me = mp.getpid()
       local got, errs = {}, {}
+      -- the two callbacks may come in either order: keyed by job
       local r1 = pool:apply_async(function(x) return x, mp.getpid() end, { 5 },
-        { callback = function(x, pid) got[#got + 1] = { x, pid, mp.getpid() } end })
+        { callback = function(x, pid) got.apply = { x, pid, mp.getpid() } end })
       local r2 = pool:apply_async(function() error("cb") end, nil,
         { error_callback = function(e) errs[#errs + 1] = { e, mp.getpid() } end })
       local r3 = pool:map_async(square, { 1, 2, 3 }, nil,
-        { callback = function(v) got[#got + 1] = { v, mp.getpid() } end })
+        { callback = function(v) got.map = { v, mp.getpid() } end })
       r1:wait(30); r2:wait(30); r3:wait(30)
-      assert.are.equal(5, got[1][1])
-      assert.are_not.equal(me, got[1][2]) -- ran in a worker
-      assert.are.equal(me, got[1][3])     -- called back here
-      assert.are.same({ 1, 4, 9 }, got[2][1])
-      assert.are.equal(me, got[2][2])
+      assert.are.equal(5, got.apply[1])
+      assert.are_not.equal(me, got.apply[2]) -- ran in a worker
+      assert.are.equal(me, got.apply[3])     -- called back here
+      assert.are.same({ 1, 4, 9 }, got.map[1])
+      assert.are.equal(me, got.map[2])
       assert.is_true(mp.iserror(errs[1][1], "RemoteError"))
       assert.are.equal(me, errs[1][2])
     end)
