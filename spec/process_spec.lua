@@ -192,6 +192,13 @@ describe("Process (" .. H.method .. ")", function()
 
   describe("many processes", function()
     it("starts and joins 500 in a row without zombies or fd growth", function()
+      -- counted after one start and a collection: what the first start
+      -- opens once, and what garbage of earlier specs holds, are not growth
+      local first = mp.Process{ target = function() end }
+      first:start()
+      assert.is_true(first:join(30))
+      first:close()
+      collectgarbage()
       local before = H.count_fds()
       for i = 1, 500 do
         local p = mp.Process{ target = function(k) if k % 7 == 0 then os.exit(3) end end, args = { i } }
