@@ -29,7 +29,7 @@ typedef struct {
 } lproc_t;
 
 static lproc_t *check_proc(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (!lp->p) crL_error_closed(L, "process handle");
   return lp;
 }
@@ -168,10 +168,10 @@ static void push_proc(lua_State *L, cr_proc_t *p) {
 
 /* _start(obj, method, daemon, name) -> ProcHandle */
 static int l_start(lua_State *L) {
-  luaL_checkany(L, 1);
-  const char *method = luaL_checkstring(L, 2);
+  crL_checkany(L, 1);
+  const char *method = crL_checkstring(L, 2);
   int daemon = lua_toboolean(L, 3);
-  const char *name = luaL_optstring(L, 4, "Process");
+  const char *name = crL_optstring(L, 4, "Process");
   cr_engine_t *e = crL_engine(L);
   cr_proc_options_t o;
   memset(&o, 0, sizeof o);
@@ -213,7 +213,7 @@ static int l_start(lua_State *L) {
 }
 
 static int l_set_bootstrap(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  crL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
   return 0;
@@ -255,7 +255,7 @@ static int p_alive(lua_State *L) {
 
 static int p_signal(lua_State *L) {
   lproc_t *lp = check_proc(L);
-  int sig = (int)luaL_checkinteger(L, 2);
+  int sig = (int)crL_checkinteger(L, 2);
   int rc = cr_proc_signal(lp->p, sig);
   if (rc == CR_ESTATE) return crL_error(L, "StateError", "can only signal a child process");
   if (rc < 0) return crL_error_code(L, rc, "signal");
@@ -268,14 +268,14 @@ static int p_mine(lua_State *L) {
 }
 
 static int p_release(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (lp->p) cr_proc_release(lp->p);
   lp->p = NULL;
   return 0;
 }
 
 static int p_tostring(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (lp->p) lua_pushfstring(L, "ProcHandle (pid %d)", cr_proc_pid(lp->p));
   else lua_pushliteral(L, "ProcHandle (closed)");
   return 1;
