@@ -42,13 +42,48 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* Ctrl-C in a child, as lua.c and the corral executable treat it in a
+ * script: the target stops at its next instruction with "interrupted!",
+ * and a second SIGINT before Lua gets control back ends the process. A
+ * forked child cannot keep the handler it inherits: that one sets its hook
+ * on the parent's main thread (lua.c's globalL), and the target runs on a
+ * thread of its own, so the first Ctrl-C was lost. */
+static lua_State *sigint_thread; /* the thread running this child's target */
+
+static void sigint_stop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  signal(sig, SIG_DFL); /* the next one ends the process */
+  lua_sethook(sigint_thread, sigint_stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Makes SIGINT stop the target running on T, unless this process ignores
+ * SIGINT (pool workers do, on purpose). */
+static void stop_on_sigint(lua_State *T) {
+  struct sigaction sa;
+  sigaction(SIGINT, NULL, &sa);
+  if (!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN) return;
+  sigint_thread = T;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
 /* Calls bootstrap(obj) (obj on top of the stack) in a child; returns the
  * exit code: 0, or 1 after printing the traceback prefixed with the name.
  * It runs on a new Lua thread so that a forked child's traceback shows its
- * own calls, not the parent's stack it was copied from. */
+ * own calls, not the parent's stack it was copied from; SIGINT stops it
+ * (stop_on_sigint). */
 static int run_bootstrap(lua_State *L) {
   int obj = lua_gettop(L);
   lua_State *T = lua_newthread(L);
+  stop_on_sigint(T);
   lua_pushcfunction(T, traceback);
   lua_getfield(T, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
   lua_pushvalue(L, obj);
