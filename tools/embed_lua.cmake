@@ -1,7 +1,9 @@
 # Writes OUT: a C file with every SRC_DIR/*.lua as a string, and a table
 # crL_embedded[] of {module name, source, length}. corral.lua is "corral";
 # NAME.lua is "corral.NAME". testing.lua ("corral.testing", the test hooks)
-# only with -DTESTING=ON.
+# only with -DTESTING=ON. Each chunk is named "=corral/NAME.lua": no file
+# gives a name starting with '=', so an error's `where` can tell corral's
+# own lines from the user's (bindings/src/lerror.c).
 file(GLOB files ${SRC_DIR}/*.lua)
 if(NOT TESTING)
   list(FILTER files EXCLUDE REGEX "/testing\\.lua$")
@@ -22,7 +24,7 @@ foreach(f ${files})
   math(EXPR len "${hexlen} / 2")
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
   string(APPEND body "static const unsigned char src_${i}[] = {${bytes}0};\n")
-  string(APPEND table "  {\"${modname}\", \"@${base}.lua\", (const char *)src_${i}, ${len}},\n")
+  string(APPEND table "  {\"${modname}\", \"=corral/${base}.lua\", (const char *)src_${i}, ${len}},\n")
   math(EXPR i "${i} + 1")
 endforeach()
 string(APPEND body "const crL_embedded_t crL_embedded[] = {\n${table}  {0, 0, 0, 0}\n};\n")

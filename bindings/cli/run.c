@@ -4,8 +4,8 @@
  * the traceback while the failing stack still exists, and SIGINT is turned
  * into a hook so that Ctrl-C stops Lua code at its next instruction instead
  * of killing the process (children, history and the terminal are then left
- * in order). corral's own blocking waits install their handler on top of
- * this one and call it, so the hook is set for them too. */
+ * in order). corral's own blocking waits take SIGINT while they wait and
+ * raise Interrupted instead: this handler is not called then. */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
@@ -31,8 +31,7 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "interrupted!");
 }
 
-/* A plain handler that only sets the hook: it is also called from inside
- * the engine's SIGINT handler during blocking waits. */
+/* A plain handler that only sets the hook. */
 static void on_sigint(int sig) {
   if (hook_armed) {
     signal(sig, SIG_DFL);

@@ -15,7 +15,7 @@ M.VERSION = core._VERSION
 local type, pairs, ipairs, setmetatable, getmetatable, rawget, rawset, tostring, error, select =
   type, pairs, ipairs, setmetatable, getmetatable, rawget, rawset, tostring, error, select
 local tunpack = table.unpack
-local raise = core._raise
+local raise = core._raise -- where: the caller's line outside corral, at any depth
 
 local START_METHODS = { fork = true, spawn = true }
 local default_method = os.getenv("CORRAL_START_METHOD") or "fork"
@@ -93,7 +93,7 @@ end
 local function checkargs(args)
   if args == nil then return {} end
   if type(args) ~= "table" then
-    raise("ValueError", "Process 'args' must be an array table, got " .. type(args), 3)
+    raise("ValueError", "Process 'args' must be an array table, got " .. type(args))
   end
   return args
 end
@@ -102,21 +102,21 @@ end
 function Process:init(opts)
   if opts == nil then return end
   if type(opts) ~= "table" then
-    raise("ValueError", "Process expects a table {target=, args=, name=, daemon=}, got " .. type(opts), 3)
+    raise("ValueError", "Process expects a table {target=, args=, name=, daemon=}, got " .. type(opts))
   end
   for k in pairs(opts) do
     if k ~= "target" and k ~= "args" and k ~= "name" and k ~= "daemon" then
-      raise("ValueError", "Process: unknown option '" .. tostring(k) .. "'", 3)
+      raise("ValueError", "Process: unknown option '" .. tostring(k) .. "'")
     end
   end
   local target = opts.target
   if target ~= nil and type(target) ~= "function" and not (getmetatable(target) or {}).__call then
-    raise("ValueError", "Process 'target' must be callable, got " .. type(target), 3)
+    raise("ValueError", "Process 'target' must be callable, got " .. type(target))
   end
   self._target = target
   self._args = checkargs(opts.args)
   if opts.name ~= nil then
-    if type(opts.name) ~= "string" then raise("ValueError", "Process 'name' must be a string", 3) end
+    if type(opts.name) ~= "string" then raise("ValueError", "Process 'name' must be a string") end
     self.name = opts.name
   end
   if opts.daemon ~= nil then self.daemon = not not opts.daemon end
@@ -131,15 +131,26 @@ function Process:run()
   end
 end
 
+-- Every method checks its self first: p.start() for p:start() is a
+-- TypeError naming the method, not an error from deep inside.
+local function check_self(self, what)
+  local cls = type(self) == "table" and getmetatable(self)
+  if not (cls and getmetatable(cls) == ClassMeta) then
+    local got = type(self) == "table" and (getmetatable(self) or {}).__name or type(self)
+    raise("TypeError", "calling '" .. what .. "' on bad self (Process expected, got " .. tostring(got) .. ")")
+  end
+end
+
 local function check_open(self, what)
-  if rawget(self, "_closed") then raise("Closed", "attempt to use a closed Process (" .. what .. ")", 3) end
+  check_self(self, what)
+  if rawget(self, "_closed") then raise("Closed", "attempt to use a closed Process (" .. what .. ")") end
 end
 
 function Process:start()
   check_open(self, "start")
-  if rawget(self, "_handle") then raise("StateError", "cannot start a process twice", 2) end
+  if rawget(self, "_handle") then raise("StateError", "cannot start a process twice") end
   if current and rawget(current, "daemon") and rawget(current, "_is_child") then
-    raise("StateError", "daemonic processes are not allowed to have children", 2)
+    raise("StateError", "daemonic processes are not allowed to have children")
   end
   local method = self._method or default_method
   self._start_method = method
@@ -150,7 +161,7 @@ function Process:start()
     if M.iserror(err, "EncodeError") then
       -- Name what the user gave: args[2].cb, target<upvalue 'co'>.
       local msg = err.message:gsub("^process%._args", "args"):gsub("^process%._target", "target")
-      raise("EncodeError", msg, 2)
+      raise("EncodeError", msg)
     end
     error(err, 0)
   end
@@ -162,14 +173,14 @@ end
 local function started(self, what)
   check_open(self, what)
   local h = rawget(self, "_handle")
-  if not h then raise("StateError", "can only " .. what .. " a started process", 3) end
+  if not h then raise("StateError", "can only " .. what .. " a started process") end
   return h
 end
 
 -- join(timeout) -> true once ended, false on timeout
 function Process:join(timeout)
   local h = started(self, "join")
-  if self == current then raise("StateError", "cannot join the current process", 2) end
+  if self == current then raise("StateError", "cannot join the current process") end
   local done = h:join(timeout)
   if done then children[self] = nil end
   return done
@@ -190,11 +201,12 @@ function Process:terminate() started(self, "terminate"):signal(core._SIGTERM) en
 function Process:kill() started(self, "kill"):signal(core._SIGKILL) end
 
 function Process:close()
+  check_self(self, "close")
   if rawget(self, "_closed") then return end
   local h = rawget(self, "_handle")
   if h then
     if h:alive() then
-      raise("StateError", "cannot close a process while it is still running; join or terminate it first", 2)
+      raise("StateError", "cannot close a process while it is still running; join or terminate it first")
     end
     self._exitcode_at_close = h:exitcode()
     h:release()
@@ -257,14 +269,14 @@ end
 
 -- ---- start methods and contexts ---------------------------------------------
 
-local function check_method(m, level)
+local function check_method(m)
   if not START_METHODS[m] then
-    raise("ValueError", "unknown start method '" .. tostring(m) .. "' (expected 'fork' or 'spawn')", level + 1)
+    raise("ValueError", "unknown start method '" .. tostring(m) .. "' (expected 'fork' or 'spawn')")
   end
 end
 
 function M.set_start_method(m)
-  check_method(m, 2)
+  check_method(m)
   default_method = m
 end
 
@@ -275,7 +287,7 @@ function M.get_all_start_methods() return { "fork", "spawn" } end
 -- get_context(m): an object with the module's constructors bound to method m.
 function M.get_context(m)
   if m == nil then m = default_method end
-  check_method(m, 2)
+  check_method(m)
   local ctx = setmetatable({}, { __index = M })
   local P = Process:extend()
   P._method = m

@@ -1458,8 +1458,8 @@ int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void
 
 /* encode(v [, name]) -> string. name names v in error paths ("value"). */
 static int l_encode(lua_State *L) {
-  luaL_checkany(L, 1);
-  const char *root = luaL_optstring(L, 2, "value");
+  crL_checkany(L, 1);
+  const char *root = crL_optstring(L, 2, "value");
   size_t n;
   const char *s = encode(L, 1, root, &n, ENC_NO_HANDLES);
   lua_pushlstring(L, s, n);
@@ -1470,10 +1470,11 @@ static int l_encode(lua_State *L) {
  * functions; corral handles are always refused. */
 static int l_decode(lua_State *L) {
   size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
+  const char *s = crL_checklstring(L, 1, &n);
   int flags = CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES;
+  static const char *const names[] = {"trusted", NULL};
+  crL_checkopts(L, 2, names);
   if (!lua_isnoneornil(L, 2)) {
-    luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "trusted");
     if (lua_toboolean(L, -1)) flags &= ~CRL_DECODE_NO_FUNCTIONS;
   }
@@ -1485,8 +1486,8 @@ static int l_decode(lua_State *L) {
 /* _pack(v [, root]) -> string: a corral message (handles allowed: the
  * string holds references, to be unpacked exactly once). */
 static int l_pack(lua_State *L) {
-  luaL_checkany(L, 1);
-  const char *root = luaL_optstring(L, 2, "value");
+  crL_checkany(L, 1);
+  const char *root = crL_optstring(L, 2, "value");
   size_t n;
   const char *s = crL_encode(L, 1, root, &n);
   lua_pushlstring(L, s, n);
@@ -1496,12 +1497,12 @@ static int l_pack(lua_State *L) {
 /* _pack_slice(t, i, j [, root]) -> string: _pack of the array t[i..j],
  * read straight from t (raw, no metamethods). */
 static int l_pack_slice(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_Integer slice[2] = {luaL_checkinteger(L, 2), luaL_checkinteger(L, 3)};
-  if (slice[0] < 1) return luaL_argerror(L, 2, "must be at least 1");
+  crL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer slice[2] = {crL_checkinteger(L, 2), crL_checkinteger(L, 3)};
+  if (slice[0] < 1) return crL_argerror(L, 2, "must be at least 1");
   if (slice[1] > slice[0] && slice[1] - slice[0] >= ((lua_Integer)1 << 40))
-    return luaL_argerror(L, 3, "slice too long");
-  const char *root = luaL_optstring(L, 4, "value");
+    return crL_argerror(L, 3, "slice too long");
+  const char *root = crL_optstring(L, 4, "value");
   size_t n;
   const char *s = encode_part(L, 1, slice, root, &n, 0);
   lua_pushlstring(L, s, n);
@@ -1510,9 +1511,9 @@ static int l_pack_slice(lua_State *L) {
 
 /* _check(v [, root]): raises the EncodeError that sending v would raise. */
 static int l_check(lua_State *L) {
-  luaL_checkany(L, 1);
+  crL_checkany(L, 1);
   size_t n;
-  encode(L, 1, luaL_optstring(L, 2, "value"), &n, ENC_CHECK_ONLY);
+  encode(L, 1, crL_optstring(L, 2, "value"), &n, ENC_CHECK_ONLY);
   return 0;
 }
 
@@ -1520,9 +1521,9 @@ static int l_check(lua_State *L) {
  * message starts at byte pos of s (default 1), so a header can precede it. */
 static int l_unpack(lua_State *L) {
   size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  lua_Integer pos = luaL_optinteger(L, 2, 1);
-  if (pos < 1 || (size_t)pos > n + 1) return luaL_argerror(L, 2, "position out of the string");
+  const char *s = crL_checklstring(L, 1, &n);
+  lua_Integer pos = crL_optinteger(L, 2, 1);
+  if (pos < 1 || (size_t)pos > n + 1) return crL_argerror(L, 2, "position out of the string");
   crL_decode(L, s + pos - 1, n - (size_t)(pos - 1), 0);
   return 1;
 }
@@ -1531,11 +1532,11 @@ static int l_unpack(lua_State *L) {
  * array; its item k goes to dest[at + k - 1] (a nil item writes nothing). */
 static int l_unpack_into(lua_State *L) {
   size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  lua_Integer pos = luaL_checkinteger(L, 2);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  lua_Integer at = luaL_checkinteger(L, 4);
-  if (pos < 1 || (size_t)pos > n + 1) return luaL_argerror(L, 2, "position out of the string");
+  const char *s = crL_checklstring(L, 1, &n);
+  lua_Integer pos = crL_checkinteger(L, 2);
+  crL_checktype(L, 3, LUA_TTABLE);
+  lua_Integer at = crL_checkinteger(L, 4);
+  if (pos < 1 || (size_t)pos > n + 1) return crL_argerror(L, 2, "position out of the string");
   lua_settop(L, 4);
   crL_decode_into(L, s + pos - 1, n - (size_t)(pos - 1), 0, 3, at);
   return 0;

@@ -7,7 +7,8 @@
  *
  * Failure convention (docs/api.md): an expected outcome of waiting is a return
  * value; misuse and remote failures raise an error object, a table
- * {kind=, message=[, traceback=, pid=]} with metatable "corral.Error". */
+ * {kind=, message=, where=[, traceback=, pid=]} with metatable
+ * "corral.Error". */
 #ifndef CORRAL_LUA_H
 #define CORRAL_LUA_H
 
@@ -23,8 +24,21 @@
 /* The process's engine, opened on first use; raises an error on failure. */
 cr_engine_t *crL_engine(lua_State *L);
 
-/* ---- errors ---------------------------------------------------------------- */
-/* Pushes a new error object. */
+/* ---- errors ----------------------------------------------------------------
+ * Every error the module raises is an error object built in lerror.c, its
+ * `where` the line of the user's code that made the call (crL_where): a
+ * misuse is a ValueError (a bad argument: of the wrong type, out of range,
+ * an unknown option) or a TypeError (a method called on what is not its
+ * object; a value a typed slot cannot hold). The crL_check* functions
+ * stand in for lauxlib's, which raise plain strings: lauxlib's are
+ * poisoned below, so that none comes back. */
+
+/* Pushes "file:line: " of the innermost function with line information
+ * that is not corral's own (a companion module's), counted from the
+ * caller of the running C function; the innermost of corral's own when
+ * there is no other, "" when there is no Lua function at all. */
+void crL_where(lua_State *L);
+/* Pushes a new error object, with no where. */
 void crL_pusherror(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error object. Never returns. */
 int crL_error(lua_State *L, const char *kind, const char *fmt, ...);
@@ -34,9 +48,48 @@ int crL_error_code(lua_State *L, int code, const char *what);
 /* Raises "attempt to use a closed <Type>" (kind "Closed"). */
 int crL_error_closed(lua_State *L, const char *tname);
 
+/* Raises a ValueError "bad argument #arg to 'fn' (<fmt...>)", fn and arg as
+ * the caller wrote the call (q:get("x") is 'get', #1); the self of a call
+ * written as a method gives a TypeError instead. Never returns. */
+int crL_argerror(lua_State *L, int arg, const char *fmt, ...);
+/* crL_argerror with "<tname> expected, got <type or __name>". */
+int crL_typeerror(lua_State *L, int arg, const char *tname);
+/* For a value at arg that is not the object (a handle of type tname) a
+ * function works on: crL_selferror at arg 1, the self of a method;
+ * crL_typeerror at any other. */
+int crL_objecterror(lua_State *L, int arg, const char *tname);
+/* Raises a TypeError "calling 'fn' on bad self (<tname> expected, got
+ * ...)": the value at 1 is not the object of the running method. */
+int crL_selferror(lua_State *L, const char *tname);
+/* As lauxlib's, raising through crL_argerror / crL_typeerror. */
+lua_Integer crL_checkinteger(lua_State *L, int arg);
+lua_Integer crL_optinteger(lua_State *L, int arg, lua_Integer def);
+lua_Number crL_checknumber(lua_State *L, int arg);
+const char *crL_checklstring(lua_State *L, int arg, size_t *len);
+const char *crL_optlstring(lua_State *L, int arg, const char *def, size_t *len);
+#define crL_checkstring(L, arg)    crL_checklstring(L, (arg), NULL)
+#define crL_optstring(L, arg, def) crL_optlstring(L, (arg), (def), NULL)
+void crL_checktype(lua_State *L, int arg, int t);
+void crL_checkany(lua_State *L, int arg);
+/* A function, or a value with a __call metamethod. */
+void crL_checkcallable(lua_State *L, int arg);
+void *crL_checkudata(lua_State *L, int arg, const char *tname);
+/* An optional options table at arg: nil, or a table whose keys are all
+ * among names (NULL-terminated); else a ValueError names the option. */
+void crL_checkopts(lua_State *L, int arg, const char *const names[]);
+
 /* An optional timeout argument: nil (or none) gives -1 (wait forever);
  * a number must be >= 0 and not NaN, else a ValueError names the argument. */
 double crL_opttimeout(lua_State *L, int arg);
+
+#undef luaL_checkstring
+#undef luaL_optstring
+#undef luaL_argcheck
+#undef luaL_argexpected
+#pragma GCC poison luaL_checkinteger luaL_optinteger luaL_checknumber luaL_optnumber luaL_checklstring
+#pragma GCC poison luaL_optlstring luaL_checkstring luaL_optstring luaL_checktype luaL_checkany
+#pragma GCC poison luaL_checkudata luaL_checkoption luaL_argerror luaL_typeerror luaL_argcheck
+#pragma GCC poison luaL_argexpected
 
 /* ---- handles: userdata naming a shared object (handle.c) ------------------
  * Every userdata that names an object in the arena starts with crL_handle_t
@@ -93,10 +146,18 @@ int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
 
 /* The handle at idx, or NULL when the value is no corral handle. */
 crL_handle_t *crL_tohandle(lua_State *L, int idx);
-/* The open handle of kind at arg; raises "bad argument" for anything else
- * and a Closed error ("attempt to use a closed Queue") for a released one.
- * Fast when called from a method made by crL_handle_metatable. */
+/* The open handle of kind at arg; raises for anything else (crL_objecterror:
+ * arg 1 is taken for a method's self) and a Closed error ("attempt to use a
+ * closed Queue") for a released one. Fast when called from a method made
+ * by crL_handle_metatable. */
 crL_handle_t *crL_checkhandle(lua_State *L, int arg, cr_obj_kind_t kind);
+/* In a method made by crL_handle_metatable: crL_checkhandle of self, for
+ * the kind of the method's metatable (a method that several kinds share). */
+crL_handle_t *crL_checkself(lua_State *L);
+/* lua_CFunction, a close() method made by crL_handle_metatable: releases
+ * self, a handle of the method's kind (open or not; a TypeError for
+ * anything else). */
+int crL_handle_close(lua_State *L);
 /* The name a handle shows: its metatable's __name without "corral.". */
 const char *crL_handle_name(lua_State *L, int idx);
 /* Drops the reference a handle holds; idempotent. */

@@ -4,7 +4,7 @@
 #include <stddef.h>
 typedef struct {
   const char *modname;   /* "corral" or "corral.NAME" */
-  const char *chunkname; /* "@NAME.lua" */
+  const char *chunkname; /* "=corral/NAME.lua" */
   const char *src;
   size_t len;
 } crL_embedded_t;

@@ -115,7 +115,8 @@ crL_handle_t *crL_tohandle(lua_State *L, int idx) {
   return t == LUA_TNUMBER ? lua_touserdata(L, idx) : NULL;
 }
 
-crL_handle_t *crL_checkhandle(lua_State *L, int arg, cr_obj_kind_t kind) {
+/* The handle of kind at arg, open or released, or NULL for anything else. */
+static crL_handle_t *to_kind(lua_State *L, int arg, cr_obj_kind_t kind) {
   crL_handle_t *h = lua_touserdata(L, arg);
   int ok = 0;
   if (h && lua_getmetatable(L, arg)) {
@@ -129,12 +130,35 @@ crL_handle_t *crL_checkhandle(lua_State *L, int arg, cr_obj_kind_t kind) {
     }
     lua_pop(L, 1);
   }
-  if (!ok) {
-    luaL_typeerror(L, arg, cr_obj_kind_name(kind));
+  return ok ? h : NULL;
+}
+
+crL_handle_t *crL_checkhandle(lua_State *L, int arg, cr_obj_kind_t kind) {
+  crL_handle_t *h = to_kind(L, arg, kind);
+  if (!h) {
+    crL_objecterror(L, arg, cr_obj_kind_name(kind));
     return NULL;
   }
   if (h->off == 0) crL_error_closed(L, crL_handle_name(L, arg));
   return h;
+}
+
+/* The kind of the running method's handles: its metatable's (upvalue 1). */
+static cr_obj_kind_t method_kind(lua_State *L) {
+  lua_getfield(L, lua_upvalueindex(1), "__corral_kind");
+  cr_obj_kind_t kind = (cr_obj_kind_t)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return kind;
+}
+
+crL_handle_t *crL_checkself(lua_State *L) { return crL_checkhandle(L, 1, method_kind(L)); }
+
+int crL_handle_close(lua_State *L) {
+  cr_obj_kind_t kind = method_kind(L);
+  crL_handle_t *h = to_kind(L, 1, kind);
+  if (!h) return crL_selferror(L, cr_obj_kind_name(kind));
+  crL_handle_release(L, h);
+  return 0;
 }
 
 const char *crL_handle_name(lua_State *L, int idx) {

@@ -1,7 +1,10 @@
 /* corral bindings: error objects.
  *
  * An error object is a table {kind=, message=, where=[, traceback=, pid=]}
- * with metatable "corral.Error"; tostring gives "where: Kind: message". */
+ * with metatable "corral.Error"; tostring gives "where: Kind: message".
+ * Every error the module raises is built here: the argument checks below
+ * stand in for luaL_check* (which raise plain strings), and `where` is
+ * always the line of the user's code that made the call. */
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
@@ -10,14 +13,35 @@
 
 #define ERROR_MT "corral.Error"
 
-static void push_errorv(lua_State *L, int level, const char *kind, const char *fmt, va_list ap) {
+/* How the companion modules' chunks are named (tools/embed_lua.cmake). A
+ * chunkname starting with '=' never comes from a file, so no user code
+ * can be taken for corral's own. */
+#define CORRAL_CHUNK "=corral/"
+
+void crL_where(lua_State *L) {
+  lua_Debug ar;
+  int fallback = 0;
+  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+    lua_getinfo(L, "Sl", &ar);
+    if (ar.currentline <= 0) continue; /* a C function, or no line information */
+    if (strncmp(ar.source, CORRAL_CHUNK, sizeof CORRAL_CHUNK - 1) != 0) {
+      lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+      return;
+    }
+    if (!fallback) fallback = level;
+  }
+  if (fallback) luaL_where(L, fallback);
+  else lua_pushliteral(L, "");
+}
+
+static void push_errorv(lua_State *L, int with_where, const char *kind, const char *fmt, va_list ap) {
   lua_createtable(L, 0, 4);
   lua_pushstring(L, kind);
   lua_setfield(L, -2, "kind");
   lua_pushvfstring(L, fmt, ap);
   lua_setfield(L, -2, "message");
-  if (level > 0) {
-    luaL_where(L, level);
+  if (with_where) {
+    crL_where(L);
     lua_setfield(L, -2, "where");
   }
   luaL_setmetatable(L, ERROR_MT);
@@ -47,20 +71,164 @@ int crL_error_closed(lua_State *L, const char *tname) {
   return crL_error(L, "Closed", "attempt to use a closed %s", tname);
 }
 
+/* ---- argument checks ------------------------------------------------------ */
+
+/* Pushes the name of the running C function for a "bad argument" message
+ * and returns it: the name its caller used (q:get gives 'get', and then
+ * *arg does not count self, as Lua's own messages), else the key it has
+ * in its type's methods ('Queue.get') or in the module ('corral.sleep'),
+ * else '?'. */
+static const char *push_fname(lua_State *L, int *arg) {
+  lua_Debug ar;
+  if (!lua_getstack(L, 0, &ar)) return lua_pushliteral(L, "?");
+  lua_getinfo(L, "nf", &ar); /* pushes the function */
+  int fn = lua_gettop(L);
+  if (ar.name) {
+    if (ar.namewhat && strcmp(ar.namewhat, "method") == 0) (*arg)--;
+    return lua_pushstring(L, ar.name);
+  }
+  /* A method carries its metatable as upvalue 1 (crL_handle_metatable). */
+  if (lua_getupvalue(L, fn, 1) && lua_istable(L, -1)) {
+    int mt = lua_gettop(L);
+    if (lua_getfield(L, mt, "__index") == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        if (lua_rawequal(L, -1, fn) && lua_type(L, -2) == LUA_TSTRING) {
+          lua_getfield(L, mt, "__name");
+          const char *tname = lua_isstring(L, -1) ? lua_tostring(L, -1) : "?";
+          const char *dot = strchr(tname, '.');
+          return lua_pushfstring(L, "%s.%s", dot ? dot + 1 : tname, lua_tostring(L, -3));
+        }
+        lua_pop(L, 1);
+      }
+    }
+  }
+  lua_settop(L, fn);
+  lua_getfield(L, LUA_REGISTRYINDEX, CRL_CORE_KEY);
+  if (lua_istable(L, -1)) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_rawequal(L, -1, fn) && lua_type(L, -2) == LUA_TSTRING)
+        return lua_pushfstring(L, "corral.%s", lua_tostring(L, -2));
+      lua_pop(L, 1);
+    }
+  }
+  return lua_pushliteral(L, "?");
+}
+
+/* The type a "got ..." names: a __name metafield, else the Lua type. */
+static const char *got_name(lua_State *L, int arg) {
+  if (luaL_getmetafield(L, arg, "__name") == LUA_TSTRING) return lua_tostring(L, -1);
+  if (lua_type(L, arg) == LUA_TLIGHTUSERDATA) return "light userdata";
+  return luaL_typename(L, arg);
+}
+
+int crL_argerror(lua_State *L, int arg, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  const char *why = lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  const char *fname = push_fname(L, &arg);
+  if (arg == 0) return crL_error(L, "TypeError", "calling '%s' on bad self (%s)", fname, why);
+  return crL_error(L, "ValueError", "bad argument #%d to '%s' (%s)", arg, fname, why);
+}
+
+int crL_typeerror(lua_State *L, int arg, const char *tname) {
+  return crL_argerror(L, arg, "%s expected, got %s", tname, got_name(L, arg));
+}
+
+int crL_selferror(lua_State *L, const char *tname) {
+  const char *got = got_name(L, 1);
+  int arg = 1;
+  const char *fname = push_fname(L, &arg);
+  if (strcmp(fname, "?") == 0) return crL_error(L, "TypeError", "bad self (%s expected, got %s)", tname, got);
+  return crL_error(L, "TypeError", "calling '%s' on bad self (%s expected, got %s)", fname, tname, got);
+}
+
+int crL_objecterror(lua_State *L, int arg, const char *tname) {
+  return arg == 1 ? crL_selferror(L, tname) : crL_typeerror(L, arg, tname);
+}
+
+lua_Integer crL_checkinteger(lua_State *L, int arg) {
+  int isnum;
+  lua_Integer n = lua_tointegerx(L, arg, &isnum);
+  if (!isnum) {
+    if (lua_isnumber(L, arg)) crL_argerror(L, arg, "number has no integer representation");
+    else crL_typeerror(L, arg, "number");
+  }
+  return n;
+}
+
+lua_Integer crL_optinteger(lua_State *L, int arg, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : crL_checkinteger(L, arg);
+}
+
+lua_Number crL_checknumber(lua_State *L, int arg) {
+  int isnum;
+  lua_Number n = lua_tonumberx(L, arg, &isnum);
+  if (!isnum) crL_typeerror(L, arg, "number");
+  return n;
+}
+
+const char *crL_checklstring(lua_State *L, int arg, size_t *len) {
+  const char *s = lua_tolstring(L, arg, len);
+  if (!s) crL_typeerror(L, arg, "string");
+  return s;
+}
+
+const char *crL_optlstring(lua_State *L, int arg, const char *def, size_t *len) {
+  if (!lua_isnoneornil(L, arg)) return crL_checklstring(L, arg, len);
+  if (len) *len = def ? strlen(def) : 0;
+  return def;
+}
+
+void crL_checktype(lua_State *L, int arg, int t) {
+  if (lua_type(L, arg) != t) crL_typeerror(L, arg, lua_typename(L, t));
+}
+
+void crL_checkany(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TNONE) crL_argerror(L, arg, "value expected");
+}
+
+void crL_checkcallable(lua_State *L, int arg) {
+  if (lua_isfunction(L, arg)) return;
+  if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  crL_typeerror(L, arg, "function");
+}
+
+void *crL_checkudata(lua_State *L, int arg, const char *tname) {
+  void *p = luaL_testudata(L, arg, tname);
+  if (!p) crL_typeerror(L, arg, tname);
+  return p;
+}
+
+void crL_checkopts(lua_State *L, int arg, const char *const names[]) {
+  if (lua_isnoneornil(L, arg)) return;
+  crL_checktype(L, arg, LUA_TTABLE);
+  lua_pushnil(L);
+  while (lua_next(L, arg)) {
+    lua_pop(L, 1);
+    const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int i = 0;
+    while (k && names[i] && strcmp(names[i], k) != 0) i++;
+    if (!k || !names[i]) crL_argerror(L, arg, "unknown option '%s'", luaL_tolstring(L, -1, NULL));
+  }
+}
+
 double crL_opttimeout(lua_State *L, int arg) {
   if (lua_isnoneornil(L, arg)) return -1;
   if (!lua_isnumber(L, arg))
-    return crL_error(L, "ValueError", "bad argument #%d (timeout must be a number of seconds or nil, got %s)",
-                     arg, luaL_typename(L, arg));
+    return crL_argerror(L, arg, "timeout must be a number of seconds or nil, got %s", luaL_typename(L, arg));
   double t = lua_tonumber(L, arg);
-  if (isnan(t) || t < 0)
-    return crL_error(L, "ValueError", "bad argument #%d (timeout must be >= 0, got %s)", arg,
-                     lua_tostring(L, arg));
+  if (isnan(t) || t < 0) return crL_argerror(L, arg, "timeout must be >= 0, got %s", lua_tostring(L, arg));
   return t;
 }
 
 static int error_tostring(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
+  crL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "where");
   lua_getfield(L, 1, "kind");
   lua_getfield(L, 1, "message");
@@ -88,7 +256,7 @@ static int l_iserror(lua_State *L) {
     lua_pop(L, 2);
   }
   if (ok && !lua_isnoneornil(L, 2)) {
-    const char *want = luaL_checkstring(L, 2);
+    const char *want = crL_checkstring(L, 2);
     lua_getfield(L, 1, "kind");
     ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), want) == 0;
   }
@@ -98,8 +266,8 @@ static int l_iserror(lua_State *L) {
 
 /* _newerror(kind, message [, fields]) -> error object (not raised). */
 static int l_newerror(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
-  const char *msg = luaL_checkstring(L, 2);
+  const char *kind = crL_checkstring(L, 1);
+  const char *msg = crL_checkstring(L, 2);
   crL_pusherror(L, kind, "%s", msg);
   if (lua_istable(L, 3)) {
     lua_pushnil(L);
@@ -112,15 +280,16 @@ static int l_newerror(lua_State *L) {
   return 1;
 }
 
-/* _raise(kind, message [, level]): raises with "where" of the given level,
- * counted as by error(): 1 = the function that calls _raise, 2 = its caller. */
+/* _raise(kind, message [, level]): raises an error object whose where is
+ * the caller's line outside corral (crL_where), whatever the depth of the
+ * companion code in between; level 0 gives no where. */
 static int l_raise(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
-  const char *msg = luaL_checkstring(L, 2);
-  int level = (int)luaL_optinteger(L, 3, 1);
+  const char *kind = crL_checkstring(L, 1);
+  const char *msg = crL_checkstring(L, 2);
+  int level = (int)crL_optinteger(L, 3, 1);
   crL_pusherror(L, kind, "%s", msg);
-  if (level > 0) {
-    luaL_where(L, level);
+  if (level != 0) {
+    crL_where(L);
     lua_setfield(L, -2, "where");
   }
   return lua_error(L);

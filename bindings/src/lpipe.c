@@ -61,7 +61,7 @@ static int send_raw(lua_State *L, crL_handle_t *u, const char *p, size_t len, in
 
 static int c_send(lua_State *L) {
   crL_handle_t *u = check_conn(L);
-  luaL_checkany(L, 2);
+  crL_checkany(L, 2);
   size_t len;
   const char *p = crL_encode(L, 2, "value", &len);
   return send_raw(L, u, p, len, 1);
@@ -70,7 +70,7 @@ static int c_send(lua_State *L) {
 static int c_send_bytes(lua_State *L) {
   crL_handle_t *u = check_conn(L);
   size_t len;
-  const char *p = luaL_checklstring(L, 2, &len);
+  const char *p = crL_checklstring(L, 2, &len);
   return send_raw(L, u, p, len, 0);
 }
 
@@ -123,7 +123,7 @@ void crL_open_pipe(lua_State *L) {
   crL_handle_class(CR_OBJ_PIPE, &conn_class);
   static const luaL_Reg methods[] = {{"send", c_send},           {"recv", c_recv},       {"poll", c_poll},
                                      {"send_bytes", c_send_bytes}, {"recv_bytes", c_recv_bytes},
-                                     {"close", crL_handle_gc},   {"readable", c_readable},
+                                     {"close", crL_handle_close},   {"readable", c_readable},
                                      {"writable", c_writable},   {NULL, NULL}};
   crL_handle_metatable(L, CR_OBJ_PIPE, CONN_MT, NULL, methods);
   lua_pushcfunction(L, l_pipe);

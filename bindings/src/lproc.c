@@ -29,7 +29,7 @@ typedef struct {
 } lproc_t;
 
 static lproc_t *check_proc(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (!lp->p) crL_error_closed(L, "process handle");
   return lp;
 }
@@ -42,13 +42,48 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* Ctrl-C in a child, as lua.c and the corral executable treat it in a
+ * script: the target stops at its next instruction with "interrupted!",
+ * and a second SIGINT before Lua gets control back ends the process. A
+ * forked child cannot keep the handler it inherits: that one sets its hook
+ * on the parent's main thread (lua.c's globalL), and the target runs on a
+ * thread of its own, so the first Ctrl-C was lost. */
+static lua_State *sigint_thread; /* the thread running this child's target */
+
+static void sigint_stop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void on_sigint(int sig) {
+  signal(sig, SIG_DFL); /* the next one ends the process */
+  lua_sethook(sigint_thread, sigint_stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+/* Makes SIGINT stop the target running on T, unless this process ignores
+ * SIGINT (pool workers do, on purpose). */
+static void stop_on_sigint(lua_State *T) {
+  struct sigaction sa;
+  sigaction(SIGINT, NULL, &sa);
+  if (!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN) return;
+  sigint_thread = T;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+}
+
 /* Calls bootstrap(obj) (obj on top of the stack) in a child; returns the
  * exit code: 0, or 1 after printing the traceback prefixed with the name.
  * It runs on a new Lua thread so that a forked child's traceback shows its
- * own calls, not the parent's stack it was copied from. */
+ * own calls, not the parent's stack it was copied from; SIGINT stops it
+ * (stop_on_sigint). */
 static int run_bootstrap(lua_State *L) {
   int obj = lua_gettop(L);
   lua_State *T = lua_newthread(L);
+  stop_on_sigint(T);
   lua_pushcfunction(T, traceback);
   lua_getfield(T, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
   lua_pushvalue(L, obj);
@@ -168,10 +203,10 @@ static void push_proc(lua_State *L, cr_proc_t *p) {
 
 /* _start(obj, method, daemon, name) -> ProcHandle */
 static int l_start(lua_State *L) {
-  luaL_checkany(L, 1);
-  const char *method = luaL_checkstring(L, 2);
+  crL_checkany(L, 1);
+  const char *method = crL_checkstring(L, 2);
   int daemon = lua_toboolean(L, 3);
-  const char *name = luaL_optstring(L, 4, "Process");
+  const char *name = crL_optstring(L, 4, "Process");
   cr_engine_t *e = crL_engine(L);
   cr_proc_options_t o;
   memset(&o, 0, sizeof o);
@@ -213,7 +248,7 @@ static int l_start(lua_State *L) {
 }
 
 static int l_set_bootstrap(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
+  crL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, BOOTSTRAP_KEY);
   return 0;
@@ -255,7 +290,7 @@ static int p_alive(lua_State *L) {
 
 static int p_signal(lua_State *L) {
   lproc_t *lp = check_proc(L);
-  int sig = (int)luaL_checkinteger(L, 2);
+  int sig = (int)crL_checkinteger(L, 2);
   int rc = cr_proc_signal(lp->p, sig);
   if (rc == CR_ESTATE) return crL_error(L, "StateError", "can only signal a child process");
   if (rc < 0) return crL_error_code(L, rc, "signal");
@@ -268,14 +303,14 @@ static int p_mine(lua_State *L) {
 }
 
 static int p_release(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (lp->p) cr_proc_release(lp->p);
   lp->p = NULL;
   return 0;
 }
 
 static int p_tostring(lua_State *L) {
-  lproc_t *lp = luaL_checkudata(L, 1, PROC_MT);
+  lproc_t *lp = crL_checkudata(L, 1, PROC_MT);
   if (lp->p) lua_pushfstring(L, "ProcHandle (pid %d)", cr_proc_pid(lp->p));
   else lua_pushliteral(L, "ProcHandle (closed)");
   return 1;

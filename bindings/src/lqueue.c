@@ -51,7 +51,7 @@ static crL_handle_t *check_queue(lua_State *L) { return crL_checkhandle(L, 1, CR
 
 static crL_handle_t *check_joinable(lua_State *L) {
   crL_handle_t *h = check_queue(L);
-  if (!(cr_queue_flags(arena(L), h->off) & CR_QUEUE_JOINABLE)) luaL_typeerror(L, 1, "JoinableQueue");
+  if (!(cr_queue_flags(arena(L), h->off) & CR_QUEUE_JOINABLE)) crL_selferror(L, "JoinableQueue");
   return h;
 }
 
@@ -87,7 +87,7 @@ static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
 #define DIRECT_STRING 4096
 
 static int do_put(lua_State *L, crL_handle_t *u, double t, int nowait) {
-  luaL_checkany(L, 2);
+  crL_checkany(L, 2);
   size_t len;
   const char *p;
   int rc;

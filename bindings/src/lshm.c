@@ -69,7 +69,7 @@ static lshm_t *toshm(lua_State *L, int arg) {
 static lshm_t *check(lua_State *L, int arg) {
   lshm_t *u = toshm(L, arg);
   if (!u) {
-    luaL_typeerror(L, arg, "Value or Array");
+    crL_objecterror(L, arg, "Value or Array");
     return NULL;
   }
   if (!u->h.off) crL_error_closed(L, crL_handle_name(L, arg));
@@ -165,6 +165,8 @@ static cr_off_t opt_lock(lua_State *L, int arg, int raw, const char *what, int *
   if (!raw && !lua_isnoneornil(L, arg)) {
     if (!lua_istable(L, arg))
       crL_error(L, "ValueError", "%s: options must be a table {lock=...}, got %s", what, luaL_typename(L, arg));
+    static const char *const names[] = {"lock", NULL};
+    crL_checkopts(L, arg, names);
     lua_getfield(L, arg, "lock");
     if (lua_isboolean(L, -1)) {
       want = lua_toboolean(L, -1);
@@ -238,6 +240,14 @@ static int l_array(lua_State *L) { return new_shm(L, CR_OBJ_ARRAY, 0); }
 static int l_rawarray(lua_State *L) { return new_shm(L, CR_OBJ_ARRAY, 1); }
 
 /* ---- methods ------------------------------------------------------------------------ */
+
+/* close(): releases the Value or Array, open or not. */
+static int m_close(lua_State *L) {
+  lshm_t *u = toshm(L, 1);
+  if (!u) return crL_selferror(L, "Value or Array");
+  crL_handle_release(L, &u->h);
+  return 0;
+}
 
 static int m_get_lock(lua_State *L) {
   lshm_t *u = check(L, 1);
@@ -438,8 +448,8 @@ static int a_len(lua_State *L) {
 
 void crL_open_shm(lua_State *L) {
   static const luaL_Reg value_m[] = {{"get_lock", m_get_lock}, {"add", m_add}, {"compare_and_set", m_cas},
-                                     {"close", crL_handle_gc},       {NULL, NULL}};
-  static const luaL_Reg array_m[] = {{"get_lock", m_get_lock}, {"totable", m_totable}, {"close", crL_handle_gc}, {NULL, NULL}};
+                                     {"close", m_close},       {NULL, NULL}};
+  static const luaL_Reg array_m[] = {{"get_lock", m_get_lock}, {"totable", m_totable}, {"close", m_close}, {NULL, NULL}};
   crL_handle_class(CR_OBJ_VALUE, &value_class);
   crL_handle_class(CR_OBJ_ARRAY, &array_class);
   static const luaL_Reg vmeta[] = {{"__tostring", m_tostring}, {NULL, NULL}};

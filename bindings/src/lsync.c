@@ -182,7 +182,7 @@ static int l_rlock(lua_State *L) {
 /* guard([t]) -> a to-be-closed value whose closing releases the object.
  * Acquires first (waiting forever, or t seconds: a Timeout error then). */
 static int g_guard(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TUSERDATA);
+  crL_checkself(L);
   int n = lua_gettop(L);
   lua_getfield(L, 1, "acquire");
   lua_pushvalue(L, 1);
@@ -216,8 +216,8 @@ static int guard_tostring(lua_State *L) {
 /* with(fn, ...) -> fn's results: acquires, calls fn(...), releases (also
  * when fn raises, and then re-raises). */
 static int g_with(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TUSERDATA);
-  luaL_checkany(L, 2);
+  crL_checkself(L);
+  crL_checkcallable(L, 2);
   int n = lua_gettop(L);
   lua_getfield(L, 1, "acquire");
   lua_pushvalue(L, 1);
@@ -386,7 +386,7 @@ static int cond_wait(lua_State *L) {
  * seconds have passed (pred is called with the lock held). */
 static int cond_wait_for(lua_State *L) {
   lsync_t *u = check(L, CR_OBJ_CONDITION);
-  luaL_checkany(L, 2);
+  crL_checkcallable(L, 2);
   double t = crL_opttimeout(L, 3);
   double deadline = t >= 0 ? cr_now() + t : -1;
   lua_settop(L, 2);
@@ -623,7 +623,7 @@ static int bar_index(lua_State *L) {
 static void new_type(lua_State *L, cr_obj_kind_t kind, const char *mt, const crL_handle_class_t *cls,
                      const luaL_Reg *methods, lua_CFunction index_fn) {
   static const luaL_Reg meta[] = {{"__tostring", h_tostring}, {NULL, NULL}};
-  static const luaL_Reg close[] = {{"close", crL_handle_gc}, {NULL, NULL}};
+  static const luaL_Reg close[] = {{"close", crL_handle_close}, {NULL, NULL}};
   crL_handle_class(kind, cls);
   crL_handle_metatable(L, kind, mt, meta, methods);
   crL_handle_methods(L, mt, close);

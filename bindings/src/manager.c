@@ -182,7 +182,7 @@ mud_t *mgr_check(lua_State *L, int arg, int type) {
     lua_pop(L, 2);
   }
   if (!ok) {
-    luaL_typeerror(L, arg, type ? mgr_type_name(type) : "proxy");
+    crL_objecterror(L, arg, type ? mgr_type_name(type) : "proxy");
     return NULL;
   }
   if (!u->h.off) crL_error_closed(L, mgr_type_name(u->type));
@@ -379,9 +379,9 @@ static int mg_make(lua_State *L) {
 }
 
 static int mg_shutdown(lua_State *L) {
-  mud_t *m = lua_touserdata(L, 1);
-  if (!m || !m->h.off) return 0; /* a released handle: nothing to shut */
-  check_manager(L);
+  crL_handle_t *h = crL_tohandle(L, 1);
+  if (h && h->kind == CR_OBJ_MANAGED && !h->off) return 0; /* a released handle: nothing to shut */
+  mud_t *m = check_manager(L);
   int rc = cr_manager_shutdown(m->a, m->h.off);
   mgr_flush(L);
   if (rc < 0) return crL_error_code(L, rc, "Manager.shutdown");

@@ -78,7 +78,7 @@ static int d_newindex(lua_State *L) {
 
 static int ns_index(lua_State *L) {
   mud_t *u = mgr_check(L, 1, CR_MANAGED_NAMESPACE);
-  luaL_checktype(L, 2, LUA_TSTRING);
+  crL_checktype(L, 2, LUA_TSTRING);
   return dict_get(L, u, 2, "get");
 }
 

@@ -90,7 +90,7 @@ static int l_len(lua_State *L) { return mgr_len(L, mgr_check(L, 1, CR_MANAGED_LI
 
 static int l_append(lua_State *L) {
   mud_t *u = mgr_check(L, 1, CR_MANAGED_LIST);
-  luaL_checkany(L, 2);
+  crL_checkany(L, 2);
   size_t n;
   const char *p = crL_encode(L, 2, "value", &n);
   mgr_lock_or_drop(L, u, p, n, "append");
@@ -104,7 +104,7 @@ static int l_insert(lua_State *L) {
   lua_Integer i = lua_tointegerx(L, 2, &isint);
   if (!isint) return crL_error(L, "ValueError", "ListProxy.insert: position must be an integer, got %s",
                                luaL_typename(L, 2));
-  luaL_checkany(L, 3);
+  crL_checkany(L, 3);
   size_t n;
   const char *p = crL_encode(L, 3, "value", &n);
   mgr_lock_or_drop(L, u, p, n, "insert");
@@ -345,9 +345,9 @@ static int find_body(lua_State *L) {
 
 static int find_common(lua_State *L, int mode, const char *what) {
   mud_t *u = mgr_check(L, 1, CR_MANAGED_LIST);
-  luaL_checkany(L, 2);
+  crL_checkany(L, 2);
   lua_settop(L, 4);
-  lua_Integer from = luaL_optinteger(L, 3, 1);
+  lua_Integer from = crL_optinteger(L, 3, 1);
   needle_t nd;
   memset(&nd, 0, sizeof nd);
   int tv = lua_type(L, 2);
@@ -469,7 +469,7 @@ static int sort_body(lua_State *L) {
 static int l_sort(lua_State *L) {
   mud_t *u = mgr_check(L, 1, CR_MANAGED_LIST);
   lua_settop(L, 2);
-  if (!lua_isnil(L, 2)) luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!lua_isnil(L, 2)) crL_checktype(L, 2, LUA_TFUNCTION);
   lua_pushvalue(L, 2);
   return mgr_run_locked(L, u, 1, sort_body, 1, 0, "sort");
 }

@@ -12,7 +12,7 @@
 #include "manager_int.h"
 
 static int t_park(lua_State *L) {
-  const char *w = luaL_checkstring(L, 1);
+  const char *w = crL_checkstring(L, 1);
   cr_managed_test_park(strcmp(w, "before") == 0 ? CR_MANAGED_PARK_BEFORE
                        : strcmp(w, "after") == 0 ? CR_MANAGED_PARK_AFTER : 0);
   return 0;

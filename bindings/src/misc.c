@@ -10,8 +10,8 @@ static int l_time(lua_State *L) {
 }
 
 static int l_sleep(lua_State *L) {
-  double s = luaL_checknumber(L, 1);
-  if (!(s >= 0)) return crL_error(L, "ValueError", "bad argument #1 to 'sleep' (seconds must be >= 0)");
+  double s = crL_checknumber(L, 1);
+  if (!(s >= 0)) return crL_argerror(L, 1, "seconds must be >= 0, got %s", lua_tostring(L, 1));
   int rc = cr_sleep(s);
   if (rc < 0) return crL_error_code(L, rc, "sleep");
   return 0;
@@ -63,7 +63,7 @@ static int l_service(lua_State *L) {
 
 /* _isatty(fd) -> boolean */
 static int l_isatty(lua_State *L) {
-  lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+  lua_pushboolean(L, isatty((int)crL_checkinteger(L, 1)));
   return 1;
 }
 

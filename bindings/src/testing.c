@@ -35,7 +35,7 @@ static testobj_t *check_testobj(lua_State *L) {
 }
 
 static int t_new(lua_State *L) {
-  lua_Integer v = luaL_optinteger(L, 1, 0);
+  lua_Integer v = crL_optinteger(L, 1, 0);
   cr_off_t off;
   int rc = cr_obj_new(cr_engine_arena(crL_engine(L)), CR_OBJ_TEST, sizeof(testobj_t), &off);
   if (rc < 0) return crL_error_code(L, rc, "_testobj");
@@ -52,27 +52,27 @@ static int t_get(lua_State *L) {
 
 static int t_set(lua_State *L) {
   testobj_t *t = check_testobj(L);
-  atomic_store(&t->value, luaL_checkinteger(L, 2));
+  atomic_store(&t->value, crL_checkinteger(L, 2));
   return 0;
 }
 
 static void open_testobj(lua_State *L) {
   crL_handle_class(CR_OBJ_TEST, &testobj_class);
-  static const luaL_Reg methods[] = {{"get", t_get}, {"set", t_set}, {"close", crL_handle_gc}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"get", t_get}, {"set", t_set}, {"close", crL_handle_close}, {NULL, NULL}};
   crL_handle_metatable(L, CR_OBJ_TEST, TESTOBJ_MT, NULL, methods);
 }
 
 /* ---- the queue's park points -------------------------------------------------- */
 
 static int q_park(lua_State *L) {
-  const char *w = luaL_checkstring(L, 1);
+  const char *w = crL_checkstring(L, 1);
   cr_queue_test_park(strcmp(w, "put") == 0 ? CR_QUEUE_PARK_PUT : strcmp(w, "get") == 0 ? CR_QUEUE_PARK_GET : 0);
   return 0;
 }
 
 static int q_parked(lua_State *L) {
   crL_handle_t *h = crL_tohandle(L, 1);
-  luaL_argcheck(L, h && h->kind == CR_OBJ_QUEUE && h->off, 1, "open queue expected");
+  if (!h || h->kind != CR_OBJ_QUEUE || !h->off) crL_argerror(L, 1, "open queue expected");
   lua_pushinteger(L, cr_queue_test_parked(cr_engine_arena(crL_engine(L)), h->off));
   return 1;
 }

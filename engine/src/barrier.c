@@ -112,6 +112,7 @@ int cr_barrier_wait(cr_arena_t *a, cr_off_t off, double timeout, int *index,
     cr_intr_end();
   }
   if (atomic_load(&b->outcome[g % RING]) == ROUND_PASSED) {
+    if (why == CR_EINTR) cr_intr_pass(); /* the last party came first */
     *index = (int)idx;
     return 0;
   }

@@ -100,7 +100,10 @@ int cr_cond_wait(cr_arena_t *a, cr_off_t off, double timeout) {
       if (r == CR_ETIMEDOUT || r == CR_EINTR) {
         uint32_t st = SLOT_WAITING;
         if (atomic_compare_exchange_strong(&s->state, &st, SLOT_FREE)) rc = r;
-        else notified = 1; /* a notify won the race: it counted us */
+        else {
+          notified = 1; /* a notify won the race: it counted us */
+          if (r == CR_EINTR) cr_intr_pass();
+        }
         break;
       }
     }

@@ -222,11 +222,12 @@ int cr_sleep(double seconds) {
     deadline.tv_nsec -= 1000000000L;
   }
   int rc = 0;
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) == EINTR) {
+  for (;;) {
     if (cr_intr_pending()) {
       rc = CR_EINTR;
       break;
     }
+    if (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &deadline, NULL) != EINTR) break;
   }
   cr_intr_end();
   return rc;
@@ -234,7 +235,17 @@ int cr_sleep(double seconds) {
 
 /* ---- signals during waits ---------------------------------------------- */
 
+/* SIGINT inside a wait belongs to the wait: the handler only sets the flag
+ * and wakes the loop, and the wait returns CR_EINTR, which the caller
+ * reports (the bindings raise Interrupted). The handler that was there
+ * before is not called: a host's own reaction (lua.c's hook raising
+ * "interrupted!") would fire a second time once the caller had handled the
+ * first, and cleanup code catching Interrupted would never run. A SIGINT
+ * that the wait did not act on (it came as the wait ended for another
+ * reason) is passed on, once the previous handler is back, by
+ * cr_intr_end. */
 static volatile sig_atomic_t intr_flag;
+static volatile sig_atomic_t intr_seen; /* a wait saw the flag: it returns CR_EINTR */
 static int intr_depth;
 static struct sigaction intr_prev, chld_prev;
 
@@ -247,9 +258,11 @@ static void chain(const struct sigaction *prev, int sig, siginfo_t *si, void *uc
 }
 
 static void intr_handler(int sig, siginfo_t *si, void *uc) {
+  (void)sig;
+  (void)si;
+  (void)uc;
   intr_flag = 1;
   if (default_engine && default_engine->pid == getpid()) uv_async_send(&default_engine->wake);
-  chain(&intr_prev, sig, si, uc);
 }
 
 static void chld_handler(int sig, siginfo_t *si, void *uc) { chain(&chld_prev, sig, si, uc); }
@@ -269,15 +282,19 @@ static int take_signal(int sig, void (*h)(int, siginfo_t *, void *), struct siga
   return 1;
 }
 
-static void give_signal(int sig, void (*h)(int, siginfo_t *, void *), const struct sigaction *prev) {
+/* Puts prev back for sig if h is still there; whether it was. */
+static int give_signal(int sig, void (*h)(int, siginfo_t *, void *), const struct sigaction *prev) {
   struct sigaction cur;
   sigaction(sig, NULL, &cur);
-  if ((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == h) sigaction(sig, prev, NULL);
+  if (!((cur.sa_flags & SA_SIGINFO) && cur.sa_sigaction == h)) return 0;
+  sigaction(sig, prev, NULL);
+  return 1;
 }
 
 void cr_intr_begin(void) {
   if (intr_depth++ > 0) return;
   intr_flag = 0;
+  intr_seen = 0;
   take_signal(SIGINT, intr_handler, &intr_prev);
   /* SIGCHLD only matters where libuv (or a host) handles it; with the
    * default action the signal is discarded and would never interrupt. */
@@ -289,12 +306,31 @@ void cr_intr_begin(void) {
 
 void cr_intr_end(void) {
   if (--intr_depth > 0) return;
-  give_signal(SIGINT, intr_handler, &intr_prev);
+  int ours = give_signal(SIGINT, intr_handler, &intr_prev);
   give_signal(SIGCHLD, chld_handler, &chld_prev);
+  if (ours && intr_flag && !intr_seen) { /* not acted on: it is the previous handler's */
+    intr_flag = 0;
+    raise(SIGINT);
+  }
 }
 
-int cr_intr_pending(void) { return intr_flag != 0; }
+int cr_intr_pending(void) {
+  if (!intr_flag) return 0;
+  intr_seen = 1;
+  return 1;
+}
+
 void cr_intr_clear(void) { intr_flag = 0; }
+
+void cr_intr_pass(void) {
+  if (!intr_flag) return;
+  if (intr_depth > 0) {
+    intr_seen = 0; /* cr_intr_end passes it on */
+    return;
+  }
+  intr_flag = 0;
+  raise(SIGINT); /* the previous handler is back */
+}
 
 /* A child forked inside a wait (a pool replacing a worker from a loop
  * callback) starts with no wait in progress. */
@@ -304,6 +340,7 @@ static void intr_after_fork(void) {
   give_signal(SIGCHLD, chld_handler, &chld_prev);
   intr_depth = 0;
   intr_flag = 0;
+  intr_seen = 0;
 }
 
 void cr_engine_service(cr_engine_t *e) {

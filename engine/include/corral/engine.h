@@ -53,19 +53,29 @@ int cr_sleep(double seconds);
 /* ---- signals during blocking waits ---------------------------------------
  * A blocking wait brackets itself with cr_intr_begin/end. In between:
  * - SIGINT sets a flag (and wakes the engine's loop) instead of its usual
- *   action; the handler that was there before is also called, so a host's
- *   own handling still happens.
+ *   action, and the wait gives up with CR_EINTR: the signal is the wait's,
+ *   the handler that was there before is not called (the caller reports
+ *   CR_EINTR; a host's own reaction on top would fire a second time). A
+ *   SIGINT that the wait did not act on (it arrived as the wait ended for
+ *   another reason) is raised again by the outermost cr_intr_end, once the
+ *   previous handler is back. Outside waits SIGINT is untouched.
  * - SIGCHLD interrupts the wait too (its usual handler still runs), so a
  *   waiter can notice a child's death while it waits.
  * Waits that block in the kernel (futex) get EINTR then: they return
  * CR_EINTR if cr_intr_pending(), else check their condition (a dead peer's
  * slot, say) and wait again; the caller's next engine wait reaps the child.
  * Nestable; the outermost begin clears the flag, and the code that reports
- * CR_EINTR clears it too (the bindings do, when they raise). */
+ * CR_EINTR clears it too (the bindings do, when they raise). A wait that
+ * sees cr_intr_pending() true must return CR_EINTR (that is how
+ * cr_intr_end knows the signal was acted on), or else call cr_intr_pass:
+ * a wait that completes anyway (a notify or a barrier's last party won
+ * the race) passes the signal on to the previous handler, at the
+ * outermost cr_intr_end, or at once when called after it. */
 void cr_intr_begin(void);
 void cr_intr_end(void);
 int cr_intr_pending(void);
 void cr_intr_clear(void);
+void cr_intr_pass(void);
 
 /* Handles events that are ready (child exits, ...) without blocking. */
 void cr_engine_service(cr_engine_t *e);
