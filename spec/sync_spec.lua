@@ -202,6 +202,59 @@ describe("sync (" .. H.method .. ")", function()
       sem:release()
       raises("ValueError", sem.release, sem) -- given back once only
     end)
+
+    -- Three holders loop over two slots (blocking, timed and non-blocking
+    -- acquires, one or two slots at once) and are killed, round after
+    -- round: the moment a slot is first seen taken, at a random instant, or
+    -- at once; together or one by one (the survivors then give back the
+    -- slots of the dead, and may die doing it). Each round, every slot
+    -- comes back to acquires that wait for it (generously: about a second
+    -- is the promise), and none comes back twice (the semaphore is not
+    -- bounded: a slot given back twice would be one more). The seed is
+    -- printed; CORRAL_SEED=N replays it.
+    it("gives back every slot of holders killed at random points", function()
+      local seed = tonumber(os.getenv("CORRAL_SEED")) or mp.getpid()
+      io.stderr:write(("\nsemaphore holders killed at random: seed %d\n"):format(seed))
+      math.randomseed(seed)
+      local sem = mp.Semaphore(2)
+      local function holder(s, k)
+        local i = k
+        while true do
+          i = i + 1
+          if s:acquire(i % 3 == 0 and nil or i % 3 == 1 and 0.001 or 0) then
+            if i % 4 == 0 and s:acquire(false) then s:release() end
+            s:release()
+          end
+        end
+      end
+      local function busy(seconds)
+        local t = mp.time() + seconds
+        while mp.time() < t do end
+      end
+      local stop, rounds = mp.time() + 4, 0
+      while rounds < 40 and mp.time() < stop do
+        rounds = rounds + 1
+        local procs = {}
+        for k = 1, 3 do procs[k] = start(holder, sem, k) end
+        local point = math.random(3)
+        if point == 1 then
+          local t = mp.time() + 5
+          while sem:get_value() == 2 and mp.time() < t do end
+        elseif point == 2 then
+          busy(math.random() * 0.02)
+        end
+        for _, p in ipairs(procs) do
+          p:kill()
+          if math.random(2) == 1 then busy(math.random() * 0.002) end
+        end
+        for _, p in ipairs(procs) do assert.is_true(p:join(30)) end
+        assert.is_true(sem:acquire(10), "round " .. rounds .. ": a slot did not come back")
+        assert.is_true(sem:acquire(10), "round " .. rounds .. ": a slot did not come back")
+        assert.is_false(sem:acquire(false), "round " .. rounds .. ": a slot came back twice")
+        sem:release(); sem:release()
+      end
+      assert.is_true(rounds >= 5)
+    end)
   end)
 
   describe("Event", function()

@@ -1,13 +1,17 @@
 #!/bin/bash
 # Builds corral and runs every test: the C unit tests (ctest), the busted
-# specs under both start methods (fork, spawn), and a bounded fuzz run of
-# the value decoder. Each stage says "== <stage>" as it starts. Ends with
-# one line "N passed, N failed", and exits non-zero when anything failed.
+# specs under both start methods (fork, spawn), the chaos run (random
+# SIGKILLs while work flows, tools/chaos.lua) under both, and a bounded
+# fuzz run of the value decoder. Each stage says "== <stage>" as it starts.
+# Ends with one line "N passed, N failed", and exits non-zero when anything
+# failed.
 #   tools/test.sh            everything
 #   SANITIZE=1 tools/test.sh the same, built with ASan and UBSan
 #   tools/test.sh SPEC...    busted runs only these spec files or directories
-#   STAGES="ctest busted fuzz" (the default) names the stages to run; the
-#                            build always runs, a stage left out says so
+#   STAGES="ctest busted chaos fuzz" (the default) names the stages to run;
+#                            the build always runs, a stage left out says so
+#   CHAOS_SECONDS=60 (the default) bounds each chaos run's time of kills;
+#                            CHAOS_SEED=N replays its choices
 #
 # A stage's count comes from what the tool itself declares, not only from
 # the lines that say "ok": a stage whose tool exits non-zero without naming
@@ -24,7 +28,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   opts="-DCORRAL_SANITIZE=ON"
 fi
 
-STAGES=${STAGES:-ctest busted fuzz}
+STAGES=${STAGES:-ctest busted chaos fuzz}
 SPECS=("$@")
 [ ${#SPECS[@]} -eq 0 ] && SPECS=(spec)
 
@@ -92,10 +96,12 @@ run_ctest() {
   check_account ctest "$log" "$p" "$f" "$total" "summary (... out of N)" "$rc"
 }
 
-# Runs the busted specs with start method $1 and ends the stage.
+# Runs busted on files or directories $3... with start method $1, its
+# output in file $LOG/$2, and ends the stage.
 run_busted() {
-  local method=$1 log=$LOG/busted-$1
-  CORRAL_START_METHOD=$method LD_PRELOAD=$preload busted -o TAP "${SPECS[@]}" >"$log" 2>&1
+  local method=$1 log=$LOG/$2
+  shift 2
+  CORRAL_START_METHOD=$method LD_PRELOAD=$preload busted -o TAP "$@" >"$log" 2>&1
   local rc=$?
   local p f skipped plan
   p=$(grep -cE "^ok [0-9]+" "$log")
@@ -131,7 +137,16 @@ fi
 if wanted busted; then
   for method in fork spawn; do
     begin "busted ($method)"
-    run_busted "$method"
+    run_busted "$method" "busted-$method" "${SPECS[@]}"
+  done
+fi
+
+# --- the chaos run, once per start method (its seed and counts are shown)
+if wanted chaos; then
+  for method in fork spawn; do
+    begin "chaos ($method)"
+    run_busted "$method" "chaos-$method" tools/chaos.lua
+    grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'
   done
 fi
 

@@ -218,6 +218,72 @@ void test_sync_sem_holder_dies(void) {
   cr_arena_close(a);
 }
 
+/* Busy-waits for about `us` microseconds (no sleep: the kill must land
+ * while the children run). */
+static void spin_for(double us) {
+  double end = cr_now() + us * 1e-6;
+  while (cr_now() < end) {
+  }
+}
+
+/* Holders SIGKILLed at random points of their acquire/release loops, round
+ * after round on the same semaphore: once they are reaped, every slot can
+ * be taken again at once (a failed non-blocking acquire looks for dead
+ * holders), and no slot comes back twice (the semaphore is unbounded, so a
+ * slot given back twice would show as one more). A kill point is the
+ * moment the first slot is seen taken, a random instant of the loops, or
+ * the start; the children are killed together or one by one. The seed is printed, and read from CORRAL_SEED if set. */
+void test_sync_sem_killed_anywhere(void) {
+  cr_arena_t *a = arena();
+  cr_off_t s;
+  CHECK_OK(cr_sem_new(a, 2, 0, &s));
+  const char *env = getenv("CORRAL_SEED");
+  unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)getpid();
+  fprintf(stderr, "seed %u (CORRAL_SEED=%u replays it)\n", seed, seed);
+  srand(seed);
+  double end = cr_now() + 4;
+  int rounds = 0;
+  for (; rounds < 400 && cr_now() < end; rounds++) {
+    pid_t pids[3];
+    for (int k = 0; k < 3; k++) {
+      pids[k] = fork();
+      if (pids[k] == 0) {
+        /* each child its own mix: blocking, timed, non-blocking, one or
+         * two slots held at once */
+        for (unsigned i = 0;; i++) {
+          double t = (i + (unsigned)k) % 3 == 0 ? -1 : (i % 3 == 1 ? 0.001 : 0);
+          if (cr_sem_acquire(a, s, t) != 0) continue;
+          int two = (i + (unsigned)k) % 4 == 0 && cr_sem_acquire(a, s, 0) == 0;
+          if (two) cr_sem_release(a, s);
+          cr_sem_release(a, s);
+        }
+      }
+    }
+    switch (rand() % 3) {
+      case 0: /* the moment a slot is first taken */
+        while (cr_sem_value(a, s) == 2) {
+        }
+        break;
+      case 1: spin_for(rand() % 3000); break;
+      default: break; /* at once */
+    }
+    /* one by one at times, so that survivors reclaim (and die reclaiming) */
+    for (int k = 0; k < 3; k++) {
+      kill(pids[k], SIGKILL);
+      if (rand() % 2) spin_for(rand() % 2000);
+    }
+    for (int k = 0; k < 3; k++) CHECK_EQ(reap(pids[k]), 100 + SIGKILL);
+    int got = 0;
+    while (got < 3 && cr_sem_acquire(a, s, 0) == 0) got++;
+    if (got != 2) fprintf(stderr, "round %d: %d slots came back, not 2\n", rounds, got);
+    CHECK_EQ(got, 2);
+    for (int k = 0; k < got; k++) CHECK_OK(cr_sem_release(a, s));
+  }
+  fprintf(stderr, "%d rounds\n", rounds);
+  CHECK(rounds >= 20);
+  cr_arena_close(a);
+}
+
 void test_sync_event(void) {
   cr_arena_t *a = arena();
   cr_off_t e = event(a), go = event(a);

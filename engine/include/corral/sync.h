@@ -41,15 +41,27 @@
  *   takes one back off. A release by a process that holds no slot (a
  *   semaphore used as a signal) just adds one. Dead holders are found only
  *   when someone cannot get a slot: a non-blocking acquire that fails scans
- *   the table once; a blocking acquirer sleeps on the futex in slices (50 ms,
- *   doubling up to 1 s) and scans the table when a slice ends without a
- *   wake. The slots of a holder that has ended are given back and waiters
+ *   the table once; a blocking acquirer scans it every slice of its wait
+ *   (50 ms, doubling up to 1 s while nothing is found), woken in between or
+ *   not. The slots of a holder that has ended are given back and waiters
  *   woken. So: a holder that dies is recovered within about a second, and
- *   uncontended or normally contended use never polls. Caveats, by design: a
- *   process that acquires without ever releasing (consuming a signal) gives
- *   its slot back when it ends; holds beyond the table's capacity are not
- *   tracked (they behave as in Python); a holder that dies between taking a
- *   slot and recording it (two instructions) leaks that slot.
+ *   uncontended or normally contended use never polls.
+ *   A slot moves between the free count and a holder's record in two
+ *   words that no single instruction changes together, and a process may
+ *   be killed between any two instructions (on a busy machine, most often
+ *   where it enters the kernel: reading /proc for its own identity on its
+ *   first acquire, or restoring signal handlers after a blocking wait, both
+ *   of which once lay between taking a slot and recording it). So each
+ *   move is announced in the mover's entry first, made by one
+ *   compare-and-swap that also tags the semaphore's word with the entry,
+ *   and only then recorded; whoever overwrites the tag first completes the
+ *   record, and whoever reclaims a dead process's entry completes or drops
+ *   its announced move by whether the word still carries its tag (sem.c
+ *   says how). No kill, of a holder, a waiter or a process giving back the
+ *   slots of the dead, loses a slot or gives one back twice. Caveats, by
+ *   design: a process that acquires without ever releasing (consuming a
+ *   signal) gives its slot back when it ends; holds beyond the table's
+ *   capacity are not tracked (they behave as in Python).
  *
  * - Event: no owner, nothing to recover.
  *
