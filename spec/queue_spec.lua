@@ -303,6 +303,94 @@ describe("Queue (" .. H.method .. ")", function()
     assert.are.equal("next", q:get(10))
   end)
 
+  it("frees the slot of a producer killed in a put without waiting for a reader", function()
+    -- the only slot of a Queue(1): no reader ever comes
+    local q = mp.Queue(1)
+    local p = start(function(q)
+      testing.queue_park("put")
+      q:put("torn")
+    end, q)
+    assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
+    p:kill()
+    assert.is_true(p:join(10))
+    assert.are.equal(0, q:qsize())
+    assert.is_false(q:full())
+    assert.is_true(q:empty())
+    assert.is_true(q:put("whole", 0))
+    assert.are.equal("whole", q:get(0))
+    -- a producer-only program keeps the whole bound, in order
+    q = mp.JoinableQueue(3)
+    p = start(function(q)
+      testing.queue_park("put")
+      q:put("torn")
+    end, q)
+    assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
+    p:kill()
+    assert.is_true(p:join(10))
+    for i = 1, 3 do assert.is_true(q:put(i, 0)) end
+    assert.are.equal(3, q:qsize())
+    assert.is_true(q:full())
+    local ok, why = q:put(4, 0)
+    assert.is_false(ok); assert.are.equal("full", why)
+    for i = 1, 3 do
+      assert.are.equal(i, q:get(0))
+      q:task_done()
+    end
+    assert.is_true(q:join(0)) -- the torn put is not owed a task_done
+  end)
+
+  it("delivers the item of a consumer killed in a get before the items after it", function()
+    for _, maxsize in ipairs { 0, 4 } do
+      local q = mp.Queue(maxsize)
+      local items = { ("first"):rep(100), 2, "three", { 4 } }
+      for _, v in ipairs(items) do q:put(v) end
+      local p = start(function(q)
+        testing.queue_park("get")
+        q:get()
+      end, q)
+      assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
+      p:kill()
+      assert.is_true(p:join(10))
+      assert.are.equal(4, q:qsize()) -- the item it held is still in the queue
+      assert.are.equal(maxsize > 0, q:full())
+      assert.are.same(items[1], q:get(0))
+      assert.is_true(q:put("five", 0))
+      items[5] = "five"
+      for i = 2, 5 do assert.are.same(items[i], q:get(0)) end
+      assert.is_true(q:empty())
+    end
+  end)
+
+  it("keeps each producer's order when a consumer is killed among others", function()
+    -- a consumer parked holding the oldest item, others taking the rest:
+    -- once it is killed, its item comes before anything put afterwards
+    local q, out = mp.Queue(), mp.Queue()
+    q:put(0)
+    local parked = start(function(q)
+      testing.queue_park("get")
+      q:get()
+    end, q)
+    assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
+    local reader = start(function(q, out)
+      local got = {}
+      for v in q:iter() do got[#got + 1] = v end
+      out:put(got)
+    end, q, out)
+    for i = 1, 50 do q:put(i) end
+    local drained = H.wait_until(function() return q:qsize() == 0 end, 10) -- but the parked item
+    parked:kill()
+    assert.is_true(parked:join(10))
+    for i = 51, 100 do q:put(i) end
+    q:close()
+    local got = out:get(30)
+    join_ok(reader)
+    assert.is_true(drained, "the reader did not take 1..50")
+    assert.are.equal(101, #got)
+    assert.are.equal(0, got[51]) -- after 1..50, which went by while it was alive
+    for i = 1, 50 do assert.are.equal(i, got[i]) end
+    for i = 51, 100 do assert.are.equal(i, got[i + 1]) end
+  end)
+
   it("rejects bad input", function()
     assert.are.equal("ValueError", (kind_of(mp.Queue, -1)))
     assert.are.equal("ValueError", (kind_of(mp.Queue, "x")))

@@ -314,15 +314,16 @@ void test_queue_put_blocks_for_room(void) {
 typedef struct {
   cr_arena_t *a;
   cr_off_t q;
+  uint32_t was; /* the queue's parked count before this child */
 } parked_t;
 
 static int is_parked(void *arg) {
   parked_t *p = arg;
-  return cr_queue_test_parked(p->a, p->q) > 0;
+  return cr_queue_test_parked(p->a, p->q) > p->was;
 }
 
 static void kill_parked(cr_arena_t *a, cr_off_t q, pid_t pid) {
-  parked_t p = {a, q};
+  parked_t p = {a, q, 0};
   CHECK(wait_for(is_parked, &p));
   kill(pid, SIGKILL);
   int st;
@@ -384,6 +385,101 @@ void test_queue_killed_consumer(void) {
   put_str(a, q, "next");
   CHECK_OK(get_str(a, q, 5, &s));
   CHECK(strcmp(s.buf, "next") == 0);
+  cr_queue_release(a, q);
+  cr_arena_close(a);
+}
+
+/* Kills a child once the queue's parked count passes `was`, and waits
+ * until it has ended, leaving it a zombie: nobody reaps it (reap_zombie
+ * does, after the test). */
+static void kill_parked_unreaped(cr_arena_t *a, cr_off_t q, uint32_t was, pid_t pid) {
+  parked_t p = {a, q, was};
+  CHECK(wait_for(is_parked, &p));
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+}
+
+static void reap_zombie(pid_t pid) {
+  int st;
+  waitpid(pid, &st, 0);
+  CHECK(WIFSIGNALED(st));
+}
+
+/* A producer killed in a put, no reader: put and size free its slot. */
+void test_queue_killed_producer_no_reader(void) {
+  cr_arena_t *a = arena();
+  for (int maxsize = 1; maxsize <= 3; maxsize += 2) {
+    cr_off_t q;
+    CHECK_OK(cr_queue_new(a, maxsize, CR_QUEUE_JOINABLE, &q));
+    pid_t pid = fork_child();
+    if (pid == 0) {
+      cr_queue_test_park(CR_QUEUE_PARK_PUT);
+      cr_queue_put(a, q, "torn", 4, 5);
+      _exit(0);
+    }
+    kill_parked_unreaped(a, q, 0, pid);
+    if (maxsize == 1) CHECK_EQ(cr_queue_size(a, q), 0);
+    for (int i = 0; i < maxsize; i++) CHECK_OK(cr_queue_put(a, q, "whole", 5, 0));
+    CHECK_EQ(cr_queue_put(a, q, "one too many", 12, 0), CR_EFULL);
+    CHECK_EQ(cr_queue_size(a, q), maxsize);
+    CHECK_EQ(cr_queue_unfinished(a, q), maxsize);
+    sink_t s;
+    for (int i = 0; i < maxsize; i++) {
+      CHECK_OK(get_str(a, q, 0, &s));
+      CHECK(s.len == 5 && memcmp(s.buf, "whole", 5) == 0);
+    }
+    CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY);
+    reap_zombie(pid);
+    cr_queue_release(a, q);
+  }
+  cr_arena_close(a);
+}
+
+/* A consumer killed in a get: once its reaper reports it, its message
+ * comes first; before, a get that waits a slice finds it. */
+void test_queue_killed_consumer_order(void) {
+  cr_arena_t *a = arena();
+  cr_off_t q;
+  CHECK_OK(cr_queue_new(a, 0, 0, &q));
+  char big[300];
+  memset(big, '1', sizeof big); /* in a block of its own */
+  CHECK_OK(cr_queue_put(a, q, big, sizeof big, 0));
+  put_str(a, q, "2");
+  put_str(a, q, "3");
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    cr_queue_test_park(CR_QUEUE_PARK_GET);
+    cr_queue_get(a, q, NULL, NULL, 5);
+    _exit(0);
+  }
+  kill_parked(a, q, pid);
+  cr_queue_forget(a, q, pid); /* as its reaper does */
+  CHECK_EQ(cr_queue_size(a, q), 3);
+  put_str(a, q, "4");
+  sink_t s;
+  CHECK_OK(get_str(a, q, 0, &s));
+  CHECK(s.len == sizeof big && memcmp(s.buf, big, 200) == 0);
+  for (char c = '2'; c <= '4'; c++) {
+    CHECK_OK(get_str(a, q, 0, &s));
+    CHECK(s.len == 1 && s.buf[0] == c);
+  }
+  CHECK_EQ(cr_queue_size(a, q), 0);
+  CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY);
+  /* Nobody reaps it: a get that finds the queue empty for a wait slice
+   * takes the message over all the same. */
+  put_str(a, q, "5");
+  pid = fork_child();
+  if (pid == 0) {
+    cr_queue_test_park(CR_QUEUE_PARK_GET);
+    cr_queue_get(a, q, NULL, NULL, 5);
+    _exit(0);
+  }
+  kill_parked_unreaped(a, q, 1, pid);
+  CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY); /* not known yet */
+  CHECK_OK(get_str(a, q, 5, &s));
+  CHECK(s.len == 1 && s.buf[0] == '5');
+  reap_zombie(pid);
   cr_queue_release(a, q);
   cr_arena_close(a);
 }

@@ -30,16 +30,26 @@
  * fresh pages.
  *
  * Killed processes (SIGKILL at any instruction):
- *  - a producer dead after its claim leaves (2p,pid): the consumer that
- *    reaches ticket p finds the slot held, and before it sleeps checks
- *    whether that pid still runs (kill(pid,0), and /proc/PID/stat so that a
- *    zombie counts as gone); if not, it takes the claim over, skips the
- *    slot to (2(p+nslots),0) and moves on. The half-written message is
- *    never seen.
+ *  - a producer dead after its claim leaves (2p,pid). Whoever finds such a
+ *    slot at tail (a consumer about to sleep, a put that finds the ring
+ *    full, qsize) checks whether that pid still runs (kill(pid,0), and
+ *    /proc/PID/stat so that a zombie counts as gone); if not, it takes the
+ *    claim over and frees the slot for the next lap, (2(p+nslots),0),
+ *    moving tail past it: the half-written message is never seen, and no
+ *    reader need come for the room to open. A dead claim behind published
+ *    messages is reached, and freed, as they are taken.
  *  - a consumer dead after its claim leaves (2p+1,pid|R) with the message
- *    intact (a reader frees its slot before it frees the block): a consumer
- *    that has slept a full wait slice (0.2 s) without news scans the ring,
- *    takes such slots over with a CAS and delivers them. Nothing is lost.
+ *    intact (a reader frees its slot before it frees the block). The
+ *    process that reaps it (corral/refs.h) calls cr_queue_forget for each
+ *    queue in its ledger, which marks such slots orphans, (2p+1,R), and
+ *    moves a counter on the consumers' line; a get that finds the counter
+ *    moved takes the oldest orphan over with a CAS and delivers it before
+ *    the message at tail: it keeps its place in the order. So a get pays
+ *    nothing for this but one load of a line it reads anyway. Before the
+ *    reaper runs, a consumer that has slept a full wait slice (0.2 s), or
+ *    is about to report the end, finds such slots itself (kill(pid,0) and
+ *    /proc/PID/stat, a zombie counting as gone) and marks them. Nothing is
+ *    lost.
  *  - wake-ups cannot be lost to a dead sleeper: waking is "bump the event
  *    word and wake every sleeper", done only when a sleeper flagged the
  *    word (so no system call while nobody sleeps); a dead sleeper simply
@@ -122,8 +132,9 @@ int cr_queue_release(cr_arena_t *a, cr_off_t q);
 /* Copies `len` bytes into the queue. timeout < 0 waits forever for room,
  * 0 does not wait. Returns 0; CR_EFULL when no room came in time;
  * CR_ECLOSED once the queue is closed; CR_EINTR on SIGINT; CR_ENOMEM when
- * the arena cannot hold the message. On any failure the queue is unchanged.
- * No system call unless it has to wait or wake a sleeper. */
+ * the arena cannot hold the message. On any failure the queue is unchanged,
+ * except that slots held at tail by dead producers may have been freed.
+ * No system call unless the ring is full or it has to wake a sleeper. */
 int cr_queue_put(cr_arena_t *a, cr_off_t q, const void *data, size_t len, double timeout);
 /* The same, for a message in two pieces (head, then body) that are copied
  * into shared memory once, one after the other: a header and a large
@@ -138,7 +149,10 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t q, const void *head, size_t hlen, cons
 int cr_queue_get(cr_arena_t *a, cr_off_t q, cr_chan_sink_fn sink, void *ud, double timeout);
 
 /* Messages in the queue: exact whenever no put or get is in flight (a put
- * counts from the moment it claims a slot). */
+ * counts from the moment it claims a slot; an orphan, the message of a
+ * reader that died in a get, counts again once cr_queue_forget marked it).
+ * First frees the slots at tail of producers that died in a put, so a dead
+ * put is no longer counted unless published messages are still before it. */
 int64_t cr_queue_size(cr_arena_t *a, cr_off_t q);
 int64_t cr_queue_maxsize(cr_arena_t *a, cr_off_t q);
 unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q);
@@ -146,6 +160,11 @@ unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q);
 /* Closes the queue for every process and wakes every waiter. Idempotent. */
 void cr_queue_close(cr_arena_t *a, cr_off_t q);
 int cr_queue_is_closed(cr_arena_t *a, cr_off_t q);
+
+/* Process `pid` has ended (its reaper calls this for each queue its ledger
+ * records, corral/refs.h): the messages it held in the middle of a get
+ * become orphans, delivered first by the next get. */
+void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid);
 
 /* JoinableQueue: one task done. CR_ETOOMANY when called more often than
  * put (count unchanged), CR_EINVAL for a queue that is not joinable. */
