@@ -663,3 +663,36 @@ void test_pipe_far_process_dies(void) {
   cr_pipe_release(a, e[1]);
   cr_arena_close(a);
 }
+
+/* The only reader is killed and nobody reaps it: sends stop soon. */
+void test_pipe_writer_sees_dead_reader(void) {
+  cr_arena_t *a = arena();
+  cr_off_t e[2];
+  CHECK_OK(cr_pipe_new(a, 1, e));
+  cr_pipe_hold(a, e[1], getpid());
+  pid_t pid = fork_child(); /* the reference on e[0] is the child's */
+  if (pid == 0) {
+    cr_pipe_hold(a, e[0], getpid());
+    cr_pipe_send(a, e[0], "ready", 5);
+    for (;;) pause();
+  }
+  sink_t s = {0};
+  CHECK_OK(cr_pipe_recv(a, e[1], to_buf, &s, 10));
+  char msg[1024];
+  memset(msg, 'm', sizeof msg);
+  CHECK_OK(cr_pipe_send(a, e[1], msg, sizeof msg)); /* alive: it goes */
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* a zombie, its holds not forgotten */
+  int n = 0, rc;
+  while ((rc = cr_pipe_send(a, e[1], msg, sizeof msg)) == 0 && n < 100000) n++;
+  CHECK_EQ(rc, CR_ECLOSED);
+  CHECK(n < 2000);
+  CHECK_EQ(cr_pipe_send(a, e[1], "x", 1), CR_ECLOSED); /* and it stays closed */
+  waitpid(pid, NULL, 0);
+  cr_pipe_forget(a, e[0], pid, 1); /* as its reaper does, with the reference it held */
+  cr_pipe_release(a, e[0]);
+  CHECK_EQ(cr_pipe_send(a, e[1], "x", 1), CR_ECLOSED);
+  cr_pipe_release(a, e[1]);
+  cr_arena_close(a);
+}

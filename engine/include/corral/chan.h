@@ -91,12 +91,16 @@
  * handed to a forked child): they keep the end open. recv on an end
  * reports CR_ECLOSED once its queue is drained and the far end is gone:
  * nothing in flight, and its handle count is 0 or every process in its
- * table has ended. The counts are checked on every empty recv; the
- * processes (kill(pid,0) and
- * /proc/PID/stat: a zombie is gone) only before sleeping and after each
- * 0.1 s wait slice, so the death of the last far process is seen within
- * about 0.1 s. A pid reused by an unrelated process within that time would
- * keep the end open (not detected). */
+ * table has ended; send then gives CR_ECLOSED. The counts are checked on
+ * every empty recv and every send; the processes (kill(pid,0) and
+ * /proc/PID/stat: a zombie is gone) by recv before sleeping and after each
+ * 0.1 s wait slice, and by send each time about 4 MiB or 1024 messages
+ * were sent while messages wait, so the death of the last far process is
+ * seen by a reader within about 0.1 s and by a writer within that much
+ * data, whether or not anyone has reaped it yet. An end found gone stays
+ * gone until its holders change (a counter moves with each of them). A
+ * pid reused by an unrelated process in the meantime would keep the end
+ * open (not detected). */
 #ifndef CORRAL_CHAN_H
 #define CORRAL_CHAN_H
 
@@ -182,6 +186,9 @@ int64_t cr_queue_unfinished(cr_arena_t *a, cr_off_t q);
 #define CR_QUEUE_PARK_GET 2
 void cr_queue_test_park(int where);
 uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q);
+/* The same count for the queue that pipe end `end` receives from (0 for
+ * a write-only end). */
+uint32_t cr_pipe_test_parked(cr_arena_t *a, cr_off_t end);
 #endif
 
 /* ---- pipes ------------------------------------------------------------------- */
@@ -214,8 +221,9 @@ int cr_pipe_index(cr_arena_t *a, cr_off_t end);
 int cr_pipe_readable(cr_arena_t *a, cr_off_t end);
 int cr_pipe_writable(cr_arena_t *a, cr_off_t end);
 
-/* Sends a message to the far end; never blocks. CR_ECLOSED when every
- * handle of the far end is closed; CR_ESTATE on a read-only end. */
+/* Sends a message to the far end; never blocks. CR_ECLOSED when the far
+ * end is gone (as recv sees it, above: every handle closed, or every
+ * process holding one ended); CR_ESTATE on a read-only end. */
 int cr_pipe_send(cr_arena_t *a, cr_off_t end, const void *data, size_t len);
 /* Receives as cr_queue_get. CR_ECLOSED after draining once the far end is
  * gone; CR_ESTATE on a write-only end. */
