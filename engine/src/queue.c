@@ -283,17 +283,18 @@ static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud
   }
 }
 
-/* Marks as orphans the slots held by reader `pid` (0: by any reader that
- * no longer runs), so that the next get delivers them first. Returns how
- * many it marked. */
+/* Marks as orphans the slots held by reader `pid` (0: by any reader), if
+ * it no longer runs, so that the next get delivers them first. (A pid that
+ * runs again is another process: its slot is its own.) Returns how many
+ * it marked. */
 static int mark_orphans(queue_t *q, int pid) {
   int n = 0;
   for (uint32_t i = 0; i < q->nslots; i++) {
     slot_t *s = &slots(q)[i];
     uint64_t w = atomic_load(&s->word);
     uint32_t h = w_holder(w);
-    if (!(h & RBIT) || h == ORPHAN) continue;
-    if (pid ? h != ((uint32_t)pid | RBIT) : cr__chan_pid_alive((int)(h & ~RBIT))) continue;
+    if (!(h & RBIT) || h == ORPHAN || (pid && h != ((uint32_t)pid | RBIT))) continue;
+    if (cr__chan_pid_alive((int)(h & ~RBIT))) continue;
     if (atomic_compare_exchange_strong(&s->word, &w, word(w_seq(w), ORPHAN))) n++;
   }
   if (n) {
