@@ -322,13 +322,31 @@ static int is_parked(void *arg) {
   return cr_queue_test_parked(p->a, p->q) > p->was;
 }
 
-static void kill_parked(cr_arena_t *a, cr_off_t q, pid_t pid) {
-  parked_t p = {a, q, 0};
-  CHECK(wait_for(is_parked, &p));
-  kill(pid, SIGKILL);
+static void reap_zombie(pid_t pid) {
   int st;
   waitpid(pid, &st, 0);
   CHECK(WIFSIGNALED(st));
+}
+
+/* Forks a child whose next put (CR_QUEUE_PARK_PUT) or get
+ * (CR_QUEUE_PARK_GET) on q stops for ever in its middle, and kills it
+ * there. reap 0: waits until it has ended but leaves it a zombie, reaped by
+ * nobody (reap_zombie does, after the test). Returns its pid. */
+static pid_t kill_in(cr_arena_t *a, cr_off_t q, int where, int reap) {
+  parked_t p = {a, q, cr_queue_test_parked(a, q)};
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    cr_queue_test_park(where);
+    if (where == CR_QUEUE_PARK_PUT) cr_queue_put(a, q, "torn message", 12, 5);
+    else cr_queue_get(a, q, NULL, NULL, 5);
+    _exit(0);
+  }
+  CHECK(wait_for(is_parked, &p));
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  if (reap) reap_zombie(pid);
+  else CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+  return pid;
 }
 
 void test_queue_killed_producer(void) {
@@ -337,13 +355,7 @@ void test_queue_killed_producer(void) {
     cr_off_t q;
     CHECK_OK(cr_queue_new(a, 2, joinable ? CR_QUEUE_JOINABLE : 0, &q));
     put_str(a, q, "before");
-    pid_t pid = fork_child();
-    if (pid == 0) {
-      cr_queue_test_park(CR_QUEUE_PARK_PUT);
-      cr_queue_put(a, q, "torn message", 12, 5);
-      _exit(0);
-    }
-    kill_parked(a, q, pid);
+    kill_in(a, q, CR_QUEUE_PARK_PUT, 1);
     sink_t s;
     CHECK_OK(get_str(a, q, 5, &s));
     CHECK(strcmp(s.buf, "before") == 0);
@@ -370,13 +382,7 @@ void test_queue_killed_consumer(void) {
   char big[1000];
   memset(big, 'b', sizeof big);
   CHECK_OK(cr_queue_put(a, q, big, sizeof big, 0));
-  pid_t pid = fork_child();
-  if (pid == 0) {
-    cr_queue_test_park(CR_QUEUE_PARK_GET);
-    cr_queue_get(a, q, NULL, NULL, 5);
-    _exit(0);
-  }
-  kill_parked(a, q, pid);
+  kill_in(a, q, CR_QUEUE_PARK_GET, 1);
   /* The message the dead reader held is delivered to the next one, and
    * the full ring opens again. */
   sink_t s;
@@ -389,36 +395,13 @@ void test_queue_killed_consumer(void) {
   cr_arena_close(a);
 }
 
-/* Kills a child once the queue's parked count passes `was`, and waits
- * until it has ended, leaving it a zombie: nobody reaps it (reap_zombie
- * does, after the test). */
-static void kill_parked_unreaped(cr_arena_t *a, cr_off_t q, uint32_t was, pid_t pid) {
-  parked_t p = {a, q, was};
-  CHECK(wait_for(is_parked, &p));
-  kill(pid, SIGKILL);
-  siginfo_t si;
-  CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
-}
-
-static void reap_zombie(pid_t pid) {
-  int st;
-  waitpid(pid, &st, 0);
-  CHECK(WIFSIGNALED(st));
-}
-
 /* A producer killed in a put, no reader: put and size free its slot. */
 void test_queue_killed_producer_no_reader(void) {
   cr_arena_t *a = arena();
   for (int maxsize = 1; maxsize <= 3; maxsize += 2) {
     cr_off_t q;
     CHECK_OK(cr_queue_new(a, maxsize, CR_QUEUE_JOINABLE, &q));
-    pid_t pid = fork_child();
-    if (pid == 0) {
-      cr_queue_test_park(CR_QUEUE_PARK_PUT);
-      cr_queue_put(a, q, "torn", 4, 5);
-      _exit(0);
-    }
-    kill_parked_unreaped(a, q, 0, pid);
+    pid_t pid = kill_in(a, q, CR_QUEUE_PARK_PUT, 0);
     if (maxsize == 1) CHECK_EQ(cr_queue_size(a, q), 0);
     for (int i = 0; i < maxsize; i++) CHECK_OK(cr_queue_put(a, q, "whole", 5, 0));
     CHECK_EQ(cr_queue_put(a, q, "one too many", 12, 0), CR_EFULL);
@@ -447,13 +430,7 @@ void test_queue_killed_consumer_order(void) {
   CHECK_OK(cr_queue_put(a, q, big, sizeof big, 0));
   put_str(a, q, "2");
   put_str(a, q, "3");
-  pid_t pid = fork_child();
-  if (pid == 0) {
-    cr_queue_test_park(CR_QUEUE_PARK_GET);
-    cr_queue_get(a, q, NULL, NULL, 5);
-    _exit(0);
-  }
-  kill_parked(a, q, pid);
+  pid_t pid = kill_in(a, q, CR_QUEUE_PARK_GET, 1);
   cr_queue_forget(a, q, pid); /* as its reaper does */
   CHECK_EQ(cr_queue_size(a, q), 3);
   put_str(a, q, "4");
@@ -469,13 +446,7 @@ void test_queue_killed_consumer_order(void) {
   /* Nobody reaps it: a get that finds the queue empty for a wait slice
    * takes the message over all the same. */
   put_str(a, q, "5");
-  pid = fork_child();
-  if (pid == 0) {
-    cr_queue_test_park(CR_QUEUE_PARK_GET);
-    cr_queue_get(a, q, NULL, NULL, 5);
-    _exit(0);
-  }
-  kill_parked_unreaped(a, q, 1, pid);
+  pid = kill_in(a, q, CR_QUEUE_PARK_GET, 0);
   CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY); /* not known yet */
   CHECK_OK(get_str(a, q, 5, &s));
   CHECK(s.len == 1 && s.buf[0] == '5');
