@@ -3,7 +3,8 @@
 -- start methods.
 local H = require "spec.helper"
 local mp = H.mp
-local error = error -- process targets use only upvalues (see queue_spec.lua)
+local error, pcall = error, pcall -- process targets use only upvalues (see queue_spec.lua)
+local testing = require "corral.testing"
 
 local start = H.start
 
@@ -127,6 +128,78 @@ describe("Pipe (" .. H.method .. ")", function()
     v, why = a:recv(10)
     assert.is_nil(v); assert.are.equal("closed", why)
     assert.is_true(p:join(10))
+  end)
+
+  -- Sends 1 KiB messages on conn until one raises; returns how many were
+  -- sent first, and the error's kind (nil after `limit` sends).
+  local function send_until_closed(conn, limit)
+    local msg = ("m"):rep(1024)
+    for n = 0, limit - 1 do
+      local ok, err = pcall(conn.send, conn, msg)
+      if not ok then return n, err.kind end
+    end
+    return limit
+  end
+
+  it("raises Closed in a writer whose reader was killed, before anyone reaps it", function()
+    local a, b = mp.Pipe()
+    local p = start(function(a, b)
+      a:close()
+      b:send("ready")
+      mp.sleep(60) -- until killed
+    end, a, b)
+    b:close()
+    assert.are.equal("ready", a:recv(10))
+    p:kill() -- not joined: a send never reaps, so nobody has reaped it
+    local n, kind = send_until_closed(a, 20000)
+    assert.is_true(p:join(10))
+    assert.are.equal("Closed", kind)
+    assert.is_true(n < 5000, n .. " sends went through")
+  end)
+
+  it("raises Closed in a sibling writer when the reader is killed", function()
+    local a, b = mp.Pipe()
+    local ready, go = mp.Queue(), mp.Queue()
+    local result = mp.RawValue("q", -1)
+    local reader = start(function(a, b, ready)
+      a:close()
+      ready:put("reader")
+      mp.sleep(60) -- until killed
+    end, a, b, ready)
+    local writer = start(function(a, b, ready, go, result)
+      b:close()
+      ready:put("writer")
+      go:get(30)
+      local n, kind = send_until_closed(a, 20000)
+      result.value = kind == "Closed" and n or 20000
+    end, a, b, ready, go, result)
+    a:close(); b:close()
+    ready:get(10); ready:get(10)
+    reader:kill()
+    go:put("go")
+    -- Wait without servicing the engine, so that the reader stays unreaped.
+    local deadline = mp.time() + 30
+    while result.value < 0 and mp.time() < deadline do end
+    assert.is_true(reader:join(10))
+    join_ok(writer)
+    assert.is_true(result.value < 5000, result.value .. " sends went through")
+  end)
+
+  it("delivers the message of a reader killed in a recv before the later ones", function()
+    local a, b = mp.Pipe()
+    for i = 1, 10 do a:send(i == 1 and ("first"):rep(100) or i) end
+    local p = start(function(a, b)
+      a:close()
+      testing.queue_park("get")
+      b:recv()
+    end, a, b)
+    assert.is_true(H.wait_until(function() return testing.queue_parked(b) == 1 end, 10))
+    p:kill()
+    assert.is_true(p:join(10))
+    a:send(11)
+    assert.are.equal(("first"):rep(100), b:recv(0))
+    for i = 2, 11 do assert.are.equal(i, b:recv(0)) end
+    assert.is_false(b:poll())
   end)
 
   it("travels inside a queue", function()

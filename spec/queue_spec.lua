@@ -14,6 +14,28 @@ local start = H.start
 
 local join_ok = H.join_ok
 
+-- Starts a process whose next put or get (`where`) on q, made by
+-- op(q, ...), stops for ever in its middle; returns it once it has.
+local function park_in(where, q, op, ...)
+  local before = testing.queue_parked(q)
+  local p = start(function(where, op, q, ...)
+    testing.queue_park(where)
+    op(q, ...)
+  end, where, op, q, ...)
+  assert.is_true(H.wait_until(function() return testing.queue_parked(q) > before end, 10))
+  return p
+end
+
+-- The same, then kills it there and reaps it.
+local function kill_in(where, q, op, ...)
+  local p = park_in(where, q, op, ...)
+  p:kill()
+  assert.is_true(p:join(10))
+end
+
+local function put(q, v) q:put(v) end
+local function get(q) q:get() end
+
 local function kind_of(f, ...)
   local ok, err = pcall(f, ...)
   assert.is_false(ok)
@@ -269,13 +291,7 @@ describe("Queue (" .. H.method .. ")", function()
     for _, item in ipairs { "small", ("big"):rep(1000) } do
       local q = mp.Queue(3)
       q:put("before")
-      local p = start(function(q, item)
-        testing.queue_park("put")
-        q:put(item)
-      end, q, item)
-      assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
-      p:kill()
-      assert.is_true(p:join(10))
+      kill_in("put", q, put, item)
       assert.are.equal("before", q:get(10))
       for i = 1, 7 do -- more than a lap of the ring
         assert.is_true(q:put(i, 10))
@@ -290,17 +306,77 @@ describe("Queue (" .. H.method .. ")", function()
   it("survives a consumer killed in the middle of a get", function()
     local q = mp.Queue(1)
     q:put({ "precious", 42 })
-    local p = start(function(q)
-      testing.queue_park("get")
-      q:get()
-    end, q)
-    assert.is_true(H.wait_until(function() return testing.queue_parked(q) == 1 end, 10))
-    p:kill()
-    assert.is_true(p:join(10))
+    kill_in("get", q, get)
     -- the message the dead reader held is delivered whole to the next one
     assert.are.same({ "precious", 42 }, q:get(10))
     assert.is_true(q:put("next", 10))
     assert.are.equal("next", q:get(10))
+  end)
+
+  it("frees the slot of a producer killed in a put without waiting for a reader", function()
+    -- the only slot of a Queue(1): no reader ever comes
+    local q = mp.Queue(1)
+    kill_in("put", q, put, "torn")
+    assert.are.equal(0, q:qsize())
+    assert.is_false(q:full())
+    assert.is_true(q:empty())
+    assert.is_true(q:put("whole", 0))
+    assert.are.equal("whole", q:get(0))
+    -- a producer-only program keeps the whole bound, in order
+    q = mp.JoinableQueue(3)
+    kill_in("put", q, put, "torn")
+    for i = 1, 3 do assert.is_true(q:put(i, 0)) end
+    assert.are.equal(3, q:qsize())
+    assert.is_true(q:full())
+    local ok, why = q:put(4, 0)
+    assert.is_false(ok); assert.are.equal("full", why)
+    for i = 1, 3 do
+      assert.are.equal(i, q:get(0))
+      q:task_done()
+    end
+    assert.is_true(q:join(0)) -- the torn put is not owed a task_done
+  end)
+
+  it("delivers the item of a consumer killed in a get before the items after it", function()
+    for _, maxsize in ipairs { 0, 4 } do
+      local q = mp.Queue(maxsize)
+      local items = { ("first"):rep(100), 2, "three", { 4 } }
+      for _, v in ipairs(items) do q:put(v) end
+      kill_in("get", q, get)
+      assert.are.equal(4, q:qsize()) -- the item it held is still in the queue
+      assert.are.equal(maxsize > 0, q:full())
+      assert.are.same(items[1], q:get(0))
+      assert.is_true(q:put("five", 0))
+      items[5] = "five"
+      for i = 2, 5 do assert.are.same(items[i], q:get(0)) end
+      assert.is_true(q:empty())
+    end
+  end)
+
+  it("keeps each producer's order when a consumer is killed among others", function()
+    -- a consumer parked holding the oldest item, others taking the rest:
+    -- once it is killed, its item comes before anything put afterwards
+    local q, out = mp.Queue(), mp.Queue()
+    q:put(0)
+    local parked = park_in("get", q, get)
+    local reader = start(function(q, out)
+      local got = {}
+      for v in q:iter() do got[#got + 1] = v end
+      out:put(got)
+    end, q, out)
+    for i = 1, 50 do q:put(i) end
+    local drained = H.wait_until(function() return q:qsize() == 0 end, 10) -- but the parked item
+    parked:kill()
+    assert.is_true(parked:join(10))
+    for i = 51, 100 do q:put(i) end
+    q:close()
+    local got = out:get(30)
+    join_ok(reader)
+    assert.is_true(drained, "the reader did not take 1..50")
+    assert.are.equal(101, #got)
+    assert.are.equal(0, got[51]) -- after 1..50, which went by while it was alive
+    for i = 1, 50 do assert.are.equal(i, got[i]) end
+    for i = 51, 100 do assert.are.equal(i, got[i + 1]) end
   end)
 
   it("rejects bad input", function()

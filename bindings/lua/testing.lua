@@ -9,7 +9,8 @@
 --                              middle (slot claimed, message not yet written
 --                              / not yet released), so that a test can kill
 --                              it there deterministically
---   queue_parked(q)         -> how many processes are parked inside q
+--   queue_parked(q)         -> how many processes are parked inside q (a
+--                              Queue, or a Connection: in what it receives)
 --   manager_park(where)     where = "before" | "after": this process's next
 --                              change to any list, dict or Namespace stops
 --                              forever inside it, holding its lock (new

@@ -6,7 +6,8 @@
  *                         check the handle mechanism with it on its own
  *   _queue_park(where)    parks this process in its next put ("put") or get
  *                         ("get") on any queue; anything else: no parking
- *   _queue_parked(q)      how many processes are parked in q */
+ *   _queue_parked(q)      how many processes are parked in q (a queue, or
+ *                         the one a Connection receives from) */
 #include <stdatomic.h>
 #include <string.h>
 
@@ -72,8 +73,10 @@ static int q_park(lua_State *L) {
 
 static int q_parked(lua_State *L) {
   crL_handle_t *h = crL_tohandle(L, 1);
-  if (!h || h->kind != CR_OBJ_QUEUE || !h->off) crL_argerror(L, 1, "open queue expected");
-  lua_pushinteger(L, cr_queue_test_parked(cr_engine_arena(crL_engine(L)), h->off));
+  if (!h || (h->kind != CR_OBJ_QUEUE && h->kind != CR_OBJ_PIPE) || !h->off)
+    crL_argerror(L, 1, "open queue or connection expected");
+  cr_arena_t *a = cr_engine_arena(crL_engine(L));
+  lua_pushinteger(L, h->kind == CR_OBJ_QUEUE ? cr_queue_test_parked(a, h->off) : cr_pipe_test_parked(a, h->off));
   return 1;
 }
 

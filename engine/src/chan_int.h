@@ -21,5 +21,8 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t q, cr_chan_sink_fn sink, void *ud, 
                      cr__chan_gone_fn gone, void *gone_ud, int peek, double slice);
 /* Wakes every getter (end of stream changed). */
 void cr__queue_wake_getters(cr_arena_t *a, cr_off_t q);
+/* Messages waiting, as cr_queue_size but without its repairs (no system
+ * call): for a quick look. */
+int64_t cr__queue_backlog(cr_arena_t *a, cr_off_t q);
 
 #endif

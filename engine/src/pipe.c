@@ -11,6 +11,13 @@
 
 #define NHOLDERS   256
 #define PIPE_SLICE 0.1 /* seconds between checks that the far processes run */
+/* A sender checks that a reader of the far end still runs each time
+ * senders have queued about this many bytes (a message counts
+ * SEND_MSG_COST more) while messages wait: sends to a dead reader stop
+ * within about 4 MiB or 1024 messages, however fast they come, and the
+ * check (a system call or two) costs nothing next to the copying. */
+#define SEND_BUDGET   (1 << 22)
+#define SEND_MSG_COST 4096
 
 /* A holder entry is one word, pid in the high half and that process's open
  * handles in the low half, so that every change to it is one CAS: the
@@ -25,7 +32,9 @@ typedef struct {
   _Atomic int32_t total; /* open handles of this end, in all processes */
   _Atomic int32_t extra; /* of those, held by processes the table had no room for */
   _Atomic uint32_t destroyed; /* the end object is freed (read before its refs) */
-  uint32_t pad;
+  _Atomic uint32_t gen;  /* moved by every hold, unhold and forget */
+  _Atomic uint32_t gone_at; /* gen + 1: the end was found gone at that gen */
+  _Atomic int32_t credit;   /* bytes senders may queue before the next check (SEND_BUDGET) */
   cr_off_t obj;          /* the end object */
   holder_t h[NHOLDERS];
 } holders_t;
@@ -114,9 +123,8 @@ static int32_t take_extra(holders_t *hs, int32_t n) {
   return x > n ? n : (x > 0 ? x : 0);
 }
 
-void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid) {
-  holders_t *hs = holders(a, end);
-  atomic_fetch_add(&hs->total, 1);
+/* One more handle in pid's entry (or, the table full, in `extra`). */
+static void add_holder(holders_t *hs, int pid) {
   for (int i = 0; i < NHOLDERS; i++) { /* our own entry */
     uint64_t w = atomic_load(&hs->h[i]);
     while (w && HOLDER_PID(w) == pid)
@@ -129,6 +137,15 @@ void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid) {
   atomic_fetch_add(&hs->extra, 1);
 }
 
+/* The entry before the count: once the count says the handle is no longer
+ * in flight, end_gone finds its holder. */
+void cr_pipe_hold(cr_arena_t *a, cr_off_t end, int pid) {
+  holders_t *hs = holders(a, end);
+  add_holder(hs, pid);
+  atomic_fetch_add(&hs->total, 1);
+  atomic_fetch_add(&hs->gen, 1);
+}
+
 void cr_pipe_unhold(cr_arena_t *a, cr_off_t end, int pid) {
   holders_t *hs = holders(a, end);
   int found = 0;
@@ -138,6 +155,7 @@ void cr_pipe_unhold(cr_arena_t *a, cr_off_t end, int pid) {
       found = atomic_compare_exchange_weak(&hs->h[i], &w, HOLDER_N(w) > 1 ? HOLDER(pid, HOLDER_N(w) - 1) : 0);
   }
   if (!found) take_extra(hs, 1);
+  atomic_fetch_add(&hs->gen, 1);
   lower_total(a, end, 1);
 }
 
@@ -150,7 +168,10 @@ void cr_pipe_forget(cr_arena_t *a, cr_off_t end, int pid, int handles) {
       if (atomic_compare_exchange_weak(&hs->h[i], &w, 0)) gone = HOLDER_N(w);
   }
   if (gone < handles) gone += take_extra(hs, handles - gone);
+  atomic_fetch_add(&hs->gen, 1);
   lower_total(a, end, gone);
+  cr_off_t q = corep(a, end)->chan[endp(a, end)->index];
+  if (q) cr_queue_forget(a, q, pid); /* a recv it was in the middle of */
 }
 
 int cr_pipe_held_by(cr_arena_t *a, cr_off_t end, int pid) {
@@ -165,7 +186,6 @@ int cr_pipe_held_by(cr_arena_t *a, cr_off_t end, int pid) {
 typedef struct {
   cr_arena_t *a;
   holders_t *far;
-  int dead;
 } gone_t;
 
 /* References to the far end object beyond its registered handles: handles
@@ -180,24 +200,34 @@ static int64_t in_flight(cr_arena_t *a, holders_t *hs) {
   return refs - atomic_load(&hs->total);
 }
 
-/* Is the far end gone? Cheap: no handle open anywhere and none in flight
- * (or found dead by an earlier thorough check). Thorough: none in flight,
- * and no process in its table still runs. The references are read before
- * the handle counts: a handle that arrives in between shows up in the
- * counts, so the end never looks gone while a handle to it exists. */
+/* Is the end gone? Cheap: no handle open anywhere and none in flight.
+ * Full: none in flight, and no process in its table still runs. Once gone
+ * an end stays gone (no live process has a handle to pass on) until its
+ * holders change, so the verdict is kept with the `gen` it was reached at;
+ * a verdict is reached only when `gen` did not move while it was made and
+ * nothing was in flight before and after, so that a handle passed on
+ * meanwhile is never missed. */
+static int end_gone(cr_arena_t *a, holders_t *hs, int full) {
+  uint32_t gen = atomic_load(&hs->gen);
+  if (atomic_load(&hs->gone_at) == gen + 1) return 1;
+  if (!full && atomic_load(&hs->total) > 0) return 0; /* the common case, first */
+  if (in_flight(a, hs) > 0) return 0;
+  if (atomic_load(&hs->total) > 0) {
+    if (atomic_load(&hs->extra) > 0) return 0;
+    for (int i = 0; i < NHOLDERS; i++) {
+      uint64_t w = atomic_load(&hs->h[i]);
+      if (w && HOLDER_N(w) > 0 && cr__chan_pid_alive(HOLDER_PID(w))) return 0;
+    }
+    if (in_flight(a, hs) > 0) return 0;
+  }
+  if (atomic_load(&hs->gen) != gen) return 0;
+  atomic_store(&hs->gone_at, gen + 1);
+  return 1;
+}
+
 static int far_gone(void *ud, int full) {
   gone_t *g = ud;
-  if (g->dead) return 1;
-  int64_t fl = in_flight(g->a, g->far);
-  if (fl > 0) return 0;
-  if (atomic_load(&g->far->total) <= 0) return 1;
-  if (!full || atomic_load(&g->far->extra) > 0) return 0;
-  for (int i = 0; i < NHOLDERS; i++) {
-    uint64_t w = atomic_load(&g->far->h[i]);
-    if (w && HOLDER_N(w) > 0 && cr__chan_pid_alive(HOLDER_PID(w))) return 0;
-  }
-  g->dead = 1;
-  return 1;
+  return end_gone(g->a, g->far, full);
 }
 
 /* ---- send, recv, poll ------------------------------------------------------------ */
@@ -206,7 +236,14 @@ int cr_pipe_send(cr_arena_t *a, cr_off_t end, const void *data, size_t len) {
   core_t *c = corep(a, end);
   unsigned far = 1 - endp(a, end)->index;
   if (!c->chan[far]) return CR_ESTATE;
-  if (atomic_load(&c->ends[far].total) <= 0 && in_flight(a, &c->ends[far]) <= 0) return CR_ECLOSED;
+  holders_t *fh = &c->ends[far];
+  if (end_gone(a, fh, 0)) return CR_ECLOSED;
+  /* Now and then, while messages wait, check that a reader still runs. */
+  int32_t cost = len >= SEND_BUDGET ? SEND_BUDGET : (int32_t)len + SEND_MSG_COST;
+  if (atomic_fetch_sub(&fh->credit, cost) <= cost) {
+    atomic_store(&fh->credit, SEND_BUDGET);
+    if (cr__queue_backlog(a, c->chan[far]) > 0 && end_gone(a, fh, 1)) return CR_ECLOSED;
+  }
   return cr_queue_put(a, c->chan[far], data, len, -1);
 }
 
@@ -214,7 +251,7 @@ int cr_pipe_recv(cr_arena_t *a, cr_off_t end, cr_chan_sink_fn sink, void *ud, do
   core_t *c = corep(a, end);
   unsigned idx = endp(a, end)->index;
   if (!c->chan[idx]) return CR_ESTATE;
-  gone_t g = {a, &c->ends[1 - idx], 0};
+  gone_t g = {a, &c->ends[1 - idx]};
   return cr__queue_get_ex(a, c->chan[idx], sink, ud, timeout, far_gone, &g, 0, PIPE_SLICE);
 }
 
@@ -222,7 +259,14 @@ int cr_pipe_poll(cr_arena_t *a, cr_off_t end, double timeout) {
   core_t *c = corep(a, end);
   unsigned idx = endp(a, end)->index;
   if (!c->chan[idx]) return CR_ESTATE;
-  gone_t g = {a, &c->ends[1 - idx], 0};
+  gone_t g = {a, &c->ends[1 - idx]};
   int rc = cr__queue_get_ex(a, c->chan[idx], NULL, NULL, timeout, far_gone, &g, 1, PIPE_SLICE);
   return rc == CR_ECLOSED ? 0 : rc;
 }
+
+#ifdef CORRAL_TESTING
+uint32_t cr_pipe_test_parked(cr_arena_t *a, cr_off_t end) {
+  cr_off_t q = corep(a, end)->chan[endp(a, end)->index];
+  return q ? cr_queue_test_parked(a, q) : 0;
+}
+#endif

@@ -17,6 +17,7 @@
 /* ---- layout ------------------------------------------------------------------ */
 
 #define RBIT      0x80000000u           /* in a slot's holder: a reader */
+#define ORPHAN    RBIT                  /* a slot's holder: a reader that died */
 #define LEN_BLOCK (UINT64_C(1) << 63)   /* the message is in a block at u.off */
 #define LEN_TASK  (UINT64_C(1) << 62)   /* joinable: counted as unfinished */
 #define LEN_MASK  (LEN_TASK - 1)
@@ -51,7 +52,9 @@ typedef struct {
   _Atomic uint64_t head; /* producers' line */
   char pad1[56];
   _Atomic uint64_t tail; /* consumers' line */
-  char pad2[56];
+  _Atomic uint32_t orphan_gen;  /* moved each time slots are marked orphans */
+  _Atomic uint32_t orphan_done; /* the orphan_gen a get last found none at */
+  char pad2[48];
   _Atomic uint32_t get_ev; /* getters sleep here; producers notify */
   _Atomic uint32_t put_ev; /* putters sleep here; consumers notify */
   _Atomic uint32_t join_ev;
@@ -253,13 +256,65 @@ static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
 }
 
 #define RING_EMPTY 1 /* nothing at tail */
-#define RING_BUSY  2 /* a producer holds the slot at tail: *holder */
+#define RING_BUSY  2 /* a producer holds the slot at tail */
 
-/* Takes the message at tail. 0 (or the sink's error), RING_EMPTY, or
- * RING_BUSY with the holder's pid and the ticket. peek: only report. */
-static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, int peek,
-                    uint32_t *holder, uint64_t *ticket) {
+/* Delivers the oldest orphan, a message whose reader died holding it: it
+ * is older than every message from tail on, so it comes first. 0
+ * (delivered, or the sink's error; peek: there is one) or RING_EMPTY. */
+static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, int peek) {
+  uint32_t me = (uint32_t)cr__chan_self() | RBIT;
+  for (;;) {
+    /* A held slot's sequence is 2 ticket + 1, less than a lap behind tail:
+     * the oldest is the farthest behind. */
+    uint32_t now = (uint32_t)seq_full(atomic_load(&q->tail));
+    slot_t *best = NULL;
+    uint64_t bw = 0;
+    for (uint32_t i = 0; i < q->nslots; i++) {
+      uint64_t w = atomic_load(&slots(q)[i].word);
+      if (w_holder(w) != ORPHAN || (best && now - w_seq(w) <= now - w_seq(bw))) continue;
+      best = &slots(q)[i];
+      bw = w;
+    }
+    if (!best) return RING_EMPTY;
+    if (peek) return 0;
+    if (!atomic_compare_exchange_strong(&best->word, &bw, word(w_seq(bw), me))) continue;
+    /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
+    return slot_consume(a, q, best, (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots), sink, ud);
+  }
+}
+
+/* Marks as orphans the slots held by reader `pid` (0: by any reader), if
+ * it no longer runs, so that the next get delivers them first. (A pid that
+ * runs again is another process: its slot is its own.) Returns how many
+ * it marked. */
+static int mark_orphans(queue_t *q, int pid) {
+  int n = 0;
+  for (uint32_t i = 0; i < q->nslots; i++) {
+    slot_t *s = &slots(q)[i];
+    uint64_t w = atomic_load(&s->word);
+    uint32_t h = w_holder(w);
+    if (!(h & RBIT) || h == ORPHAN || (pid && h != ((uint32_t)pid | RBIT))) continue;
+    if (cr__chan_pid_alive((int)(h & ~RBIT))) continue;
+    if (atomic_compare_exchange_strong(&s->word, &w, word(w_seq(w), ORPHAN))) n++;
+  }
+  if (n) {
+    atomic_fetch_add(&q->orphan_gen, 1);
+    cr__ev_notify(&q->get_ev);
+  }
+  return n;
+}
+
+/* Takes the oldest message: an orphan, else the one at tail. 0 (or the
+ * sink's error), RING_EMPTY, or RING_BUSY. peek: only report. */
+static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, int peek) {
   uint64_t pos = atomic_load_explicit(&q->tail, memory_order_relaxed);
+  uint32_t gen = atomic_load_explicit(&q->orphan_gen, memory_order_acquire);
+  if (gen != atomic_load_explicit(&q->orphan_done, memory_order_relaxed)) {
+    int rc = take_orphan(a, q, sink, ud, peek);
+    if (rc != RING_EMPTY) return rc;
+    atomic_store(&q->orphan_done, gen); /* none left as of gen */
+    pos = atomic_load(&q->tail);
+  }
   uint32_t me = (uint32_t)cr__chan_self() | RBIT;
   for (;;) {
     slot_t *s = slot_for(q, pos);
@@ -278,11 +333,7 @@ static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, i
         pos = t;
         continue;
       }
-      if (w_seq(w) == (uint32_t)seq_free(pos) && w_holder(w) != 0 && !(w_holder(w) & RBIT)) {
-        *holder = w_holder(w);
-        *ticket = pos;
-        return RING_BUSY;
-      }
+      if (w_seq(w) == (uint32_t)seq_free(pos) && w_holder(w) != 0 && !(w_holder(w) & RBIT)) return RING_BUSY;
       return RING_EMPTY;
     }
     advance(&q->tail, &pos); /* another reader has it, or tail is stale */
@@ -298,40 +349,35 @@ static void task_undo(queue_t *q) {
     }
 }
 
-/* The producer holding the slot for `ticket` is dead: the half-written
- * message is dropped and the slot freed for the next lap. Its block, if it
- * had attached one, is leaked: we cannot tell a stale offset from its own. */
-static void skip_dead_writer(queue_t *q, uint64_t ticket, uint32_t holder) {
-  slot_t *s = slot_for(q, ticket);
-  uint64_t w = word(seq_free(ticket), holder);
-  if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(ticket), (uint32_t)cr__chan_self())))
-    return;
-  uint64_t len = s->len;
-  s->len = 0;
-  atomic_store_explicit(&s->word, word(seq_free(ticket + q->nslots), 0), memory_order_release);
-  if (len & LEN_TASK) task_undo(q);
-  uint64_t p = ticket;
-  advance(&q->head, &p);
-  p = ticket;
-  advance(&q->tail, &p);
-  cr__ev_notify(&q->put_ev);
-}
-
-/* Takes over, and delivers, the first message whose reader died holding
- * it. 0 (delivered, or the sink's error) or RING_EMPTY when there is none. */
-static int recover_dead_reader(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
-  uint32_t me = (uint32_t)cr__chan_self() | RBIT;
-  for (uint32_t i = 0; i < q->nslots; i++) {
-    slot_t *s = &slots(q)[i];
+/* Frees the slots at the front of the ring (from tail on) whose producers
+ * died holding them: each half-written message is dropped, never seen, and
+ * its slot freed for the next lap. Its block, if it had attached one, is
+ * leaked: we cannot tell a stale offset from its own. Returns how many
+ * slots it freed. A slot further on waits until tail reaches it. */
+static int skip_dead_writers(queue_t *q) {
+  int n = 0;
+  for (;;) {
+    uint64_t pos = atomic_load(&q->tail);
+    slot_t *s = slot_for(q, pos);
     uint64_t w = atomic_load(&s->word);
     uint32_t h = w_holder(w);
-    if (!(h & RBIT) || h == me || cr__chan_pid_alive((int)(h & ~RBIT))) continue;
-    if (!atomic_compare_exchange_strong(&s->word, &w, word(w_seq(w), me))) continue;
-    /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
-    uint64_t next = (uint64_t)(uint32_t)(w_seq(w) - 1u + 2u * q->nslots);
-    return slot_consume(a, q, s, next, sink, ud);
+    if (w_seq(w) != (uint32_t)seq_free(pos) || h == 0 || (h & RBIT) || cr__chan_pid_alive((int)h)) return n;
+    if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(pos), (uint32_t)cr__chan_self()))) continue;
+    uint64_t len = s->len;
+    s->len = 0;
+    atomic_store_explicit(&s->word, word(seq_free(pos + q->nslots), 0), memory_order_release);
+    if (len & LEN_TASK) task_undo(q);
+    uint64_t p = pos;
+    advance(&q->head, &p); /* it may have died before moving head */
+    p = pos;
+    advance(&q->tail, &p);
+    cr__ev_notify(&q->put_ev);
+    n++;
   }
-  return RING_EMPTY;
+}
+
+void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid) {
+  if (pid > 0) mark_orphans(qp(a, q), pid);
 }
 
 /* ---- the overflow list ------------------------------------------------------------------ */
@@ -410,14 +456,25 @@ int cr_queue_new(cr_arena_t *a, int64_t maxsize, unsigned flags, cr_off_t *out) 
   return 0;
 }
 
-int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
-  queue_t *q = qp(a, qo);
+/* Messages from tail to head, in the ring and the overflow list. */
+static int64_t queue_count(queue_t *q) {
   uint64_t t = atomic_load(&q->tail);
   uint64_t h = atomic_load(&q->head);
   int64_t n = (int64_t)(h - t);
   if (n < 0) n = 0;
   return n + (int64_t)atomic_load(&q->ovf_count);
 }
+
+int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
+  queue_t *q = qp(a, qo);
+  skip_dead_writers(q); /* a killed producer's put is no longer in flight */
+  int64_t n = queue_count(q);
+  if (atomic_load(&q->orphan_gen) != atomic_load(&q->orphan_done))
+    for (uint32_t i = 0; i < q->nslots; i++) n += w_holder(atomic_load(&slots(q)[i].word)) == ORPHAN;
+  return n;
+}
+
+int64_t cr__queue_backlog(cr_arena_t *a, cr_off_t q) { return queue_count(qp(a, q)); }
 
 int64_t cr_queue_maxsize(cr_arena_t *a, cr_off_t q) { return qp(a, q)->maxsize; }
 unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q) { return qp(a, q)->qflags; }
@@ -439,8 +496,8 @@ static int ring_has_room(queue_t *q) {
 }
 
 /* Room in the overflow list: always when unbounded, else below maxsize. */
-static int ovf_room(cr_arena_t *a, queue_t *q, cr_off_t qo) {
-  return ovf_allowed(q) && (q->maxsize == 0 || cr_queue_size(a, qo) < q->maxsize);
+static int ovf_room(queue_t *q) {
+  return ovf_allowed(q) && (q->maxsize == 0 || queue_count(q) < q->maxsize);
 }
 
 /* Puts the message at the end of the overflow list (copying it into a
@@ -505,7 +562,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       break;
     }
     /* While the overflow list holds messages, new ones queue behind them. */
-    if (atomic_load(&q->ovf_count) > 0 && ovf_room(a, q, qo)) {
+    if (atomic_load(&q->ovf_count) > 0 && ovf_room(q)) {
       rc = put_overflow(a, q, data, len, &blk);
       break;
     }
@@ -517,7 +574,8 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     }
     /* The ring is full: wait a little for room, then overflow or sleep. */
     if (timeout != 0 && cr__spin(&spin)) continue;
-    if (ovf_room(a, q, qo)) {
+    if (skip_dead_writers(q)) continue; /* room held by killed producers */
+    if (ovf_room(q)) {
       rc = put_overflow(a, q, data, len, &blk);
       break;
     }
@@ -539,7 +597,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
       break;
     }
     uint32_t v = cr__ev_prepare(&q->put_ev);
-    if (ring_has_room(q) || ovf_room(a, q, qo) || atomic_load(&q->closed)) continue;
+    if (ring_has_room(q) || ovf_room(q) || atomic_load(&q->closed)) continue;
     cr__deadline_t sl;
     cr__deadline_min(&sl, &dl, WAIT_SLICE);
     if (cr__futex_wait(&q->put_ev, v, &sl) == CR_EINTR) {
@@ -562,9 +620,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     /* closed is read before looking for messages: a message published
      * before the close is then always seen. */
     int closed = (int)atomic_load_explicit(&q->closed, memory_order_acquire);
-    uint32_t holder = 0;
-    uint64_t ticket = 0;
-    rc = ring_get(a, q, sink, ud, peek, &holder, &ticket);
+    rc = ring_get(a, q, sink, ud, peek);
     if (rc <= 0) break;
     if (atomic_load(&q->ovf_count) > 0) {
       if (peek) {
@@ -574,18 +630,17 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
       if ((rc = ovf_pop(a, q, sink, ud)) <= 0) break;
     }
     if (rc == RING_EMPTY && (closed || (gone && gone(gone_ud, 0)))) {
+      /* The end: first what readers that no reaper reported left behind. */
+      if (mark_orphans(q, 0)) continue;
       rc = CR_ECLOSED;
       break;
     }
     if ((timeout != 0 || rc == RING_BUSY) && cr__spin(&spin)) continue;
     /* About to give up or sleep: the thorough checks. */
-    if (rc == RING_BUSY && !cr__chan_pid_alive((int)holder)) {
-      skip_dead_writer(q, ticket, holder);
-      continue;
-    }
-    if (slept_out && !peek) {
+    if (rc == RING_BUSY && skip_dead_writers(q)) continue;
+    if (slept_out) {
       slept_out = 0;
-      if ((rc = recover_dead_reader(a, q, sink, ud)) <= 0) break;
+      if (mark_orphans(q, 0)) continue;
     }
     if (gone && rc == RING_EMPTY && gone(gone_ud, 1)) continue; /* re-drain, then closed */
     if (timeout == 0) {

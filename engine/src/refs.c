@@ -246,6 +246,7 @@ static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held) {
       uint32_t n = l->e[i].count;
       if (off <= TOMB || n == 0) continue;
       if (held && kind_of(a, off) == CR_OBJ_PIPE) cr_pipe_forget(a, off, pid, (int)n);
+      if (held && kind_of(a, off) == CR_OBJ_QUEUE) cr_queue_forget(a, off, pid);
       while (n--) cr_obj_drop(a, off);
     }
   atomic_store(&s->ledger, 0);

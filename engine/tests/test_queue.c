@@ -314,20 +314,39 @@ void test_queue_put_blocks_for_room(void) {
 typedef struct {
   cr_arena_t *a;
   cr_off_t q;
+  uint32_t was; /* the queue's parked count before this child */
 } parked_t;
 
 static int is_parked(void *arg) {
   parked_t *p = arg;
-  return cr_queue_test_parked(p->a, p->q) > 0;
+  return cr_queue_test_parked(p->a, p->q) > p->was;
 }
 
-static void kill_parked(cr_arena_t *a, cr_off_t q, pid_t pid) {
-  parked_t p = {a, q};
-  CHECK(wait_for(is_parked, &p));
-  kill(pid, SIGKILL);
+static void reap_zombie(pid_t pid) {
   int st;
   waitpid(pid, &st, 0);
   CHECK(WIFSIGNALED(st));
+}
+
+/* Forks a child whose next put (CR_QUEUE_PARK_PUT) or get
+ * (CR_QUEUE_PARK_GET) on q stops for ever in its middle, and kills it
+ * there. reap 0: waits until it has ended but leaves it a zombie, reaped by
+ * nobody (reap_zombie does, after the test). Returns its pid. */
+static pid_t kill_in(cr_arena_t *a, cr_off_t q, int where, int reap) {
+  parked_t p = {a, q, cr_queue_test_parked(a, q)};
+  pid_t pid = fork_child();
+  if (pid == 0) {
+    cr_queue_test_park(where);
+    if (where == CR_QUEUE_PARK_PUT) cr_queue_put(a, q, "torn message", 12, 5);
+    else cr_queue_get(a, q, NULL, NULL, 5);
+    _exit(0);
+  }
+  CHECK(wait_for(is_parked, &p));
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  if (reap) reap_zombie(pid);
+  else CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+  return pid;
 }
 
 void test_queue_killed_producer(void) {
@@ -336,13 +355,7 @@ void test_queue_killed_producer(void) {
     cr_off_t q;
     CHECK_OK(cr_queue_new(a, 2, joinable ? CR_QUEUE_JOINABLE : 0, &q));
     put_str(a, q, "before");
-    pid_t pid = fork_child();
-    if (pid == 0) {
-      cr_queue_test_park(CR_QUEUE_PARK_PUT);
-      cr_queue_put(a, q, "torn message", 12, 5);
-      _exit(0);
-    }
-    kill_parked(a, q, pid);
+    kill_in(a, q, CR_QUEUE_PARK_PUT, 1);
     sink_t s;
     CHECK_OK(get_str(a, q, 5, &s));
     CHECK(strcmp(s.buf, "before") == 0);
@@ -369,13 +382,7 @@ void test_queue_killed_consumer(void) {
   char big[1000];
   memset(big, 'b', sizeof big);
   CHECK_OK(cr_queue_put(a, q, big, sizeof big, 0));
-  pid_t pid = fork_child();
-  if (pid == 0) {
-    cr_queue_test_park(CR_QUEUE_PARK_GET);
-    cr_queue_get(a, q, NULL, NULL, 5);
-    _exit(0);
-  }
-  kill_parked(a, q, pid);
+  kill_in(a, q, CR_QUEUE_PARK_GET, 1);
   /* The message the dead reader held is delivered to the next one, and
    * the full ring opens again. */
   sink_t s;
@@ -384,6 +391,66 @@ void test_queue_killed_consumer(void) {
   put_str(a, q, "next");
   CHECK_OK(get_str(a, q, 5, &s));
   CHECK(strcmp(s.buf, "next") == 0);
+  cr_queue_release(a, q);
+  cr_arena_close(a);
+}
+
+/* A producer killed in a put, no reader: put and size free its slot. */
+void test_queue_killed_producer_no_reader(void) {
+  cr_arena_t *a = arena();
+  for (int maxsize = 1; maxsize <= 3; maxsize += 2) {
+    cr_off_t q;
+    CHECK_OK(cr_queue_new(a, maxsize, CR_QUEUE_JOINABLE, &q));
+    pid_t pid = kill_in(a, q, CR_QUEUE_PARK_PUT, 0);
+    if (maxsize == 1) CHECK_EQ(cr_queue_size(a, q), 0);
+    for (int i = 0; i < maxsize; i++) CHECK_OK(cr_queue_put(a, q, "whole", 5, 0));
+    CHECK_EQ(cr_queue_put(a, q, "one too many", 12, 0), CR_EFULL);
+    CHECK_EQ(cr_queue_size(a, q), maxsize);
+    CHECK_EQ(cr_queue_unfinished(a, q), maxsize);
+    sink_t s;
+    for (int i = 0; i < maxsize; i++) {
+      CHECK_OK(get_str(a, q, 0, &s));
+      CHECK(s.len == 5 && memcmp(s.buf, "whole", 5) == 0);
+    }
+    CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY);
+    reap_zombie(pid);
+    cr_queue_release(a, q);
+  }
+  cr_arena_close(a);
+}
+
+/* A consumer killed in a get: once its reaper reports it, its message
+ * comes first; before, a get that waits a slice finds it. */
+void test_queue_killed_consumer_order(void) {
+  cr_arena_t *a = arena();
+  cr_off_t q;
+  CHECK_OK(cr_queue_new(a, 0, 0, &q));
+  char big[300];
+  memset(big, '1', sizeof big); /* in a block of its own */
+  CHECK_OK(cr_queue_put(a, q, big, sizeof big, 0));
+  put_str(a, q, "2");
+  put_str(a, q, "3");
+  pid_t pid = kill_in(a, q, CR_QUEUE_PARK_GET, 1);
+  cr_queue_forget(a, q, pid); /* as its reaper does */
+  CHECK_EQ(cr_queue_size(a, q), 3);
+  put_str(a, q, "4");
+  sink_t s;
+  CHECK_OK(get_str(a, q, 0, &s));
+  CHECK(s.len == sizeof big && memcmp(s.buf, big, 200) == 0);
+  for (char c = '2'; c <= '4'; c++) {
+    CHECK_OK(get_str(a, q, 0, &s));
+    CHECK(s.len == 1 && s.buf[0] == c);
+  }
+  CHECK_EQ(cr_queue_size(a, q), 0);
+  CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY);
+  /* Nobody reaps it: a get that finds the queue empty for a wait slice
+   * takes the message over all the same. */
+  put_str(a, q, "5");
+  pid = kill_in(a, q, CR_QUEUE_PARK_GET, 0);
+  CHECK_EQ(get_str(a, q, 0, &s), CR_EEMPTY); /* not known yet */
+  CHECK_OK(get_str(a, q, 5, &s));
+  CHECK(s.len == 1 && s.buf[0] == '5');
+  reap_zombie(pid);
   cr_queue_release(a, q);
   cr_arena_close(a);
 }
@@ -564,6 +631,39 @@ void test_pipe_far_process_dies(void) {
   CHECK_OK(cr_pipe_send(a, e[1], "again", 5));
   CHECK_OK(cr_pipe_recv(a, e[0], to_buf, &s, 0));
   cr_pipe_release(a, e[0]);
+  cr_pipe_release(a, e[1]);
+  cr_arena_close(a);
+}
+
+/* The only reader is killed and nobody reaps it: sends stop soon. */
+void test_pipe_writer_sees_dead_reader(void) {
+  cr_arena_t *a = arena();
+  cr_off_t e[2];
+  CHECK_OK(cr_pipe_new(a, 1, e));
+  cr_pipe_hold(a, e[1], getpid());
+  pid_t pid = fork_child(); /* the reference on e[0] is the child's */
+  if (pid == 0) {
+    cr_pipe_hold(a, e[0], getpid());
+    cr_pipe_send(a, e[0], "ready", 5);
+    for (;;) pause();
+  }
+  sink_t s = {0};
+  CHECK_OK(cr_pipe_recv(a, e[1], to_buf, &s, 10));
+  char msg[1024];
+  memset(msg, 'm', sizeof msg);
+  CHECK_OK(cr_pipe_send(a, e[1], msg, sizeof msg)); /* alive: it goes */
+  kill(pid, SIGKILL);
+  siginfo_t si;
+  CHECK_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT)); /* a zombie, its holds not forgotten */
+  int n = 0, rc;
+  while ((rc = cr_pipe_send(a, e[1], msg, sizeof msg)) == 0 && n < 100000) n++;
+  CHECK_EQ(rc, CR_ECLOSED);
+  CHECK(n < 2000);
+  CHECK_EQ(cr_pipe_send(a, e[1], "x", 1), CR_ECLOSED); /* and it stays closed */
+  waitpid(pid, NULL, 0);
+  cr_pipe_forget(a, e[0], pid, 1); /* as its reaper does, with the reference it held */
+  cr_pipe_release(a, e[0]);
+  CHECK_EQ(cr_pipe_send(a, e[1], "x", 1), CR_ECLOSED);
   cr_pipe_release(a, e[1]);
   cr_arena_close(a);
 }

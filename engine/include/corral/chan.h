@@ -30,16 +30,26 @@
  * fresh pages.
  *
  * Killed processes (SIGKILL at any instruction):
- *  - a producer dead after its claim leaves (2p,pid): the consumer that
- *    reaches ticket p finds the slot held, and before it sleeps checks
- *    whether that pid still runs (kill(pid,0), and /proc/PID/stat so that a
- *    zombie counts as gone); if not, it takes the claim over, skips the
- *    slot to (2(p+nslots),0) and moves on. The half-written message is
- *    never seen.
+ *  - a producer dead after its claim leaves (2p,pid). Whoever finds such a
+ *    slot at tail (a consumer about to sleep, a put that finds the ring
+ *    full, qsize) checks whether that pid still runs (kill(pid,0), and
+ *    /proc/PID/stat so that a zombie counts as gone); if not, it takes the
+ *    claim over and frees the slot for the next lap, (2(p+nslots),0),
+ *    moving tail past it: the half-written message is never seen, and no
+ *    reader need come for the room to open. A dead claim behind published
+ *    messages is reached, and freed, as they are taken.
  *  - a consumer dead after its claim leaves (2p+1,pid|R) with the message
- *    intact (a reader frees its slot before it frees the block): a consumer
- *    that has slept a full wait slice (0.2 s) without news scans the ring,
- *    takes such slots over with a CAS and delivers them. Nothing is lost.
+ *    intact (a reader frees its slot before it frees the block). The
+ *    process that reaps it (corral/refs.h) calls cr_queue_forget for each
+ *    queue in its ledger, which marks such slots orphans, (2p+1,R), and
+ *    moves a counter on the consumers' line; a get that finds the counter
+ *    moved takes the oldest orphan over with a CAS and delivers it before
+ *    the message at tail: it keeps its place in the order. So a get pays
+ *    nothing for this but one load of a line it reads anyway. Before the
+ *    reaper runs, a consumer that has slept a full wait slice (0.2 s), or
+ *    is about to report the end, finds such slots itself (kill(pid,0) and
+ *    /proc/PID/stat, a zombie counting as gone) and marks them. Nothing is
+ *    lost.
  *  - wake-ups cannot be lost to a dead sleeper: waking is "bump the event
  *    word and wake every sleeper", done only when a sleeper flagged the
  *    word (so no system call while nobody sleeps); a dead sleeper simply
@@ -81,12 +91,16 @@
  * handed to a forked child): they keep the end open. recv on an end
  * reports CR_ECLOSED once its queue is drained and the far end is gone:
  * nothing in flight, and its handle count is 0 or every process in its
- * table has ended. The counts are checked on every empty recv; the
- * processes (kill(pid,0) and
- * /proc/PID/stat: a zombie is gone) only before sleeping and after each
- * 0.1 s wait slice, so the death of the last far process is seen within
- * about 0.1 s. A pid reused by an unrelated process within that time would
- * keep the end open (not detected). */
+ * table has ended; send then gives CR_ECLOSED. The counts are checked on
+ * every empty recv and every send; the processes (kill(pid,0) and
+ * /proc/PID/stat: a zombie is gone) by recv before sleeping and after each
+ * 0.1 s wait slice, and by send each time about 4 MiB or 1024 messages
+ * were sent while messages wait, so the death of the last far process is
+ * seen by a reader within about 0.1 s and by a writer within that much
+ * data, whether or not anyone has reaped it yet. An end found gone stays
+ * gone until its holders change (a counter moves with each of them). A
+ * pid reused by an unrelated process in the meantime would keep the end
+ * open (not detected). */
 #ifndef CORRAL_CHAN_H
 #define CORRAL_CHAN_H
 
@@ -122,8 +136,9 @@ int cr_queue_release(cr_arena_t *a, cr_off_t q);
 /* Copies `len` bytes into the queue. timeout < 0 waits forever for room,
  * 0 does not wait. Returns 0; CR_EFULL when no room came in time;
  * CR_ECLOSED once the queue is closed; CR_EINTR on SIGINT; CR_ENOMEM when
- * the arena cannot hold the message. On any failure the queue is unchanged.
- * No system call unless it has to wait or wake a sleeper. */
+ * the arena cannot hold the message. On any failure the queue is unchanged,
+ * except that slots held at tail by dead producers may have been freed.
+ * No system call unless the ring is full or it has to wake a sleeper. */
 int cr_queue_put(cr_arena_t *a, cr_off_t q, const void *data, size_t len, double timeout);
 /* The same, for a message in two pieces (head, then body) that are copied
  * into shared memory once, one after the other: a header and a large
@@ -138,7 +153,10 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t q, const void *head, size_t hlen, cons
 int cr_queue_get(cr_arena_t *a, cr_off_t q, cr_chan_sink_fn sink, void *ud, double timeout);
 
 /* Messages in the queue: exact whenever no put or get is in flight (a put
- * counts from the moment it claims a slot). */
+ * counts from the moment it claims a slot; an orphan, the message of a
+ * reader that died in a get, counts again once cr_queue_forget marked it).
+ * First frees the slots at tail of producers that died in a put, so a dead
+ * put is no longer counted unless published messages are still before it. */
 int64_t cr_queue_size(cr_arena_t *a, cr_off_t q);
 int64_t cr_queue_maxsize(cr_arena_t *a, cr_off_t q);
 unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q);
@@ -146,6 +164,11 @@ unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q);
 /* Closes the queue for every process and wakes every waiter. Idempotent. */
 void cr_queue_close(cr_arena_t *a, cr_off_t q);
 int cr_queue_is_closed(cr_arena_t *a, cr_off_t q);
+
+/* Process `pid` has ended (its reaper calls this for each queue its ledger
+ * records, corral/refs.h): the messages it held in the middle of a get
+ * become orphans, delivered first by the next get. */
+void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid);
 
 /* JoinableQueue: one task done. CR_ETOOMANY when called more often than
  * put (count unchanged), CR_EINVAL for a queue that is not joinable. */
@@ -163,6 +186,9 @@ int64_t cr_queue_unfinished(cr_arena_t *a, cr_off_t q);
 #define CR_QUEUE_PARK_GET 2
 void cr_queue_test_park(int where);
 uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q);
+/* The same count for the queue that pipe end `end` receives from (0 for
+ * a write-only end). */
+uint32_t cr_pipe_test_parked(cr_arena_t *a, cr_off_t end);
 #endif
 
 /* ---- pipes ------------------------------------------------------------------- */
@@ -195,8 +221,9 @@ int cr_pipe_index(cr_arena_t *a, cr_off_t end);
 int cr_pipe_readable(cr_arena_t *a, cr_off_t end);
 int cr_pipe_writable(cr_arena_t *a, cr_off_t end);
 
-/* Sends a message to the far end; never blocks. CR_ECLOSED when every
- * handle of the far end is closed; CR_ESTATE on a read-only end. */
+/* Sends a message to the far end; never blocks. CR_ECLOSED when the far
+ * end is gone (as recv sees it, above: every handle closed, or every
+ * process holding one ended); CR_ESTATE on a read-only end. */
 int cr_pipe_send(cr_arena_t *a, cr_off_t end, const void *data, size_t len);
 /* Receives as cr_queue_get. CR_ECLOSED after draining once the far end is
  * gone; CR_ESTATE on a write-only end. */
