@@ -500,25 +500,60 @@ static int ovf_room(queue_t *q) {
   return ovf_allowed(q) && (q->maxsize == 0 || queue_count(q) < q->maxsize);
 }
 
+/* A message being put: its bytes in up to two parts, and, for a long one,
+ * the block they are copied into. The block is taken only once there is
+ * room to place it at once, and given back before any sleep, so a producer
+ * killed while it waits for room holds no arena memory; only a kill in the
+ * few instructions between the copy and the placing leaks the block. */
+typedef struct {
+  const void *head, *body;
+  size_t hlen, blen, len;
+  cr_off_t blk;
+} msg_t;
+
+/* Copies a long message into a block of its own, if not done yet.
+ * 0 or CR_ENOMEM. */
+static int msg_fill(cr_arena_t *a, queue_t *q, msg_t *m) {
+  if (m->blk) return 0;
+  int rc = block_get(a, q, m->len, &m->blk);
+  if (rc < 0) return rc;
+  mblk_t *b = cr_arena_ptr(a, m->blk);
+  b->len = m->len;
+  memcpy((char *)b + sizeof *b, m->head, m->hlen);
+  if (m->blen) memcpy((char *)b + sizeof *b + m->hlen, m->body, m->blen);
+  return 0;
+}
+
+static void msg_unfill(cr_arena_t *a, queue_t *q, msg_t *m) {
+  if (m->blk) block_put(a, q, m->blk);
+  m->blk = 0;
+}
+
 /* Puts the message at the end of the overflow list (copying it into a
- * block first if it is not in one yet). 0 or CR_ENOMEM. */
-static int put_overflow(cr_arena_t *a, queue_t *q, const void *data, size_t len, cr_off_t *blk) {
-  if (!*blk) {
-    int rc = block_get(a, q, len, blk);
-    if (rc < 0) return rc;
-    mblk_t *m = cr_arena_ptr(a, *blk);
-    m->len = len;
-    memcpy((char *)m + sizeof *m, data, len);
-  }
+ * block first). 0 or CR_ENOMEM. */
+static int put_overflow(cr_arena_t *a, queue_t *q, msg_t *m) {
+  int rc = msg_fill(a, q, m);
+  if (rc < 0) return rc;
   if (q->qflags & CR_QUEUE_JOINABLE) atomic_fetch_add(&q->unfinished, 1);
-  ovf_push(a, q, *blk);
-  *blk = 0;
+  ovf_push(a, q, m->blk);
+  m->blk = 0;
   cr__ev_notify(&q->get_ev);
   return 0;
 }
 
-static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
-                           double timeout);
+/* Places the message in the ring: 0, CR_EFULL, or CR_ENOMEM. A short one
+ * travels in the slot (m->head holds all its bytes), a long one in its
+ * block, taken only when the slot at head looks free. */
+static int put_ring(cr_arena_t *a, queue_t *q, msg_t *m) {
+  if (m->len <= CR_QUEUE_INLINE) return ring_put(q, m->head, m->len, 0);
+  if (!m->blk && !ring_has_room(q)) return CR_EFULL;
+  int rc = msg_fill(a, q, m);
+  if (rc < 0) return rc;
+  if ((rc = ring_put(q, NULL, m->len, m->blk)) == 0) m->blk = 0;
+  return rc;
+}
+
+static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout);
 
 int cr_queue_put(cr_arena_t *a, cr_off_t qo, const void *data, size_t len, double timeout) {
   return cr_queue_put2(a, qo, data, len, NULL, 0, timeout);
@@ -530,28 +565,20 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t qo, const void *head, size_t hlen, con
   size_t len = hlen + blen;
   if (len < hlen || (uint64_t)len > LEN_MASK) return CR_EINVAL;
   if (atomic_load_explicit(&q->closed, memory_order_acquire)) return CR_ECLOSED;
-  cr_off_t blk = 0;
-  int rc;
-  if (len > CR_QUEUE_INLINE) {
-    /* A long message goes into its block before any slot is held. */
-    if ((rc = block_get(a, q, len, &blk)) < 0) return rc;
-    mblk_t *m = cr_arena_ptr(a, blk);
-    m->len = len;
-    memcpy((char *)m + sizeof *m, head, hlen);
-    if (blen) memcpy((char *)m + sizeof *m + hlen, body, blen);
-    return queue_put_ready(a, qo, q, NULL, len, blk, timeout);
+  msg_t m = {head, body, hlen, blen, len, 0};
+  if (len <= CR_QUEUE_INLINE && blen) { /* a short message travels as one part */
+    char joined[CR_QUEUE_INLINE];
+    memcpy(joined, head, hlen);
+    memcpy(joined + hlen, body, blen);
+    m.head = joined;
+    m.hlen = len;
+    m.blen = 0;
+    return queue_put_msg(a, q, &m, timeout);
   }
-  if (blen == 0) return queue_put_ready(a, qo, q, head, len, 0, timeout);
-  char joined[CR_QUEUE_INLINE];
-  memcpy(joined, head, hlen);
-  memcpy(joined + hlen, body, blen);
-  return queue_put_ready(a, qo, q, joined, len, 0, timeout);
+  return queue_put_msg(a, q, &m, timeout);
 }
 
-/* The put once a long message sits in its block (blk; data unused) or a
- * short one is at data (blk 0). */
-static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
-                           double timeout) {
+static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout) {
   int rc;
   cr__deadline_t dl;
   int have_dl = 0;
@@ -563,22 +590,22 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     }
     /* While the overflow list holds messages, new ones queue behind them. */
     if (atomic_load(&q->ovf_count) > 0 && ovf_room(q)) {
-      rc = put_overflow(a, q, data, len, &blk);
+      rc = put_overflow(a, q, m);
       break;
     }
-    if (ring_put(q, data, len, blk) == 0) {
-      blk = 0;
-      rc = 0;
+    if ((rc = put_ring(a, q, m)) == 0) {
       cr__ev_notify(&q->get_ev);
       break;
     }
+    if (rc != CR_EFULL) break;
     /* The ring is full: wait a little for room, then overflow or sleep. */
     if (timeout != 0 && cr__spin(&spin)) continue;
     if (skip_dead_writers(q)) continue; /* room held by killed producers */
     if (ovf_room(q)) {
-      rc = put_overflow(a, q, data, len, &blk);
+      rc = put_overflow(a, q, m);
       break;
     }
+    msg_unfill(a, q, m); /* hold no block while we wait */
     if (timeout == 0) {
       rc = CR_EFULL;
       break;
@@ -606,7 +633,7 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     }
   }
   if (have_dl) cr_intr_end();
-  if (blk) block_put(a, q, blk);
+  msg_unfill(a, q, m);
   return rc;
 }
 
