@@ -105,7 +105,9 @@ run_ctest() {
 run_busted() {
   local method=$1 log=$LOG/$2 limit=$3
   shift 3
-  local cmd=(env CORRAL_START_METHOD="$method" LD_PRELOAD="$preload" busted -o TAP "$@")
+  # busted under Lua 5.4 whatever `lua` is (installing luarocks brings
+  # Lua 5.1 and may make it the default interpreter)
+  local cmd=(env CORRAL_START_METHOD="$method" LD_PRELOAD="$preload" lua5.4 "$(command -v busted)" -o TAP "$@")
   [ "$limit" -gt 0 ] && cmd=(timeout -s KILL "$limit" "${cmd[@]}")
   "${cmd[@]}" >"$log" 2>&1
   local rc=$?

@@ -20,7 +20,8 @@
 #define ORPHAN    RBIT                  /* a slot's holder: a reader that died */
 #define LEN_BLOCK (UINT64_C(1) << 63)   /* the message is in a block at u.off */
 #define LEN_TASK  (UINT64_C(1) << 62)   /* joinable: counted as unfinished */
-#define LEN_MASK  (LEN_TASK - 1)
+#define LEN_DONE  (UINT64_C(1) << 61)   /* delivered: the reader is letting go of the slot */
+#define LEN_MASK  (LEN_DONE - 1)
 
 #define CACHE_MIN_ORDER 6u
 #define CACHE_MAX_ORDER 24u /* blocks up to 16 MiB are cached */
@@ -64,6 +65,7 @@ typedef struct {
   char pad4[64 - 32];
   pthread_mutex_t ovf_lock; /* robust, process-shared */
   uint64_t ovf_head, ovf_tail;
+  uint64_t ovf_pending; /* a block being filled and linked under ovf_lock */
   _Atomic uint64_t cache_top[CACHE_ORDERS]; /* tag << 40 | off >> 4 */
   _Atomic uint32_t cache_n[CACHE_ORDERS];
 } queue_t;
@@ -191,10 +193,31 @@ static void cache_drain(cr_arena_t *a, queue_t *q) {
 
 /* ---- the ring ------------------------------------------------------------------------- */
 
-/* Tries to place a message in the ring: inline bytes, or the block `blk`
- * already holding them. 0, or CR_EFULL when the slot for the next ticket
- * still holds an older message. */
-static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
+/* A message being put: its bytes in up to two parts (a short one in head
+ * alone). */
+typedef struct {
+  const void *head, *body;
+  size_t hlen, blen, len;
+} msg_t;
+
+/* Writes a message's bytes and then its length into block b. */
+static void msg_copy(mblk_t *b, const void *head, size_t hlen, const void *body, size_t blen) {
+  memcpy((char *)b + sizeof *b, head, hlen);
+  if (blen) memcpy((char *)b + sizeof *b + hlen, body, blen);
+  atomic_signal_fence(memory_order_seq_cst);
+  b->len = hlen + blen;
+}
+
+static void task_undo(queue_t *q);
+
+/* Tries to place a message in the ring: 0, CR_EFULL when the slot for the
+ * next ticket still holds an older message, or CR_ENOMEM. A short message
+ * travels in the slot. A long one goes into a block taken once the slot is
+ * ours and recorded in it at once (LEN_BLOCK, with length 0 while it is
+ * being filled), so that a producer killed at any point leaves its block
+ * where skip_dead_writers finds it. A block that cannot be had leaves the
+ * slot delivered-empty (LEN_DONE), which readers step over. */
+static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
   uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
   uint32_t me = (uint32_t)cr__chan_self();
   for (;;) {
@@ -211,15 +234,27 @@ static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
         s->len = task = LEN_TASK; /* so a skip of this slot undoes the count */
       }
       park(q, CR_QUEUE_PARK_PUT);
-      if (blk) {
-        s->u.off = blk;
-        s->len = len | LEN_BLOCK | task;
+      int rc = 0;
+      if (m->len > CR_QUEUE_INLINE) {
+        cr_off_t blk;
+        if ((rc = block_get(a, q, m->len, &blk)) == 0) {
+          s->u.off = blk;
+          atomic_signal_fence(memory_order_seq_cst);
+          s->len = LEN_BLOCK | task;
+          atomic_signal_fence(memory_order_seq_cst);
+          msg_copy(cr_arena_ptr(a, blk), m->head, m->hlen, m->body, m->blen);
+          atomic_signal_fence(memory_order_seq_cst);
+          s->len = m->len | LEN_BLOCK | task;
+        } else {
+          s->len = LEN_DONE;
+          if (task) task_undo(q);
+        }
       } else {
-        memcpy(s->u.data, data, len);
-        s->len = len | task;
+        memcpy(s->u.data, m->head, m->len);
+        s->len = m->len | task;
       }
       atomic_store_explicit(&s->word, word(seq_full(pos), 0), memory_order_release);
-      return 0;
+      return rc;
     }
     if (d < 0) { /* an older message is still there: full, unless head moved */
       uint64_t h = atomic_load(&q->head);
@@ -231,27 +266,33 @@ static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
   }
 }
 
+/* Frees the slot s, which we hold as reader, for ticket `pos` + nslots,
+ * once its message is delivered. The slot says so first (LEN_DONE) and
+ * keeps its block until the block is given back: a reader that dies at any
+ * point leaves an intact message, a delivered one whose slot the next
+ * reader frees (take_orphan), or a free slot; only a death inside the
+ * block's giving back leaks it. LEN_DONE also tells a producer that dies
+ * in its claim of the slot's next lap (skip_dead_writers) that the offset
+ * left in the slot is not its own. */
+static void slot_release(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq) {
+  uint64_t len = s->len;
+  s->len = LEN_DONE;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (len & LEN_BLOCK) block_put(a, q, s->u.off);
+  atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
+  cr__ev_notify(&q->put_ev);
+}
+
 /* Delivers the message in slot s, which we hold as reader, and frees the
- * slot for ticket `pos` + nslots. The slot is freed before the block, so a
- * reader that dies at any point leaves either an intact message or a free
- * slot. */
+ * slot (slot_release). */
 static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
                         cr_chan_sink_fn sink, void *ud) {
   uint64_t len = s->len;
-  cr_off_t blk = 0;
-  const void *p;
-  if (len & LEN_BLOCK) {
-    blk = s->u.off;
-    p = (const char *)cr_arena_ptr(a, blk) + sizeof(mblk_t);
-  } else {
-    p = s->u.data;
-  }
+  const void *p = len & LEN_BLOCK ? (const void *)((const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t))
+                                  : (const void *)s->u.data;
   park(q, CR_QUEUE_PARK_GET);
   int rc = sink ? sink(ud, p, (size_t)(len & LEN_MASK)) : 0;
-  s->len = 0; /* a producer that dies right after its claim leaves no stale flags */
-  atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
-  cr__ev_notify(&q->put_ev);
-  if (blk) block_put(a, q, blk);
+  slot_release(a, q, s, next_seq);
   return rc < 0 ? rc : 0;
 }
 
@@ -279,7 +320,12 @@ static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud
     if (peek) return 0;
     if (!atomic_compare_exchange_strong(&best->word, &bw, word(w_seq(bw), me))) continue;
     /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
-    return slot_consume(a, q, best, (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots), sink, ud);
+    uint64_t next = (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots);
+    if (best->len & LEN_DONE) { /* delivered: its reader died letting go */
+      slot_release(a, q, best, next);
+      continue;
+    }
+    return slot_consume(a, q, best, next, sink, ud);
   }
 }
 
@@ -325,6 +371,11 @@ static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, i
       if (!atomic_compare_exchange_weak(&s->word, &w, word(seq_full(pos), me))) continue;
       uint64_t p2 = pos;
       advance(&q->tail, &p2);
+      if (s->len & LEN_DONE) { /* left empty by a put that found no memory */
+        slot_release(a, q, s, seq_free(pos + q->nslots));
+        pos = atomic_load(&q->tail);
+        continue;
+      }
       return slot_consume(a, q, s, seq_free(pos + q->nslots), sink, ud);
     }
     if (d < 0) { /* not yet published for this ticket */
@@ -349,12 +400,15 @@ static void task_undo(queue_t *q) {
     }
 }
 
+static void slot_discard(cr_arena_t *a, slot_t *s);
+
 /* Frees the slots at the front of the ring (from tail on) whose producers
  * died holding them: each half-written message is dropped, never seen, and
- * its slot freed for the next lap. Its block, if it had attached one, is
- * leaked: we cannot tell a stale offset from its own. Returns how many
- * slots it freed. A slot further on waits until tail reaches it. */
-static int skip_dead_writers(queue_t *q) {
+ * its slot freed for the next lap. A block it had attached (LEN_BLOCK: a
+ * delivered slot's stale length never has it) is given back with the
+ * references of its message. Returns how many slots it freed. A slot
+ * further on waits until tail reaches it. */
+static int skip_dead_writers(cr_arena_t *a, queue_t *q) {
   int n = 0;
   for (;;) {
     uint64_t pos = atomic_load(&q->tail);
@@ -364,6 +418,7 @@ static int skip_dead_writers(queue_t *q) {
     if (w_seq(w) != (uint32_t)seq_free(pos) || h == 0 || (h & RBIT) || cr__chan_pid_alive((int)h)) return n;
     if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(pos), (uint32_t)cr__chan_self()))) continue;
     uint64_t len = s->len;
+    if (len & LEN_BLOCK) slot_discard(a, s);
     s->len = 0;
     atomic_store_explicit(&s->word, word(seq_free(pos + q->nslots), 0), memory_order_release);
     if (len & LEN_TASK) task_undo(q);
@@ -385,27 +440,57 @@ void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid) {
 static int ovf_allowed(queue_t *q) { return q->maxsize == 0 || q->maxsize > (int64_t)q->nslots; }
 
 /* Locks the overflow list; after a holder's death, rebuilds tail and count
- * from the links (the only edits are a link and two stores). */
+ * from the links (the only edits are a link and two stores), and drops the
+ * message a producer died filling or linking, if it is not in the list. */
 static void ovf_lock(cr_arena_t *a, queue_t *q) {
   if (pthread_mutex_lock(&q->ovf_lock) != EOWNERDEAD) return;
   uint64_t n = 0, last = 0;
+  int pending_in = 0;
   for (uint64_t b = q->ovf_head; b; b = ((mblk_t *)cr_arena_ptr(a, b))->next) {
     n++;
     last = b;
+    pending_in |= b == q->ovf_pending;
   }
   q->ovf_tail = last;
   atomic_store(&q->ovf_count, n);
+  if (q->ovf_pending && !pending_in) {
+    mblk_t *m = cr_arena_ptr(a, q->ovf_pending);
+    if (m->len) cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK));
+    cr_arena_free(a, q->ovf_pending);
+  }
+  q->ovf_pending = 0;
   pthread_mutex_consistent(&q->ovf_lock);
 }
 
-static void ovf_push(cr_arena_t *a, queue_t *q, cr_off_t blk) {
-  ((mblk_t *)cr_arena_ptr(a, blk))->next = 0;
+
+/* Appends a message to the overflow list. Its block is taken, filled and
+ * linked under the list's lock, recorded as pending (with length 0 until
+ * it is filled), so that a producer killed at any point, even while it
+ * waits for the lock, leaves no block behind. 0 or CR_ENOMEM. */
+static int ovf_push(cr_arena_t *a, queue_t *q, const void *head, size_t hlen, const void *body, size_t blen) {
   ovf_lock(a, q);
+  cr_off_t blk;
+  int rc = block_get(a, q, hlen + blen, &blk);
+  if (rc < 0) {
+    pthread_mutex_unlock(&q->ovf_lock);
+    return rc;
+  }
+  mblk_t *m = cr_arena_ptr(a, blk);
+  m->len = 0;
+  m->next = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  q->ovf_pending = blk;
+  atomic_signal_fence(memory_order_seq_cst);
+  msg_copy(m, head, hlen, body, blen);
+  atomic_signal_fence(memory_order_seq_cst);
   if (q->ovf_tail) ((mblk_t *)cr_arena_ptr(a, q->ovf_tail))->next = blk;
   else q->ovf_head = blk;
   q->ovf_tail = blk;
   atomic_fetch_add(&q->ovf_count, 1);
+  atomic_signal_fence(memory_order_seq_cst);
+  q->ovf_pending = 0;
   pthread_mutex_unlock(&q->ovf_lock);
+  return 0;
 }
 
 /* Copies out under the lock, so that a reader's death leaves the message
@@ -467,10 +552,11 @@ static int64_t queue_count(queue_t *q) {
 
 int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
-  skip_dead_writers(q); /* a killed producer's put is no longer in flight */
+  skip_dead_writers(a, q); /* a killed producer's put is no longer in flight */
   int64_t n = queue_count(q);
   if (atomic_load(&q->orphan_gen) != atomic_load(&q->orphan_done))
-    for (uint32_t i = 0; i < q->nslots; i++) n += w_holder(atomic_load(&slots(q)[i].word)) == ORPHAN;
+    for (uint32_t i = 0; i < q->nslots; i++)
+      n += w_holder(atomic_load(&slots(q)[i].word)) == ORPHAN && !(slots(q)[i].len & LEN_DONE);
   return n;
 }
 
@@ -500,60 +586,19 @@ static int ovf_room(queue_t *q) {
   return ovf_allowed(q) && (q->maxsize == 0 || queue_count(q) < q->maxsize);
 }
 
-/* A message being put: its bytes in up to two parts, and, for a long one,
- * the block they are copied into. The block is taken only once there is
- * room to place it at once, and given back before any sleep, so a producer
- * killed while it waits for room holds no arena memory; only a kill in the
- * few instructions between the copy and the placing leaks the block. */
-typedef struct {
-  const void *head, *body;
-  size_t hlen, blen, len;
-  cr_off_t blk;
-} msg_t;
-
-/* Copies a long message into a block of its own, if not done yet.
- * 0 or CR_ENOMEM. */
-static int msg_fill(cr_arena_t *a, queue_t *q, msg_t *m) {
-  if (m->blk) return 0;
-  int rc = block_get(a, q, m->len, &m->blk);
-  if (rc < 0) return rc;
-  mblk_t *b = cr_arena_ptr(a, m->blk);
-  b->len = m->len;
-  memcpy((char *)b + sizeof *b, m->head, m->hlen);
-  if (m->blen) memcpy((char *)b + sizeof *b + m->hlen, m->body, m->blen);
-  return 0;
-}
-
-static void msg_unfill(cr_arena_t *a, queue_t *q, msg_t *m) {
-  if (m->blk) block_put(a, q, m->blk);
-  m->blk = 0;
-}
-
-/* Puts the message at the end of the overflow list (copying it into a
- * block first). 0 or CR_ENOMEM. */
-static int put_overflow(cr_arena_t *a, queue_t *q, msg_t *m) {
-  int rc = msg_fill(a, q, m);
-  if (rc < 0) return rc;
+/* Puts the message at the end of the overflow list. 0 or CR_ENOMEM. */
+static int put_overflow(cr_arena_t *a, queue_t *q, const msg_t *m) {
   if (q->qflags & CR_QUEUE_JOINABLE) atomic_fetch_add(&q->unfinished, 1);
-  ovf_push(a, q, m->blk);
-  m->blk = 0;
+  int rc = ovf_push(a, q, m->head, m->hlen, m->body, m->blen);
+  if (rc < 0) {
+    if (q->qflags & CR_QUEUE_JOINABLE) task_undo(q);
+    return rc;
+  }
   cr__ev_notify(&q->get_ev);
   return 0;
 }
 
-/* Places the message in the ring: 0, CR_EFULL, or CR_ENOMEM. A short one
- * travels in the slot (m->head holds all its bytes), a long one in its
- * block, taken only when the slot at head looks free. */
-static int put_ring(cr_arena_t *a, queue_t *q, msg_t *m) {
-  if (m->len <= CR_QUEUE_INLINE) return ring_put(q, m->head, m->len, 0);
-  if (!m->blk && !ring_has_room(q)) return CR_EFULL;
-  int rc = msg_fill(a, q, m);
-  if (rc < 0) return rc;
-  if ((rc = ring_put(q, NULL, m->len, m->blk)) == 0) m->blk = 0;
-  return rc;
-}
-
-static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout);
+static int queue_put_msg(cr_arena_t *a, queue_t *q, const msg_t *m, double timeout);
 
 int cr_queue_put(cr_arena_t *a, cr_off_t qo, const void *data, size_t len, double timeout) {
   return cr_queue_put2(a, qo, data, len, NULL, 0, timeout);
@@ -565,20 +610,19 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t qo, const void *head, size_t hlen, con
   size_t len = hlen + blen;
   if (len < hlen || (uint64_t)len > LEN_MASK) return CR_EINVAL;
   if (atomic_load_explicit(&q->closed, memory_order_acquire)) return CR_ECLOSED;
-  msg_t m = {head, body, hlen, blen, len, 0};
+  msg_t m = {head, body, hlen, blen, len};
+  char joined[CR_QUEUE_INLINE];
   if (len <= CR_QUEUE_INLINE && blen) { /* a short message travels as one part */
-    char joined[CR_QUEUE_INLINE];
     memcpy(joined, head, hlen);
     memcpy(joined + hlen, body, blen);
     m.head = joined;
     m.hlen = len;
     m.blen = 0;
-    return queue_put_msg(a, q, &m, timeout);
   }
   return queue_put_msg(a, q, &m, timeout);
 }
 
-static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout) {
+static int queue_put_msg(cr_arena_t *a, queue_t *q, const msg_t *m, double timeout) {
   int rc;
   cr__deadline_t dl;
   int have_dl = 0;
@@ -593,19 +637,18 @@ static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout) {
       rc = put_overflow(a, q, m);
       break;
     }
-    if ((rc = put_ring(a, q, m)) == 0) {
+    if ((rc = ring_put(a, q, m)) == 0) {
       cr__ev_notify(&q->get_ev);
       break;
     }
     if (rc != CR_EFULL) break;
     /* The ring is full: wait a little for room, then overflow or sleep. */
     if (timeout != 0 && cr__spin(&spin)) continue;
-    if (skip_dead_writers(q)) continue; /* room held by killed producers */
+    if (skip_dead_writers(a, q)) continue; /* room held by killed producers */
     if (ovf_room(q)) {
       rc = put_overflow(a, q, m);
       break;
     }
-    msg_unfill(a, q, m); /* hold no block while we wait */
     if (timeout == 0) {
       rc = CR_EFULL;
       break;
@@ -633,7 +676,6 @@ static int queue_put_msg(cr_arena_t *a, queue_t *q, msg_t *m, double timeout) {
     }
   }
   if (have_dl) cr_intr_end();
-  msg_unfill(a, q, m);
   return rc;
 }
 
@@ -664,7 +706,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     }
     if ((timeout != 0 || rc == RING_BUSY) && cr__spin(&spin)) continue;
     /* About to give up or sleep: the thorough checks. */
-    if (rc == RING_BUSY && skip_dead_writers(q)) continue;
+    if (rc == RING_BUSY && skip_dead_writers(a, q)) continue;
     if (slept_out) {
       slept_out = 0;
       if (mark_orphans(q, 0)) continue;
@@ -752,20 +794,21 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
 /* Gives back the references of the message in slot s, then frees its
- * block if it has one. */
+ * block if it has one. A delivered message (LEN_DONE) has given back both. */
 static void slot_discard(cr_arena_t *a, slot_t *s) {
   uint64_t len = s->len & LEN_MASK;
-  if (s->len & LEN_BLOCK) {
-    cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
+  if (s->len & LEN_DONE) return;
+  if (s->len & LEN_BLOCK) { /* (length 0: a block its killed producer was filling) */
+    if (len) cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
     cr_arena_free(a, s->u.off);
-  } else {
+  } else if (len) {
     cr_refs_message_dropped(a, s->u.data, (size_t)len);
   }
 }
 
 static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
-  /* Published messages, and messages whose reader died. */
+  /* Published messages, messages whose reader died, and killed producers'. */
   uint64_t head = atomic_load(&q->head);
   for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
     slot_t *s = slot_for(q, pos);
@@ -773,7 +816,9 @@ static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   }
   for (uint32_t i = 0; i < q->nslots; i++) {
     slot_t *s = &slots(q)[i];
-    if (w_holder(atomic_load(&s->word)) & RBIT) slot_discard(a, s);
+    uint32_t h = w_holder(atomic_load(&s->word));
+    /* a reader's, or a killed producer's with its block attached */
+    if ((h & RBIT) || (h && (s->len & LEN_BLOCK))) slot_discard(a, s);
   }
   for (cr_off_t b = q->ovf_head; b;) {
     mblk_t *m = cr_arena_ptr(a, b);

@@ -57,6 +57,12 @@ cr_off_t cr_arena_off(const cr_arena_t *a, const void *p);
 /* True when [off, off+len) lies inside the arena's heap. */
 int cr_arena_contains(const cr_arena_t *a, cr_off_t off, size_t len);
 
+/* Calls fn(ud, off, size) for every allocated block, in address order,
+ * under the allocator's lock (fn must not allocate or free). For tools and
+ * tests that look for what is left allocated. */
+typedef void (*cr_arena_block_fn)(void *ud, cr_off_t off, size_t size);
+void cr_arena_each_block(cr_arena_t *a, cr_arena_block_fn fn, void *ud);
+
 typedef struct {
   size_t size;      /* heap bytes managed */
   size_t in_use;    /* bytes in allocated blocks */
