@@ -297,9 +297,10 @@ int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off) {
   blk->next = blk->prev = 0;   /* the links were the first user bytes */
   a->hdr->in_use += (uint64_t)1 << order;
   a->hdr->blocks++;
+  *off = b + BLK_HDR; /* before we let go: see arena.h */
+  STEP();
   op_set(a->hdr, OP_NONE, 0, 0, 0);
   arena_unlock(a);
-  *off = b + BLK_HDR;
   return 0;
 }
 

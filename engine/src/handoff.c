@@ -1,8 +1,14 @@
 /* corral engine: handoffs, the messages a spawned child takes at its start
- * (see refs.h). The claim word sits in a small block of its own that only
+ * (see refs.h). The state word sits in a small block of its own that only
  * the parent frees, after the child has ended: so the child may free the
  * bytes as soon as it has decoded them, and the parent never reads a block
- * that was freed and reused under it. */
+ * that was freed and reused under it.
+ *
+ * The message's references stay the message's until the child has its own
+ * (it decodes taking new ones), so whichever way the child ends, each
+ * reference has one owner: PENDING or TAKEN, the message (the parent drops
+ * it at reclaim); DROPPING, the child is giving them back (a kill in those
+ * few decrements leaks the rest); DONE, gone. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -12,7 +18,7 @@
 
 #define HANDOFF_MAGIC UINT32_C(0x484f4646) /* "HOFF" */
 
-enum { PENDING, TAKEN, RECLAIMED };
+enum { PENDING, TAKEN, DROPPING, DONE, RECLAIMED };
 
 typedef struct {
   uint32_t magic;
@@ -59,7 +65,10 @@ int cr_handoff_take(cr_arena_t *a, cr_off_t off, const void **data, size_t *len)
 
 void cr_handoff_done(cr_arena_t *a, cr_off_t off) {
   handoff_t *ho = handoff_at(a, off);
-  if (!ho || atomic_load(&ho->state) != TAKEN) return;
+  uint32_t st = TAKEN;
+  if (!ho || !atomic_compare_exchange_strong(&ho->state, &st, DROPPING)) return;
+  cr_refs_message_dropped(a, cr_arena_ptr(a, ho->bytes), (size_t)ho->len);
+  atomic_store(&ho->state, DONE);
   cr_off_t b = ho->bytes;
   ho->bytes = 0;
   cr_arena_free(a, b);
@@ -69,13 +78,12 @@ void cr_handoff_reclaim(cr_arena_t *a, cr_off_t off) {
   if (!off || !cr_arena_contains(a, off, sizeof(handoff_t))) return;
   handoff_t *ho = cr_arena_ptr(a, off);
   if (ho->magic != HANDOFF_MAGIC) return;
-  uint32_t st = PENDING;
-  if (atomic_compare_exchange_strong(&ho->state, &st, RECLAIMED)) {
+  uint32_t st = atomic_load(&ho->state);
+  if (st == PENDING || st == TAKEN) { /* the references are still the message's */
+    atomic_store(&ho->state, RECLAIMED);
     cr_refs_message_dropped(a, cr_arena_ptr(a, ho->bytes), (size_t)ho->len);
-    cr_arena_free(a, ho->bytes);
   }
-  /* A child that took it and died before cr_handoff_done leaves the bytes. */
-  else if (ho->bytes && st == TAKEN) cr_arena_free(a, ho->bytes);
+  if (ho->bytes) cr_arena_free(a, ho->bytes);
   ho->magic = 0;
   cr_arena_free(a, off);
 }

@@ -134,7 +134,9 @@ static unsigned cache_cap(unsigned order) {
 }
 
 /* Takes a block with room for `len` bytes after its header: from the cache
- * when one of the right size class is there, else from the arena. */
+ * when one of the right size class is there, else from the arena. Its
+ * length word is 0 by the time *out is written (out may be where the
+ * caller records it in shared memory: see cr_arena_alloc). */
 static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
   size_t need = sizeof(mblk_t) + len;
   unsigned o = order_of_size(need);
@@ -150,8 +152,10 @@ static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
       uint64_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
       uint64_t ntop = ((top >> 40) + 1) << 40 | (next >> 4);
       if (atomic_compare_exchange_weak(&q->cache_top[i], &top, ntop)) {
-        atomic_fetch_sub(&q->cache_n[i], 1);
+        ((mblk_t *)cr_arena_ptr(a, off))->len = 0;
+        atomic_signal_fence(memory_order_seq_cst);
         *out = off;
+        atomic_fetch_sub(&q->cache_n[i], 1);
         return 0;
       }
     }
@@ -213,9 +217,9 @@ static void task_undo(queue_t *q);
 /* Tries to place a message in the ring: 0, CR_EFULL when the slot for the
  * next ticket still holds an older message, or CR_ENOMEM. A short message
  * travels in the slot. A long one goes into a block taken once the slot is
- * ours and recorded in it at once (LEN_BLOCK, with length 0 while it is
- * being filled), so that a producer killed at any point leaves its block
- * where skip_dead_writers finds it. A block that cannot be had leaves the
+ * ours and recorded in it by the allocator itself (LEN_BLOCK, with length 0
+ * while it is being filled), so that a producer killed at any point leaves
+ * its block where skip_dead_writers finds it. A block that cannot be had leaves the
  * slot delivered-empty (LEN_DONE), which readers step over. */
 static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
   uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
@@ -236,13 +240,14 @@ static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
       park(q, CR_QUEUE_PARK_PUT);
       int rc = 0;
       if (m->len > CR_QUEUE_INLINE) {
-        cr_off_t blk;
-        if ((rc = block_get(a, q, m->len, &blk)) == 0) {
-          s->u.off = blk;
+        /* the slot names its block (0 until there is one) from the start */
+        s->u.off = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+        s->len = LEN_BLOCK | task;
+        atomic_signal_fence(memory_order_seq_cst);
+        if ((rc = block_get(a, q, m->len, &s->u.off)) == 0) {
           atomic_signal_fence(memory_order_seq_cst);
-          s->len = LEN_BLOCK | task;
-          atomic_signal_fence(memory_order_seq_cst);
-          msg_copy(cr_arena_ptr(a, blk), m->head, m->hlen, m->body, m->blen);
+          msg_copy(cr_arena_ptr(a, s->u.off), m->head, m->hlen, m->body, m->blen);
           atomic_signal_fence(memory_order_seq_cst);
           s->len = m->len | LEN_BLOCK | task;
         } else {
@@ -469,17 +474,14 @@ static void ovf_lock(cr_arena_t *a, queue_t *q) {
  * waits for the lock, leaves no block behind. 0 or CR_ENOMEM. */
 static int ovf_push(cr_arena_t *a, queue_t *q, const void *head, size_t hlen, const void *body, size_t blen) {
   ovf_lock(a, q);
-  cr_off_t blk;
-  int rc = block_get(a, q, hlen + blen, &blk);
+  int rc = block_get(a, q, hlen + blen, &q->ovf_pending); /* recorded as it is taken */
   if (rc < 0) {
     pthread_mutex_unlock(&q->ovf_lock);
     return rc;
   }
+  cr_off_t blk = q->ovf_pending;
   mblk_t *m = cr_arena_ptr(a, blk);
-  m->len = 0;
   m->next = 0;
-  atomic_signal_fence(memory_order_seq_cst);
-  q->ovf_pending = blk;
   atomic_signal_fence(memory_order_seq_cst);
   msg_copy(m, head, hlen, body, blen);
   atomic_signal_fence(memory_order_seq_cst);
@@ -509,8 +511,8 @@ static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
   if (!q->ovf_head) q->ovf_tail = 0;
   atomic_fetch_sub(&q->ovf_count, 1);
   pthread_mutex_unlock(&q->ovf_lock);
+  block_put(a, q, b); /* before the wake-up: a kill in its system call leaks nothing */
   cr__ev_notify(&q->put_ev);
-  block_put(a, q, b);
   return rc < 0 ? rc : 0;
 }
 

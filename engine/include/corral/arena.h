@@ -39,7 +39,12 @@ void cr_arena_close(cr_arena_t *a);
 int cr_arena_fd(const cr_arena_t *a);
 
 /* Allocates `size` bytes, 16-byte aligned, zero-filled. Returns 0 and sets
- * *off, or CR_ENOMEM (nothing allocated) / CR_EINVAL for size 0. */
+ * *off, or CR_ENOMEM (nothing allocated) / CR_EINVAL for size 0. *off is
+ * written while the allocator still holds the block as in flight, so a
+ * caller that passes the shared-memory word where it records the block
+ * loses nothing to a kill: killed before the store, the allocation is
+ * undone by whoever takes the allocator over; after it, the block is
+ * recorded. */
 int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off);
 
 /* Frees a block from cr_arena_alloc. Freeing 0 does nothing. Large blocks
