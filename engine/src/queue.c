@@ -810,6 +810,10 @@ static void slot_discard(cr_arena_t *a, slot_t *s) {
 
 static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
+  /* a producer killed inside the overflow list's lock: recovered here if
+   * nobody took the lock since (its pending block is given back) */
+  ovf_lock(a, q);
+  pthread_mutex_unlock(&q->ovf_lock);
   /* Published messages, messages whose reader died, and killed producers'. */
   uint64_t head = atomic_load(&q->head);
   for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
