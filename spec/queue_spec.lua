@@ -313,6 +313,37 @@ describe("Queue (" .. H.method .. ")", function()
     assert.are.equal("next", q:get(10))
   end)
 
+  it("keeps the handles of a long message whose consumer was killed after decoding it, for the next one", function()
+    -- The dead reader's handles were its own: reaping it gives back what
+    -- it took, never the message's, which the next reader gets whole.
+    local RING = 8192 -- an unbounded queue's ring: past it, the overflow list
+    for _, case in ipairs{ { q = mp.Queue(1), fill = 0 }, { q = mp.Queue(), fill = RING } } do
+      local q = case.q
+      for i = 1, case.fill do q:put(i) end
+      local inner = mp.Queue()
+      inner:put("kept")
+      collectgarbage()
+      collectgarbage() -- what earlier tests left for the collector goes first
+      local objects = mp.arena_stats().objects
+      q:put({ inner, ("x"):rep(1000) })
+      for _ = 1, case.fill do q:get(10) end
+      kill_in("get", q, get)
+      local v = q:get(10)
+      assert.are.equal(1000, #v[2])
+      inner = nil -- this process's first handle goes: v[1] must still hold the queue
+      collectgarbage()
+      collectgarbage()
+      assert.is_true(v[1]:put("more", 10))
+      assert.are.equal("kept", v[1]:get(10))
+      assert.are.equal("more", v[1]:get(10))
+      v = nil
+      assert.is_true(H.wait_until(function()
+        collectgarbage()
+        return mp.arena_stats().objects == objects - 1
+      end, 10), "the inner queue is freed once its last handle is")
+    end
+  end)
+
   it("frees the slot of a producer killed in a put without waiting for a reader", function()
     -- the only slot of a Queue(1): no reader ever comes
     local q = mp.Queue(1)

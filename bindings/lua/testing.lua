@@ -7,8 +7,9 @@
 --   queue_park(where)       where = "put" | "get": this process's next put
 --                              or get on any queue stops forever in its
 --                              middle (slot claimed, message not yet written
---                              / not yet released), so that a test can kill
---                              it there deterministically
+--                              / delivered to the reader's sink but not yet
+--                              released), so that a test can kill it there
+--                              deterministically
 --   queue_parked(q)         -> how many processes are parked inside q (a
 --                              Queue, or a Connection: in what it receives)
 --   manager_park(where)     where = "before" | "after": this process's next

@@ -81,6 +81,7 @@ static int recv_any(lua_State *L, int raw) {
   s.L = L;
   s.raw = raw;
   s.status = LUA_OK;
+  s.own_refs = 1;
   s.is_small = 0;
   int rc = cr_pipe_recv(arena(L), u->off, crL__sink, &s, t);
   if (rc == 0) {

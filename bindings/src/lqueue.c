@@ -130,6 +130,7 @@ static int get_one(lua_State *L, crL_handle_t *u, double t, const char **why) {
   s.L = L;
   s.raw = 0;
   s.status = LUA_OK;
+  s.own_refs = 1;
   s.is_small = 0;
   int rc = cr_queue_get(arena(L), u->off, crL__sink, &s, t);
   if (rc == 0) {

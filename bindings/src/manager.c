@@ -133,6 +133,7 @@ void mgr_sink_init(mgr_sink_t *s, lua_State *L, cr_arena_t *a) {
   s->s.L = L;
   s->s.raw = 0;
   s->s.status = LUA_OK;
+  s->s.own_refs = 0;
   s->s.is_small = 0;
   s->a = a;
 }

@@ -271,33 +271,40 @@ static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
   }
 }
 
-/* Frees the slot s, which we hold as reader, for ticket `pos` + nslots,
- * once its message is delivered. The slot says so first (LEN_DONE) and
- * keeps its block until the block is given back: a reader that dies at any
- * point leaves an intact message, a delivered one whose slot the next
- * reader frees (take_orphan), or a free slot; only a death inside the
- * block's giving back leaks it. LEN_DONE also tells a producer that dies
- * in its claim of the slot's next lap (skip_dead_writers) that the offset
- * left in the slot is not its own. */
-static void slot_release(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq) {
-  uint64_t len = s->len;
-  s->len = LEN_DONE;
-  atomic_signal_fence(memory_order_seq_cst);
-  if (len & LEN_BLOCK) block_put(a, q, s->u.off);
+/* Frees the slot s, which we hold as reader and whose message is
+ * delivered (LEN_DONE), for ticket `pos` + nslots. */
+static void slot_release(queue_t *q, slot_t *s, uint64_t next_seq) {
   atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
   cr__ev_notify(&q->put_ev);
 }
 
 /* Delivers the message in slot s, which we hold as reader, and frees the
- * slot (slot_release). */
+ * slot. Once the sink is done the slot says so (LEN_DONE), then the
+ * message's references are dropped (if the sink took its own), its block
+ * given back and the slot freed: a reader that dies at any point leaves an
+ * intact message, a delivered one whose slot the next reader frees
+ * (take_orphan), or a free slot; only a death inside those few steps leaks
+ * what was not given back yet. LEN_DONE also tells a producer that dies in
+ * its claim of the slot's next lap (skip_dead_writers) that the offset
+ * left in the slot is not its own. */
 static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
                         cr_chan_sink_fn sink, void *ud) {
   uint64_t len = s->len;
-  const void *p = len & LEN_BLOCK ? (const void *)((const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t))
-                                  : (const void *)s->u.data;
+  cr_off_t blk = len & LEN_BLOCK ? s->u.off : 0;
+  const void *p = blk ? (const void *)((const char *)cr_arena_ptr(a, blk) + sizeof(mblk_t)) : (const void *)s->u.data;
+  size_t n = (size_t)(len & LEN_MASK);
+  int rc = sink ? sink(ud, p, n) : 0;
   park(q, CR_QUEUE_PARK_GET);
-  int rc = sink ? sink(ud, p, (size_t)(len & LEN_MASK)) : 0;
-  slot_release(a, q, s, next_seq);
+  char copy[CR_QUEUE_INLINE]; /* an inline message's bytes, for the drop once the slot says done */
+  if (rc == CR_CHAN_SINK_DROP && !blk) {
+    memcpy(copy, p, n);
+    p = copy;
+  }
+  s->len = LEN_DONE;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (rc == CR_CHAN_SINK_DROP) cr_refs_message_dropped(a, p, n);
+  if (blk) block_put(a, q, blk);
+  slot_release(q, s, next_seq);
   return rc < 0 ? rc : 0;
 }
 
@@ -327,7 +334,7 @@ static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud
     /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
     uint64_t next = (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots);
     if (best->len & LEN_DONE) { /* delivered: its reader died letting go */
-      slot_release(a, q, best, next);
+      slot_release(q, best, next);
       continue;
     }
     return slot_consume(a, q, best, next, sink, ud);
@@ -377,7 +384,7 @@ static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, i
       uint64_t p2 = pos;
       advance(&q->tail, &p2);
       if (s->len & LEN_DONE) { /* left empty by a put that found no memory */
-        slot_release(a, q, s, seq_free(pos + q->nslots));
+        slot_release(q, s, seq_free(pos + q->nslots));
         pos = atomic_load(&q->tail);
         continue;
       }
@@ -505,12 +512,14 @@ static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
     return RING_EMPTY;
   }
   mblk_t *m = cr_arena_ptr(a, b);
-  park(q, CR_QUEUE_PARK_GET);
   int rc = sink ? sink(ud, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK)) : 0;
+  park(q, CR_QUEUE_PARK_GET);
   q->ovf_head = m->next;
   if (!q->ovf_head) q->ovf_tail = 0;
   atomic_fetch_sub(&q->ovf_count, 1);
   pthread_mutex_unlock(&q->ovf_lock);
+  /* unlinked, it cannot be delivered again: its references can go */
+  if (rc == CR_CHAN_SINK_DROP) cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK));
   block_put(a, q, b); /* before the wake-up: a kill in its system call leaks nothing */
   cr__ev_notify(&q->put_ev);
   return rc < 0 ? rc : 0;

@@ -121,8 +121,13 @@
 /* Receives a message: `data` points into shared memory and is valid only
  * during the call. Whatever the sink returns, the message is consumed; a
  * negative return is passed on by the get (so the caller learns that its
- * sink failed). NULL sink: the message is dropped. */
+ * sink failed). CR_CHAN_SINK_DROP: the sink took references of its own to
+ * what the message names, and the engine drops the message's (the
+ * cr_refs_on_message_drop hook) once the message can no longer be
+ * delivered again; a reader killed inside the sink leaves the message whole
+ * for the next one. NULL sink: the message is dropped. */
 typedef int (*cr_chan_sink_fn)(void *ud, const void *data, size_t len);
+#define CR_CHAN_SINK_DROP 1
 
 /* Creates a queue. maxsize 0 = unbounded, else at most maxsize items
  * (maxsize < 0: CR_EINVAL). flags: CR_QUEUE_*. One reference for the
