@@ -179,6 +179,10 @@ static int runargs(lua_State *L, char **argv, int script) {
   for (int i = 1; i < script; i++) {
     const char *a = argv[i];
     if (a[0] != '-') continue;
+    if (strcmp(a, "--trace") == 0) {
+      i++; /* its file name is no option */
+      continue;
+    }
     if (a[1] == 'e' || a[1] == 'l') {
       const char *extra = a[2] ? a + 2 : argv[++i];
       int status = a[1] == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
