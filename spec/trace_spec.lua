@@ -7,6 +7,7 @@
 local H = require "spec.helper"
 local J = require "spec.json"
 local mp = H.mp
+local killed_worker = require "spec.killed_worker"
 
 local function tmpfile()
   local path = os.tmpname()
@@ -162,19 +163,7 @@ describe("trace (" .. H.method .. ")", function()
   end)
 
   it("a SIGKILLed worker leaves a loadable trace with WorkerLost and its replacement", function()
-    local t, out = run_traced([[
-      local mp = require "corral"
-      local pool <close> = mp.Pool(2)
-      pool:map(function(x) return x end, { 1, 2, 3, 4 }, 1)
-      local started, victim = mp.Event(), mp.Value("i", 0)
-      local ar = pool:apply_async(function(e, v) v.value = mp.getpid(); e:set(); mp.sleep(60) end, { started, victim })
-      assert(started:wait(30))
-      os.execute("kill -9 " .. victim.value)
-      local ok, err = pcall(ar.get, ar)
-      assert(not ok and mp.iserror(err, "WorkerLost"), tostring(err))
-      assert(pool:apply(function() return 7 end) == 7)
-      print("victim " .. victim.value)
-    ]])
+    local t, out = run_traced(killed_worker())
     assert_nested(t)
     local victim = tonumber(out:match("victim (%d+)"))
     assert.is_string(t.names[victim])
