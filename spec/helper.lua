@@ -66,6 +66,16 @@ function H.assert_no_children()
   assert(left, "children left behind: " .. table.concat(H.child_pids(), " "))
 end
 
+-- Whether process pid sleeps in the kernel on a futex: how a test knows
+-- that a child has reached a corral wait (a full queue, a held lock).
+function H.in_futex_wait(pid)
+  local f = io.open("/proc/" .. pid .. "/wchan")
+  if not f then return false end
+  local w = f:read("a") or ""
+  f:close()
+  return w:find("futex", 1, true) ~= nil
+end
+
 -- Number of open fds of this process.
 function H.count_fds()
   local n = 0

@@ -6,7 +6,8 @@
 -- CHAOS_SECONDS (default 60) bounds the time spent killing; winding down
 -- and the checks add a few seconds. CHAOS_SEED=N replays a schedule of
 -- kills (the seed is printed first; the timing of the processes is not
--- replayed, only the choices).
+-- replayed, only the choices). CHAOS_KILL=worker|producer|consumer kills
+-- only that kind of process (to find which kind a leak comes from).
 --
 -- The run is a series of rounds. In each, producers put numbered items on
 -- a fresh Queue (bounded or not) and consumers take them, while a fresh
@@ -29,6 +30,7 @@
 -- process's fds and its children are back where they started.
 local H = require "spec.helper"
 local mp = H.mp
+local testing = require "corral.testing"
 
 local SECONDS = tonumber(os.getenv("CHAOS_SECONDS")) or 60
 local SEED = tonumber(os.getenv("CHAOS_SEED")) or os.time()
@@ -36,6 +38,10 @@ local PRODUCERS, CONSUMERS, WORKERS = 2, 2, 3
 local IDS = 1000000 -- item numbers per producer slot and round (a round ends once all are put)
 local TASKS_AHEAD = 24 -- pool tasks kept submitted and not yet done
 local STALL = 30    -- seconds without any progress that count as a hang
+local ONLY = ({ worker = 1, producer = 2, consumer = 3 })[os.getenv("CHAOS_KILL") or ""]
+if os.getenv("CHAOS_KILL") and not ONLY then
+  error("CHAOS_KILL must be worker, producer or consumer, not " .. os.getenv("CHAOS_KILL"))
+end
 
 local function say(fmt, ...)
   io.write(("# chaos (%s): " .. fmt .. "\n"):format(H.method, ...))
@@ -204,7 +210,7 @@ end
 
 -- One step: lets a random amount of work through, then kills one process.
 function Round:step()
-  local what = math.random(3)
+  local what = ONLY or math.random(3)
   if what == 1 then
     self:let_pool_work(math.random(8))
     self:kill_worker()
@@ -284,6 +290,8 @@ describe("chaos (" .. H.method .. ")", function()
     say("seed %d (CHAOS_SEED=%d replays the choices), %s s of kills", SEED, SEED, SECONDS)
     math.randomseed(SEED)
     run.s0 = settled()
+    run.blocks0 = {}
+    for _, b in ipairs(testing.arena_blocks()) do run.blocks0[b.off] = b.size end
     run.fds = H.count_fds()
     local t0 = mp.time()
     local totals = { rounds = 0, items = 0, lost = 0, tasks = 0, worker_lost = 0,
@@ -315,6 +323,23 @@ describe("chaos (" .. H.method .. ")", function()
     assert.are.equal(run.fds, now)
   end)
 
+  -- The blocks allocated now that were not at the start: what a leak is
+  -- made of (a queue's message block starts with its link and length,
+  -- then the codec's 0xcb).
+  local function new_blocks()
+    local out, n = {}, 0
+    for _, b in ipairs(testing.arena_blocks()) do
+      if run.blocks0[b.off] ~= b.size then
+        n = n + 1
+        if n <= 8 then
+          out[#out + 1] = ("\n  block at %d, %d bytes: %s"):format(b.off, b.size,
+            (b.head:sub(1, 40):gsub(".", function(c) return ("%02x"):format(c:byte()) end)))
+        end
+      end
+    end
+    return n == 0 and "" or ("\n%d blocks more than at the start:%s"):format(n, table.concat(out))
+  end
+
   local function arena_back(field, what)
     local s0 = assert(run.s0, "the run did not start")
     local now = H.wait_until(function()
@@ -322,8 +347,8 @@ describe("chaos (" .. H.method .. ")", function()
       return s[field] == s0[field] and s
     end, 10) or settled()
     local k = run.totals.kills
-    assert(now[field] == s0[field], ("%s: %d at the start, %d now (after %d producers and %d consumers killed)")
-      :format(what, s0[field], now[field], k.producer, k.consumer))
+    assert(now[field] == s0[field], ("%s: %d at the start, %d now (after %d producers and %d consumers killed)%s")
+      :format(what, s0[field], now[field], k.producer, k.consumer, new_blocks()))
   end
 
   it("gives back every arena object", function() arena_back("objects", "arena objects alive") end)

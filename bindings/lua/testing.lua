@@ -19,6 +19,9 @@
 --   manager_parked(proxy)   -> how many processes are parked inside proxy
 --   manager_recoveries(proxy) -> how many interrupted operations were
 --                              recovered
+--   arena_blocks()          -> the arena's allocated blocks, in address
+--                              order: { off =, size =, head = first bytes }
+--                              each (to find what a leak is made of)
 local _, core = ...
 
 return {
@@ -28,4 +31,5 @@ return {
   manager_park = core._manager_park,
   manager_parked = core._manager_parked,
   manager_recoveries = core._manager_recoveries,
+  arena_blocks = core._arena_blocks,
 }

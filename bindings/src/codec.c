@@ -1359,7 +1359,8 @@ static void dec_start(dec_t *d) {
     for (size_t i = 0; i < n; i++) {
       uint64_t kind = dec_varint(d);
       uint64_t off = dec_varint(d);
-      if (kind >= CR_OBJ__MAX || crL_pushhandle_adopt(L, (cr_obj_kind_t)kind, (cr_off_t)off) < 0)
+      if (kind >= CR_OBJ__MAX || (d->flags & CRL_DECODE_OWN_REFS ? crL_pushhandle_copy : crL_pushhandle_adopt)(
+                                     L, (cr_obj_kind_t)kind, (cr_off_t)off) < 0)
         dec_fail(d, "handle %d names no live shared object", (int)i);
       lua_rawseti(L, d->handles, (lua_Integer)i + 1);
       d->nhandles++;

@@ -143,6 +143,8 @@ void crL_pushhandle(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
  * is unknown, has no class, or off does not name a live object of that kind
  * (the reference is then left alone). Raises only on memory errors. */
 int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
+/* The same, taking a new reference instead (the message keeps its own). */
+int crL_pushhandle_copy(lua_State *L, cr_obj_kind_t kind, cr_off_t off);
 
 /* The handle at idx, or NULL when the value is no corral handle. */
 crL_handle_t *crL_tohandle(lua_State *L, int idx);
@@ -201,6 +203,7 @@ int crL_encode_key(lua_State *L, int idx, crL_key_t *k);
 
 #define CRL_DECODE_NO_FUNCTIONS 1 /* data from outside the engine */
 #define CRL_DECODE_NO_HANDLES   2
+#define CRL_DECODE_OWN_REFS     4 /* handles take new references; the message keeps its own */
 /* Decodes `len` bytes and pushes the value. Raises a DecodeError on any
  * malformed input; never crashes and never allocates beyond what the input
  * can justify. */

@@ -108,6 +108,16 @@ int crL_pushhandle_adopt(lua_State *L, cr_obj_kind_t kind, cr_off_t off) {
   return 0;
 }
 
+int crL_pushhandle_copy(lua_State *L, cr_obj_kind_t kind, cr_off_t off) {
+  if (kind <= CR_OBJ_NONE || kind >= CR_OBJ__MAX || !classes[kind]) return -1;
+  cr_arena_t *a = cr_engine_arena(crL_engine(L));
+  if (cr_obj_check(a, off, kind) < 0) return -1;
+  crL_handle_t *h = new_userdata(L, classes[kind], kind, off);
+  cr_obj_retain(a, off);
+  adopt(L, classes[kind], h, off);
+  return 0;
+}
+
 crL_handle_t *crL_tohandle(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
   int t = lua_getfield(L, -1, "__corral_kind");

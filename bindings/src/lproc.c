@@ -130,7 +130,7 @@ int crL_is_spawn_child(void) { return getenv(CHILD_ENV) != NULL; }
 static int decode_payload(lua_State *L) {
   const char *p = lua_touserdata(L, 1);
   size_t n = (size_t)lua_tointeger(L, 2);
-  crL_decode(L, p, n, 0);
+  crL_decode(L, p, n, CRL_DECODE_OWN_REFS); /* the handoff keeps its own until done */
   return 1;
 }
 
@@ -167,16 +167,18 @@ int crL_spawn_child_run(lua_State *L) {
   cr_engine_t *e = crL_engine(L); /* attaches to the inherited arena */
   unsetenv(CHILD_ENV);            /* not for our own children */
   cr_arena_t *a = cr_engine_arena(e);
-  if (!cr_arena_contains(a, off, len) || cr_arena_block_size(a, off) < len) {
+  const void *bytes;
+  size_t n;
+  if (cr_handoff_take(a, (cr_off_t)off, &bytes, &n) < 0 || n != len) {
     fprintf(stderr, "corral: spawn payload is not in the arena\n");
     return 70;
   }
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, decode_payload);
-  lua_pushlightuserdata(L, cr_arena_ptr(a, off));
+  lua_pushlightuserdata(L, (void *)bytes);
   lua_pushinteger(L, (lua_Integer)len);
   int st = lua_pcall(L, 2, 1, -4);
-  cr_arena_free(a, off); /* the payload was ours to free */
+  cr_handoff_done(a, (cr_off_t)off); /* its references and bytes; the parent frees the rest */
   if (st != LUA_OK) {
     fprintf(stderr, "corral child (pid %d): cannot decode its process: %s\n", (int)getpid(),
             lua_tostring(L, -1));
@@ -268,9 +270,11 @@ static int l_start(lua_State *L) {
     const char *bytes = crL_encode(L, 1, "process", &len);
     cr_arena_t *a = cr_engine_arena(e);
     cr_off_t off;
-    rc = cr_arena_alloc(a, len ? len : 1, &off);
-    if (rc < 0) return crL_error_code(L, rc, "start");
-    memcpy(cr_arena_ptr(a, off), bytes, len);
+    rc = cr_handoff_new(a, bytes, len, &off);
+    if (rc < 0) {
+      crL_decode_drop(L, bytes, len); /* the references its handles took */
+      return crL_error_code(L, rc, "start");
+    }
     char *value = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off,
                                           (lua_Integer)len, (int)getpid(), daemon);
     const char *exe = corral_exe(L);
@@ -278,11 +282,9 @@ static int l_start(lua_State *L) {
     o.file = exe;
     o.args = args;
     o.env = child_env(L, value);
+    o.handoff = off; /* reclaimed by the engine when the child ends */
     rc = cr_proc_spawn(e, &o, &p);
-    if (rc < 0) {
-      crL_decode_drop(L, bytes, len); /* the references its handles took */
-      cr_arena_free(a, off);
-    }
+    if (rc < 0) cr_handoff_reclaim(a, off); /* drops the references its handles took */
   } else {
     return crL_error(L, "ValueError", "unknown start method '%s' (expected 'fork' or 'spawn')", method);
   }

@@ -7,8 +7,10 @@
  *   _queue_park(where)    parks this process in its next put ("put") or get
  *                         ("get") on any queue; anything else: no parking
  *   _queue_parked(q)      how many processes are parked in q (a queue, or
- *                         the one a Connection receives from) */
+ *                         the one a Connection receives from)
+ *   _arena_blocks()       the allocated blocks: {off, size, head} each */
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "corral_lua.h"
@@ -80,9 +82,58 @@ static int q_parked(lua_State *L) {
   return 1;
 }
 
+/* ---- what is allocated in the arena ------------------------------------------- */
+
+#define HEAD_BYTES 64
+
+typedef struct {
+  cr_arena_t *a;
+  size_t n, cap;
+  struct blk_s {
+    cr_off_t off;
+    size_t size;
+    unsigned char head[HEAD_BYTES];
+  } *v;
+} blocks_t;
+
+/* Under the arena's lock: only copies, into malloc'd memory (a Lua error
+ * here would leave the lock held). */
+static void add_block(void *ud, cr_off_t off, size_t size) {
+  blocks_t *b = ud;
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? 2 * b->cap : 256;
+    void *v = realloc(b->v, cap * sizeof *b->v);
+    if (!v) return; /* the list is cut short */
+    b->v = v;
+    b->cap = cap;
+  }
+  struct blk_s *e = &b->v[b->n++];
+  e->off = off;
+  e->size = size;
+  memcpy(e->head, cr_arena_ptr(b->a, off), size < HEAD_BYTES ? size : HEAD_BYTES);
+}
+
+static int arena_blocks(lua_State *L) {
+  blocks_t b = {cr_engine_arena(crL_engine(L)), 0, 0, NULL};
+  cr_arena_each_block(b.a, add_block, &b);
+  lua_createtable(L, (int)b.n, 0);
+  for (size_t i = 0; i < b.n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)b.v[i].off);
+    lua_setfield(L, -2, "off");
+    lua_pushinteger(L, (lua_Integer)b.v[i].size);
+    lua_setfield(L, -2, "size");
+    lua_pushlstring(L, (const char *)b.v[i].head, b.v[i].size < HEAD_BYTES ? b.v[i].size : HEAD_BYTES);
+    lua_setfield(L, -2, "head");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(b.v);
+  return 1;
+}
+
 void crL_open_testing(lua_State *L) {
   open_testobj(L);
   static const luaL_Reg fns[] = {{"_testobj", t_new}, {"_queue_park", q_park}, {"_queue_parked", q_parked},
-                                 {NULL, NULL}};
+                                 {"_arena_blocks", arena_blocks}, {NULL, NULL}};
   crL_setfuncs(L, fns);
 }

@@ -9,7 +9,14 @@
  * block also holds its free-list links. Invariant: the bytes of a free block
  * beyond its header are zero, so allocation only clears the links. Large
  * blocks punch their pages out of the memfd when freed, which both returns
- * the memory and keeps that invariant for free. */
+ * the memory and keeps that invariant for free.
+ *
+ * A process can die inside the allocator (SIGKILL while it holds the lock).
+ * Each operation first writes what it is doing (op_*: which block, of which
+ * order) and orders its edits so that block headers always tile the heap;
+ * whoever takes the lock over finishes the dead one's work in one direction
+ * (the block goes back to being free) and rebuilds the free lists and the
+ * counts from the headers (recover). */
 #define _GNU_SOURCE
 #include "corral/arena.h"
 #include "corral/errors.h"
@@ -27,11 +34,13 @@
 
 #define CR_PAGE        4096u
 #define ARENA_MAGIC    0x6c617263u /* "crla" */
-#define ARENA_VERSION  2u
+#define ARENA_VERSION  3u
 #define MIN_ORDER      6u          /* 64-byte blocks */
 #define MAX_ORDERS     48u
 #define PUNCH_ORDER    16u         /* blocks of 64 KiB and more give pages back */
 #define BLK_MAGIC      0x6b6c62u   /* low 24 bits of a block header's tag */
+
+enum { OP_NONE, OP_ALLOC, OP_FREE };
 
 typedef struct {
   uint32_t magic;
@@ -43,6 +52,11 @@ typedef struct {
   uint64_t free_head[MAX_ORDERS];
   uint64_t in_use;
   uint64_t blocks;
+  /* The operation under the lock, what to finish if its process dies, in
+   * one word so that it changes in one store: kind << 62 | target << 54 |
+   * order << 48 | block. The block of that order becomes free again; the
+   * headers that may lie inside it are at block + 2^j, target <= j < order. */
+  uint64_t op;
   _Atomic uint64_t objects;            /* shared objects alive */
   _Atomic uint64_t roots[CR_ARENA_ROOTS];
 } arena_hdr_t;
@@ -71,11 +85,47 @@ _Static_assert(sizeof(blk_t) == 32, "free block header is 32 bytes");
 
 static blk_t *blk_at(cr_arena_t *a, uint64_t off) { return (blk_t *)(a->base + off); }
 
+static void recover(cr_arena_t *a);
+
+typedef void (*walk_fn)(cr_arena_t *a, uint64_t b, unsigned order, int is_free, void *ud);
+
+/* Calls fn for every block, in address order, from the headers alone (not
+ * the free lists). Headers that do not tile the heap abort: nothing can be
+ * trusted then. */
+static void walk(cr_arena_t *a, walk_fn fn, void *ud) {
+  uint64_t end = CR_PAGE + a->hdr->heap_size;
+  for (uint64_t p = CR_PAGE; p < end;) {
+    blk_t *b = blk_at(a, p);
+    unsigned o = b->order;
+    if (b->magic != BLK_MAGIC || o < MIN_ORDER || o > a->hdr->max_order ||
+        ((p - CR_PAGE) & (((uint64_t)1 << o) - 1)) || p + ((uint64_t)1 << o) > end) {
+      fprintf(stderr, "corral: the shared arena is corrupt at offset %llu\n", (unsigned long long)p);
+      abort();
+    }
+    fn(a, p, o, b->is_free, ud);
+    p += (uint64_t)1 << o;
+  }
+}
+
+static void list_push(cr_arena_t *a, uint64_t off, unsigned order);
+
+/* recover's walk: the free lists and counts from the headers. */
+static void relist(cr_arena_t *a, uint64_t b, unsigned order, int is_free, void *ud) {
+  (void)ud;
+  if (is_free) {
+    list_push(a, b, order);
+  } else {
+    a->hdr->in_use += (uint64_t)1 << order;
+    a->hdr->blocks++;
+  }
+}
+
 static void arena_lock(cr_arena_t *a) {
   int rc = pthread_mutex_lock(&a->hdr->lock);
-  /* A process died inside the allocator. Its critical sections are short
-   * list edits; we take the lock over and go on. */
-  if (rc == EOWNERDEAD) pthread_mutex_consistent(&a->hdr->lock);
+  if (rc == EOWNERDEAD) { /* a process died inside the allocator */
+    recover(a);
+    pthread_mutex_consistent(&a->hdr->lock);
+  }
 }
 
 static void arena_unlock(cr_arena_t *a) { pthread_mutex_unlock(&a->hdr->lock); }
@@ -97,13 +147,49 @@ static void list_push(cr_arena_t *a, uint64_t off, unsigned order) {
   a->hdr->free_head[order] = off;
 }
 
+/* Unlinks a free block; its header still says free (the caller decides). */
 static void list_remove(cr_arena_t *a, uint64_t off) {
   blk_t *b = blk_at(a, off);
   if (b->prev) blk_at(a, b->prev)->next = b->next;
   else a->hdr->free_head[b->order] = b->next;
   if (b->next) blk_at(a, b->next)->prev = b->prev;
   b->next = b->prev = 0;
-  b->is_free = 0;
+}
+
+/* The steps of an operation reach memory in program order: a process killed
+ * between two steps has made exactly the first (a compiler barrier is
+ * enough: a killed process's executed stores all become visible). */
+#define STEP() atomic_signal_fence(memory_order_seq_cst)
+
+static void op_set(arena_hdr_t *h, uint64_t kind, uint64_t b, unsigned order, unsigned target) {
+  STEP();
+  h->op = kind << 62 | (uint64_t)target << 54 | (uint64_t)order << 48 | b;
+  STEP();
+}
+
+/* Takes over from a process that died holding the lock. Its operation is
+ * undone or finished so that op_block is one free block of order op_order
+ * (an allocation the caller never received is as good as not made; a free
+ * is finished), with zero bytes beyond its header: the only headers inside
+ * it that the dead process may have written are the halves a split pushed
+ * (OP_ALLOC) or the upper half of the merge under way (OP_FREE). Then the
+ * free lists and the counts are rebuilt by walking the headers, which tile
+ * the heap at every step of both operations. */
+static void recover(cr_arena_t *a) {
+  arena_hdr_t *h = a->hdr;
+  if (h->op >> 62 != OP_NONE) {
+    uint64_t at = h->op & ((UINT64_C(1) << 48) - 1);
+    unsigned o = (unsigned)(h->op >> 48) & 63u, target = (unsigned)(h->op >> 54) & 63u;
+    for (unsigned j = target; j < o; j++) memset(blk_at(a, at + ((uint64_t)1 << j)), 0, sizeof(blk_t));
+    blk_t *b = blk_at(a, at);
+    b->magic = BLK_MAGIC;
+    b->order = (uint8_t)o;
+    b->is_free = 1;
+    h->op = 0;
+  }
+  memset(h->free_head, 0, sizeof h->free_head);
+  h->in_use = h->blocks = 0;
+  walk(a, relist, NULL);
 }
 
 static int map_fd(cr_arena_t **out, int fd, size_t map_size) {
@@ -198,20 +284,23 @@ int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off) {
     return CR_ENOMEM;
   }
   uint64_t b = a->hdr->free_head[k];
+  op_set(a->hdr, OP_ALLOC, b, k, order);
   list_remove(a, b);
-  while (k > order) { /* split, keeping the lower half */
+  while (k > order) { /* split, keeping the lower half (b's header still covers it all) */
     k--;
     list_push(a, b + ((uint64_t)1 << k), k);
   }
   blk_t *blk = blk_at(a, b);
-  blk->magic = BLK_MAGIC;
-  blk->order = (uint8_t)order;
   blk->is_free = 0;
-  blk->next = blk->prev = 0; /* the links were the first user bytes */
+  STEP();
+  blk->order = (uint8_t)order; /* now the halves are blocks of their own */
+  blk->next = blk->prev = 0;   /* the links were the first user bytes */
   a->hdr->in_use += (uint64_t)1 << order;
   a->hdr->blocks++;
+  *off = b + BLK_HDR; /* before we let go: see arena.h */
+  STEP();
+  op_set(a->hdr, OP_NONE, 0, 0, 0);
   arena_unlock(a);
-  *off = b + BLK_HDR;
   return 0;
 }
 
@@ -246,6 +335,7 @@ void cr_arena_free(cr_arena_t *a, cr_off_t off) {
   uint64_t b = off - BLK_HDR;
   scrub(a, b, order); /* outside the lock: the block is still ours */
   arena_lock(a);
+  op_set(a->hdr, OP_FREE, b, order, order);
   a->hdr->in_use -= (uint64_t)1 << order;
   a->hdr->blocks--;
   while (order < a->hdr->max_order) {
@@ -254,14 +344,18 @@ void cr_arena_free(cr_arena_t *a, cr_off_t off) {
     blk_t *bb = blk_at(a, buddy);
     if (bb->magic != BLK_MAGIC || !bb->is_free || bb->order != order) break;
     list_remove(a, buddy);
-    memset(bb, 0, sizeof *bb); /* becomes interior of the merged block */
-    if (buddy < b) {
-      memset(blk_at(a, b), 0, sizeof(blk_t));
-      b = buddy;
-    }
+    uint64_t lower = buddy < b ? buddy : b, upper = buddy < b ? b : buddy;
+    op_set(a->hdr, OP_FREE, lower, order + 1, order);
+    blk_t *lo = blk_at(a, lower);
+    lo->magic = BLK_MAGIC;
+    lo->order = (uint8_t)(order + 1); /* covers both halves */
+    STEP();
+    memset(blk_at(a, upper), 0, sizeof(blk_t)); /* becomes interior of the merged block */
+    b = lower;
     order++;
   }
   list_push(a, b, order);
+  op_set(a->hdr, OP_NONE, 0, 0, 0);
   arena_unlock(a);
 }
 
@@ -288,6 +382,23 @@ void cr_arena_stats(cr_arena_t *a, cr_arena_stats_t *st) {
   st->blocks = a->hdr->blocks;
   arena_unlock(a);
   st->objects = atomic_load(&a->hdr->objects);
+}
+
+typedef struct {
+  cr_arena_block_fn fn;
+  void *ud;
+} each_t;
+
+static void each_used(cr_arena_t *a, uint64_t b, unsigned order, int is_free, void *ud) {
+  each_t *e = ud;
+  if (!is_free) e->fn(e->ud, b + BLK_HDR, ((size_t)1 << order) - BLK_HDR);
+}
+
+void cr_arena_each_block(cr_arena_t *a, cr_arena_block_fn fn, void *ud) {
+  each_t e = {fn, ud};
+  arena_lock(a);
+  walk(a, each_used, &e);
+  arena_unlock(a);
 }
 
 _Atomic uint64_t *cr_arena_root(cr_arena_t *a, unsigned which) {

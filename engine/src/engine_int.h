@@ -19,6 +19,7 @@ struct cr_proc_s {
   cr_proc_state_t state;
   int exitcode;
   int refs;                      /* caller + engine list */
+  cr_off_t handoff; /* reclaimed at exit (refs.h) */
   cr_proc_exit_cb on_exit;
   void *data;
   int traced;                    /* started while this process traced: its lifetime is written */

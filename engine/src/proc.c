@@ -3,6 +3,7 @@
 #include "engine_int.h"
 #include "corral/errors.h"
 #include "corral/log.h"
+#include "corral/refs.h"
 #include "corral/trace.h"
 
 #include <errno.h>
@@ -28,6 +29,7 @@ static cr_proc_t *proc_new(cr_engine_t *e, const cr_proc_options_t *o) {
   p->daemon = o->daemon != 0;
   p->state = CR_PROC_RUNNING;
   p->refs = 2; /* the caller's, and the engine list's until reaped */
+  p->handoff = o->handoff;
   p->on_exit = o->on_exit;
   p->data = o->data;
   p->traced = cr_trace_on();
@@ -77,6 +79,8 @@ static void proc_exited(cr_proc_t *p, int exitcode) {
   p->state = CR_PROC_EXITED;
   note_exited(p, exitcode);
   cr__refs_reap(p->engine, p->pid); /* what it held, however it ended */
+  if (p->handoff) cr_handoff_reclaim(p->engine->arena, p->handoff);
+  p->handoff = 0;
   if (p->uvp_open && !uv_is_closing((uv_handle_t *)&p->uvp))
     uv_close((uv_handle_t *)&p->uvp, on_uv_close);
   p->exitcode = exitcode;
@@ -108,6 +112,7 @@ void cr__proc_forget_all(cr_engine_t *e) {
   for (; p; p = next) {
     next = p->next;
     p->next = NULL;
+    p->handoff = 0; /* the parent's to reclaim */
     p->refs--; /* the list's reference; the memory is the caller's now */
   }
   e->children = NULL;
@@ -220,6 +225,7 @@ int cr_proc_spawn(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
     /* uv_spawn initialised the handle even on failure: it must be closed. */
     p->uvp_open = 1;
     p->refs = 0;
+    p->handoff = 0; /* still the caller's */
     uv_close((uv_handle_t *)&p->uvp, on_uv_close);
     return rc;
   }

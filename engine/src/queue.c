@@ -20,7 +20,8 @@
 #define ORPHAN    RBIT                  /* a slot's holder: a reader that died */
 #define LEN_BLOCK (UINT64_C(1) << 63)   /* the message is in a block at u.off */
 #define LEN_TASK  (UINT64_C(1) << 62)   /* joinable: counted as unfinished */
-#define LEN_MASK  (LEN_TASK - 1)
+#define LEN_DONE  (UINT64_C(1) << 61)   /* delivered: the reader is letting go of the slot */
+#define LEN_MASK  (LEN_DONE - 1)
 
 #define CACHE_MIN_ORDER 6u
 #define CACHE_MAX_ORDER 24u /* blocks up to 16 MiB are cached */
@@ -64,6 +65,7 @@ typedef struct {
   char pad4[64 - 32];
   pthread_mutex_t ovf_lock; /* robust, process-shared */
   uint64_t ovf_head, ovf_tail;
+  uint64_t ovf_pending; /* a block being filled and linked under ovf_lock */
   _Atomic uint64_t cache_top[CACHE_ORDERS]; /* tag << 40 | off >> 4 */
   _Atomic uint32_t cache_n[CACHE_ORDERS];
 } queue_t;
@@ -132,7 +134,9 @@ static unsigned cache_cap(unsigned order) {
 }
 
 /* Takes a block with room for `len` bytes after its header: from the cache
- * when one of the right size class is there, else from the arena. */
+ * when one of the right size class is there, else from the arena. Its
+ * length word is 0 by the time *out is written (out may be where the
+ * caller records it in shared memory: see cr_arena_alloc). */
 static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
   size_t need = sizeof(mblk_t) + len;
   unsigned o = order_of_size(need);
@@ -148,8 +152,10 @@ static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
       uint64_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
       uint64_t ntop = ((top >> 40) + 1) << 40 | (next >> 4);
       if (atomic_compare_exchange_weak(&q->cache_top[i], &top, ntop)) {
-        atomic_fetch_sub(&q->cache_n[i], 1);
+        ((mblk_t *)cr_arena_ptr(a, off))->len = 0;
+        atomic_signal_fence(memory_order_seq_cst);
         *out = off;
+        atomic_fetch_sub(&q->cache_n[i], 1);
         return 0;
       }
     }
@@ -191,10 +197,31 @@ static void cache_drain(cr_arena_t *a, queue_t *q) {
 
 /* ---- the ring ------------------------------------------------------------------------- */
 
-/* Tries to place a message in the ring: inline bytes, or the block `blk`
- * already holding them. 0, or CR_EFULL when the slot for the next ticket
- * still holds an older message. */
-static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
+/* A message being put: its bytes in up to two parts (a short one in head
+ * alone). */
+typedef struct {
+  const void *head, *body;
+  size_t hlen, blen, len;
+} msg_t;
+
+/* Writes a message's bytes and then its length into block b. */
+static void msg_copy(mblk_t *b, const void *head, size_t hlen, const void *body, size_t blen) {
+  memcpy((char *)b + sizeof *b, head, hlen);
+  if (blen) memcpy((char *)b + sizeof *b + hlen, body, blen);
+  atomic_signal_fence(memory_order_seq_cst);
+  b->len = hlen + blen;
+}
+
+static void task_undo(queue_t *q);
+
+/* Tries to place a message in the ring: 0, CR_EFULL when the slot for the
+ * next ticket still holds an older message, or CR_ENOMEM. A short message
+ * travels in the slot. A long one goes into a block taken once the slot is
+ * ours and recorded in it by the allocator itself (LEN_BLOCK, with length 0
+ * while it is being filled), so that a producer killed at any point leaves
+ * its block where skip_dead_writers finds it. A block that cannot be had leaves the
+ * slot delivered-empty (LEN_DONE), which readers step over. */
+static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
   uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
   uint32_t me = (uint32_t)cr__chan_self();
   for (;;) {
@@ -211,15 +238,28 @@ static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
         s->len = task = LEN_TASK; /* so a skip of this slot undoes the count */
       }
       park(q, CR_QUEUE_PARK_PUT);
-      if (blk) {
-        s->u.off = blk;
-        s->len = len | LEN_BLOCK | task;
+      int rc = 0;
+      if (m->len > CR_QUEUE_INLINE) {
+        /* the slot names its block (0 until there is one) from the start */
+        s->u.off = 0;
+        atomic_signal_fence(memory_order_seq_cst);
+        s->len = LEN_BLOCK | task;
+        atomic_signal_fence(memory_order_seq_cst);
+        if ((rc = block_get(a, q, m->len, &s->u.off)) == 0) {
+          atomic_signal_fence(memory_order_seq_cst);
+          msg_copy(cr_arena_ptr(a, s->u.off), m->head, m->hlen, m->body, m->blen);
+          atomic_signal_fence(memory_order_seq_cst);
+          s->len = m->len | LEN_BLOCK | task;
+        } else {
+          s->len = LEN_DONE;
+          if (task) task_undo(q);
+        }
       } else {
-        memcpy(s->u.data, data, len);
-        s->len = len | task;
+        memcpy(s->u.data, m->head, m->len);
+        s->len = m->len | task;
       }
       atomic_store_explicit(&s->word, word(seq_full(pos), 0), memory_order_release);
-      return 0;
+      return rc;
     }
     if (d < 0) { /* an older message is still there: full, unless head moved */
       uint64_t h = atomic_load(&q->head);
@@ -231,27 +271,33 @@ static int ring_put(queue_t *q, const void *data, size_t len, cr_off_t blk) {
   }
 }
 
+/* Frees the slot s, which we hold as reader, for ticket `pos` + nslots,
+ * once its message is delivered. The slot says so first (LEN_DONE) and
+ * keeps its block until the block is given back: a reader that dies at any
+ * point leaves an intact message, a delivered one whose slot the next
+ * reader frees (take_orphan), or a free slot; only a death inside the
+ * block's giving back leaks it. LEN_DONE also tells a producer that dies
+ * in its claim of the slot's next lap (skip_dead_writers) that the offset
+ * left in the slot is not its own. */
+static void slot_release(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq) {
+  uint64_t len = s->len;
+  s->len = LEN_DONE;
+  atomic_signal_fence(memory_order_seq_cst);
+  if (len & LEN_BLOCK) block_put(a, q, s->u.off);
+  atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
+  cr__ev_notify(&q->put_ev);
+}
+
 /* Delivers the message in slot s, which we hold as reader, and frees the
- * slot for ticket `pos` + nslots. The slot is freed before the block, so a
- * reader that dies at any point leaves either an intact message or a free
- * slot. */
+ * slot (slot_release). */
 static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
                         cr_chan_sink_fn sink, void *ud) {
   uint64_t len = s->len;
-  cr_off_t blk = 0;
-  const void *p;
-  if (len & LEN_BLOCK) {
-    blk = s->u.off;
-    p = (const char *)cr_arena_ptr(a, blk) + sizeof(mblk_t);
-  } else {
-    p = s->u.data;
-  }
+  const void *p = len & LEN_BLOCK ? (const void *)((const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t))
+                                  : (const void *)s->u.data;
   park(q, CR_QUEUE_PARK_GET);
   int rc = sink ? sink(ud, p, (size_t)(len & LEN_MASK)) : 0;
-  s->len = 0; /* a producer that dies right after its claim leaves no stale flags */
-  atomic_store_explicit(&s->word, word(next_seq, 0), memory_order_release);
-  cr__ev_notify(&q->put_ev);
-  if (blk) block_put(a, q, blk);
+  slot_release(a, q, s, next_seq);
   return rc < 0 ? rc : 0;
 }
 
@@ -279,7 +325,12 @@ static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud
     if (peek) return 0;
     if (!atomic_compare_exchange_strong(&best->word, &bw, word(w_seq(bw), me))) continue;
     /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
-    return slot_consume(a, q, best, (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots), sink, ud);
+    uint64_t next = (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots);
+    if (best->len & LEN_DONE) { /* delivered: its reader died letting go */
+      slot_release(a, q, best, next);
+      continue;
+    }
+    return slot_consume(a, q, best, next, sink, ud);
   }
 }
 
@@ -325,6 +376,11 @@ static int ring_get(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud, i
       if (!atomic_compare_exchange_weak(&s->word, &w, word(seq_full(pos), me))) continue;
       uint64_t p2 = pos;
       advance(&q->tail, &p2);
+      if (s->len & LEN_DONE) { /* left empty by a put that found no memory */
+        slot_release(a, q, s, seq_free(pos + q->nslots));
+        pos = atomic_load(&q->tail);
+        continue;
+      }
       return slot_consume(a, q, s, seq_free(pos + q->nslots), sink, ud);
     }
     if (d < 0) { /* not yet published for this ticket */
@@ -349,12 +405,15 @@ static void task_undo(queue_t *q) {
     }
 }
 
+static void slot_discard(cr_arena_t *a, slot_t *s);
+
 /* Frees the slots at the front of the ring (from tail on) whose producers
  * died holding them: each half-written message is dropped, never seen, and
- * its slot freed for the next lap. Its block, if it had attached one, is
- * leaked: we cannot tell a stale offset from its own. Returns how many
- * slots it freed. A slot further on waits until tail reaches it. */
-static int skip_dead_writers(queue_t *q) {
+ * its slot freed for the next lap. A block it had attached (LEN_BLOCK: a
+ * delivered slot's stale length never has it) is given back with the
+ * references of its message. Returns how many slots it freed. A slot
+ * further on waits until tail reaches it. */
+static int skip_dead_writers(cr_arena_t *a, queue_t *q) {
   int n = 0;
   for (;;) {
     uint64_t pos = atomic_load(&q->tail);
@@ -364,6 +423,7 @@ static int skip_dead_writers(queue_t *q) {
     if (w_seq(w) != (uint32_t)seq_free(pos) || h == 0 || (h & RBIT) || cr__chan_pid_alive((int)h)) return n;
     if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(pos), (uint32_t)cr__chan_self()))) continue;
     uint64_t len = s->len;
+    if (len & LEN_BLOCK) slot_discard(a, s);
     s->len = 0;
     atomic_store_explicit(&s->word, word(seq_free(pos + q->nslots), 0), memory_order_release);
     if (len & LEN_TASK) task_undo(q);
@@ -385,27 +445,54 @@ void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid) {
 static int ovf_allowed(queue_t *q) { return q->maxsize == 0 || q->maxsize > (int64_t)q->nslots; }
 
 /* Locks the overflow list; after a holder's death, rebuilds tail and count
- * from the links (the only edits are a link and two stores). */
+ * from the links (the only edits are a link and two stores), and drops the
+ * message a producer died filling or linking, if it is not in the list. */
 static void ovf_lock(cr_arena_t *a, queue_t *q) {
   if (pthread_mutex_lock(&q->ovf_lock) != EOWNERDEAD) return;
   uint64_t n = 0, last = 0;
+  int pending_in = 0;
   for (uint64_t b = q->ovf_head; b; b = ((mblk_t *)cr_arena_ptr(a, b))->next) {
     n++;
     last = b;
+    pending_in |= b == q->ovf_pending;
   }
   q->ovf_tail = last;
   atomic_store(&q->ovf_count, n);
+  if (q->ovf_pending && !pending_in) {
+    mblk_t *m = cr_arena_ptr(a, q->ovf_pending);
+    if (m->len) cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK));
+    cr_arena_free(a, q->ovf_pending);
+  }
+  q->ovf_pending = 0;
   pthread_mutex_consistent(&q->ovf_lock);
 }
 
-static void ovf_push(cr_arena_t *a, queue_t *q, cr_off_t blk) {
-  ((mblk_t *)cr_arena_ptr(a, blk))->next = 0;
+
+/* Appends a message to the overflow list. Its block is taken, filled and
+ * linked under the list's lock, recorded as pending (with length 0 until
+ * it is filled), so that a producer killed at any point, even while it
+ * waits for the lock, leaves no block behind. 0 or CR_ENOMEM. */
+static int ovf_push(cr_arena_t *a, queue_t *q, const void *head, size_t hlen, const void *body, size_t blen) {
   ovf_lock(a, q);
+  int rc = block_get(a, q, hlen + blen, &q->ovf_pending); /* recorded as it is taken */
+  if (rc < 0) {
+    pthread_mutex_unlock(&q->ovf_lock);
+    return rc;
+  }
+  cr_off_t blk = q->ovf_pending;
+  mblk_t *m = cr_arena_ptr(a, blk);
+  m->next = 0;
+  atomic_signal_fence(memory_order_seq_cst);
+  msg_copy(m, head, hlen, body, blen);
+  atomic_signal_fence(memory_order_seq_cst);
   if (q->ovf_tail) ((mblk_t *)cr_arena_ptr(a, q->ovf_tail))->next = blk;
   else q->ovf_head = blk;
   q->ovf_tail = blk;
   atomic_fetch_add(&q->ovf_count, 1);
+  atomic_signal_fence(memory_order_seq_cst);
+  q->ovf_pending = 0;
   pthread_mutex_unlock(&q->ovf_lock);
+  return 0;
 }
 
 /* Copies out under the lock, so that a reader's death leaves the message
@@ -424,8 +511,8 @@ static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
   if (!q->ovf_head) q->ovf_tail = 0;
   atomic_fetch_sub(&q->ovf_count, 1);
   pthread_mutex_unlock(&q->ovf_lock);
+  block_put(a, q, b); /* before the wake-up: a kill in its system call leaks nothing */
   cr__ev_notify(&q->put_ev);
-  block_put(a, q, b);
   return rc < 0 ? rc : 0;
 }
 
@@ -467,10 +554,11 @@ static int64_t queue_count(queue_t *q) {
 
 int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
-  skip_dead_writers(q); /* a killed producer's put is no longer in flight */
+  skip_dead_writers(a, q); /* a killed producer's put is no longer in flight */
   int64_t n = queue_count(q);
   if (atomic_load(&q->orphan_gen) != atomic_load(&q->orphan_done))
-    for (uint32_t i = 0; i < q->nslots; i++) n += w_holder(atomic_load(&slots(q)[i].word)) == ORPHAN;
+    for (uint32_t i = 0; i < q->nslots; i++)
+      n += w_holder(atomic_load(&slots(q)[i].word)) == ORPHAN && !(slots(q)[i].len & LEN_DONE);
   return n;
 }
 
@@ -500,25 +588,19 @@ static int ovf_room(queue_t *q) {
   return ovf_allowed(q) && (q->maxsize == 0 || queue_count(q) < q->maxsize);
 }
 
-/* Puts the message at the end of the overflow list (copying it into a
- * block first if it is not in one yet). 0 or CR_ENOMEM. */
-static int put_overflow(cr_arena_t *a, queue_t *q, const void *data, size_t len, cr_off_t *blk) {
-  if (!*blk) {
-    int rc = block_get(a, q, len, blk);
-    if (rc < 0) return rc;
-    mblk_t *m = cr_arena_ptr(a, *blk);
-    m->len = len;
-    memcpy((char *)m + sizeof *m, data, len);
-  }
+/* Puts the message at the end of the overflow list. 0 or CR_ENOMEM. */
+static int put_overflow(cr_arena_t *a, queue_t *q, const msg_t *m) {
   if (q->qflags & CR_QUEUE_JOINABLE) atomic_fetch_add(&q->unfinished, 1);
-  ovf_push(a, q, *blk);
-  *blk = 0;
+  int rc = ovf_push(a, q, m->head, m->hlen, m->body, m->blen);
+  if (rc < 0) {
+    if (q->qflags & CR_QUEUE_JOINABLE) task_undo(q);
+    return rc;
+  }
   cr__ev_notify(&q->get_ev);
   return 0;
 }
 
-static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
-                           double timeout);
+static int queue_put_msg(cr_arena_t *a, queue_t *q, const msg_t *m, double timeout);
 
 int cr_queue_put(cr_arena_t *a, cr_off_t qo, const void *data, size_t len, double timeout) {
   return cr_queue_put2(a, qo, data, len, NULL, 0, timeout);
@@ -530,28 +612,19 @@ int cr_queue_put2(cr_arena_t *a, cr_off_t qo, const void *head, size_t hlen, con
   size_t len = hlen + blen;
   if (len < hlen || (uint64_t)len > LEN_MASK) return CR_EINVAL;
   if (atomic_load_explicit(&q->closed, memory_order_acquire)) return CR_ECLOSED;
-  cr_off_t blk = 0;
-  int rc;
-  if (len > CR_QUEUE_INLINE) {
-    /* A long message goes into its block before any slot is held. */
-    if ((rc = block_get(a, q, len, &blk)) < 0) return rc;
-    mblk_t *m = cr_arena_ptr(a, blk);
-    m->len = len;
-    memcpy((char *)m + sizeof *m, head, hlen);
-    if (blen) memcpy((char *)m + sizeof *m + hlen, body, blen);
-    return queue_put_ready(a, qo, q, NULL, len, blk, timeout);
-  }
-  if (blen == 0) return queue_put_ready(a, qo, q, head, len, 0, timeout);
+  msg_t m = {head, body, hlen, blen, len};
   char joined[CR_QUEUE_INLINE];
-  memcpy(joined, head, hlen);
-  memcpy(joined + hlen, body, blen);
-  return queue_put_ready(a, qo, q, joined, len, 0, timeout);
+  if (len <= CR_QUEUE_INLINE && blen) { /* a short message travels as one part */
+    memcpy(joined, head, hlen);
+    memcpy(joined + hlen, body, blen);
+    m.head = joined;
+    m.hlen = len;
+    m.blen = 0;
+  }
+  return queue_put_msg(a, q, &m, timeout);
 }
 
-/* The put once a long message sits in its block (blk; data unused) or a
- * short one is at data (blk 0). */
-static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *data, size_t len, cr_off_t blk,
-                           double timeout) {
+static int queue_put_msg(cr_arena_t *a, queue_t *q, const msg_t *m, double timeout) {
   int rc;
   cr__deadline_t dl;
   int have_dl = 0;
@@ -563,20 +636,19 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     }
     /* While the overflow list holds messages, new ones queue behind them. */
     if (atomic_load(&q->ovf_count) > 0 && ovf_room(q)) {
-      rc = put_overflow(a, q, data, len, &blk);
+      rc = put_overflow(a, q, m);
       break;
     }
-    if (ring_put(q, data, len, blk) == 0) {
-      blk = 0;
-      rc = 0;
+    if ((rc = ring_put(a, q, m)) == 0) {
       cr__ev_notify(&q->get_ev);
       break;
     }
+    if (rc != CR_EFULL) break;
     /* The ring is full: wait a little for room, then overflow or sleep. */
     if (timeout != 0 && cr__spin(&spin)) continue;
-    if (skip_dead_writers(q)) continue; /* room held by killed producers */
+    if (skip_dead_writers(a, q)) continue; /* room held by killed producers */
     if (ovf_room(q)) {
-      rc = put_overflow(a, q, data, len, &blk);
+      rc = put_overflow(a, q, m);
       break;
     }
     if (timeout == 0) {
@@ -606,7 +678,6 @@ static int queue_put_ready(cr_arena_t *a, cr_off_t qo, queue_t *q, const void *d
     }
   }
   if (have_dl) cr_intr_end();
-  if (blk) block_put(a, q, blk);
   return rc;
 }
 
@@ -637,7 +708,7 @@ int cr__queue_get_ex(cr_arena_t *a, cr_off_t qo, cr_chan_sink_fn sink, void *ud,
     }
     if ((timeout != 0 || rc == RING_BUSY) && cr__spin(&spin)) continue;
     /* About to give up or sleep: the thorough checks. */
-    if (rc == RING_BUSY && skip_dead_writers(q)) continue;
+    if (rc == RING_BUSY && skip_dead_writers(a, q)) continue;
     if (slept_out) {
       slept_out = 0;
       if (mark_orphans(q, 0)) continue;
@@ -725,20 +796,21 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
 /* Gives back the references of the message in slot s, then frees its
- * block if it has one. */
+ * block if it has one. A delivered message (LEN_DONE) has given back both. */
 static void slot_discard(cr_arena_t *a, slot_t *s) {
   uint64_t len = s->len & LEN_MASK;
-  if (s->len & LEN_BLOCK) {
-    cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
+  if (s->len & LEN_DONE) return;
+  if (s->len & LEN_BLOCK) { /* (length 0: a block its killed producer was filling) */
+    if (len) cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
     cr_arena_free(a, s->u.off);
-  } else {
+  } else if (len) {
     cr_refs_message_dropped(a, s->u.data, (size_t)len);
   }
 }
 
 static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   queue_t *q = qp(a, qo);
-  /* Published messages, and messages whose reader died. */
+  /* Published messages, messages whose reader died, and killed producers'. */
   uint64_t head = atomic_load(&q->head);
   for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
     slot_t *s = slot_for(q, pos);
@@ -746,7 +818,9 @@ static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   }
   for (uint32_t i = 0; i < q->nslots; i++) {
     slot_t *s = &slots(q)[i];
-    if (w_holder(atomic_load(&s->word)) & RBIT) slot_discard(a, s);
+    uint32_t h = w_holder(atomic_load(&s->word));
+    /* a reader's, or a killed producer's with its block attached */
+    if ((h & RBIT) || (h && (s->len & LEN_BLOCK))) slot_discard(a, s);
   }
   for (cr_off_t b = q->ovf_head; b;) {
     mblk_t *m = cr_arena_ptr(a, b);

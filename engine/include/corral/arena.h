@@ -39,7 +39,12 @@ void cr_arena_close(cr_arena_t *a);
 int cr_arena_fd(const cr_arena_t *a);
 
 /* Allocates `size` bytes, 16-byte aligned, zero-filled. Returns 0 and sets
- * *off, or CR_ENOMEM (nothing allocated) / CR_EINVAL for size 0. */
+ * *off, or CR_ENOMEM (nothing allocated) / CR_EINVAL for size 0. *off is
+ * written while the allocator still holds the block as in flight, so a
+ * caller that passes the shared-memory word where it records the block
+ * loses nothing to a kill: killed before the store, the allocation is
+ * undone by whoever takes the allocator over; after it, the block is
+ * recorded. */
 int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off);
 
 /* Frees a block from cr_arena_alloc. Freeing 0 does nothing. Large blocks
@@ -56,6 +61,12 @@ cr_off_t cr_arena_off(const cr_arena_t *a, const void *p);
 
 /* True when [off, off+len) lies inside the arena's heap. */
 int cr_arena_contains(const cr_arena_t *a, cr_off_t off, size_t len);
+
+/* Calls fn(ud, off, size) for every allocated block, in address order,
+ * under the allocator's lock (fn must not allocate or free). For tools and
+ * tests that look for what is left allocated. */
+typedef void (*cr_arena_block_fn)(void *ud, cr_off_t off, size_t size);
+void cr_arena_each_block(cr_arena_t *a, cr_arena_block_fn fn, void *ud);
 
 typedef struct {
   size_t size;      /* heap bytes managed */

@@ -34,6 +34,8 @@ typedef struct {
   const char *file;              /* spawn: executable path */
   char **args;                   /* spawn: argv, NULL-terminated */
   char **env;                    /* spawn: environment, NULL = inherit */
+  cr_off_t handoff;              /* spawn: the child's start message (cr_handoff_new);
+                                    on success the engine reclaims it at the child's exit */
   cr_proc_exit_cb on_exit;       /* optional: called from the loop at exit */
   void *data;
   const char *name;              /* optional: its name in the log and the trace */
