@@ -13,7 +13,7 @@ local function double(x) return x * 2 end
 local items = {}
 for i = 1, N do items[i] = i end
 
-local path = os.tmpname()
+local path = os.getenv("BENCH_TRACE_FILE") or os.tmpname()
 
 -- Nanoseconds the processes `pids` have run on a CPU.
 local function cpu_ns(pids)
