@@ -128,6 +128,8 @@ local FUNCTIONS = {
   { "set_start_method", pack(H.method), { { "thread", 5, {}, true, NONE } } },
   { "get_context", pack(nil), { "method" } },
   { "iserror", pack(select(2, pcall(mp.sleep, -1)), nil), { [2] = { {}, true, print } } },
+  { "trace", pack(false), { { 5, "", {}, true, print } } },
+  { "log_to_stderr", pack(nil), { { "loud", 0, -1, 1.5, {}, true } } },
   -- Values that a typed slot cannot hold.
   { "Value", pack("i", 0), { [2] = { "x", 1.5, {} } }, "TypeError" },
   { "RawValue", pack("d", 0), { [2] = { "x", {}, true } }, "TypeError" },
@@ -138,7 +140,7 @@ local NO_BAD_ARGUMENTS = {
   Lock = true, RLock = true, Event = true, SimpleQueue = true, Manager = true, Pipe = true,
   active_children = true, arena_stats = true, cpu_count = true, current_process = true,
   get_all_start_methods = true, get_start_method = true, getpid = true, getppid = true,
-  parent_process = true, time = true,
+  parent_process = true, time = true, get_logger = true,
 }
 
 local LOCK_METHODS = {
@@ -253,7 +255,7 @@ local POOL_METHODS = {
   { "imap_unordered", pack(function() end, {}, nil, nil),
     { "fn", { 5, "x", true }, { "x", true, 0, -1, 1.5 }, "opts" } },
   { "join", pack(nil), {} }, -- a running pool: a StateError first
-  { "close" }, { "terminate" },
+  { "stats" }, { "close" }, { "terminate" },
 }
 local RESULT_METHODS = {
   { "get", pack(nil), { "timeout" } }, { "wait", pack(nil), { "timeout" } }, { "ready" }, { "successful" },

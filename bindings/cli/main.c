@@ -27,6 +27,7 @@
 #define HAS_HELP 16   /* -h, --help */
 
 static const char *bad_option; /* the option that made HAS_ERROR */
+static const char *trace_file; /* --trace FILE */
 static const char *bad_reason; /* why: a format for the option */
 
 static void print_version(void) {
@@ -44,6 +45,7 @@ static void print_usage(FILE *f) {
           "  -l g=mod       require library 'mod' into global 'g'\n"
           "  -v, --version  show version information\n"
           "  -W             turn warnings on\n"
+          "  --trace FILE   write a timeline of every process to FILE (Perfetto)\n"
           "  -h, --help     show this help\n"
           "  --             stop handling options\n"
           "  -              stop handling options and execute stdin\n"
@@ -74,7 +76,14 @@ static int collectargs(char **argv, int argc, int *script) {
       }
       if (strcmp(a, "--version") == 0) args |= HAS_V;
       else if (strcmp(a, "--help") == 0) args |= HAS_HELP;
-      else goto bad;
+      else if (strcmp(a, "--trace") == 0) {
+        if (++i >= argc) {
+          bad_option = a;
+          bad_reason = "'%s' needs an argument";
+          return HAS_ERROR;
+        }
+        trace_file = argv[i];
+      } else goto bad;
       break;
     case 'i':
       if (a[2] != '\0') goto bad;
@@ -154,11 +163,26 @@ static int dolibrary(lua_State *L, const char *spec) {
   return cli_report(L, status);
 }
 
+/* --trace FILE: corral.trace(FILE) before anything runs. Returns 0 when
+ * the file cannot be opened (the error is reported). */
+static int start_trace(lua_State *L) {
+  if (!trace_file) return 1;
+  lua_getglobal(L, "corral");
+  lua_getfield(L, -1, "trace");
+  lua_remove(L, -2);
+  lua_pushstring(L, trace_file);
+  return cli_report(L, cli_docall(L, 1, 0)) == LUA_OK;
+}
+
 /* Runs -e, -l and -W in command-line order. Returns 0 on the first error. */
 static int runargs(lua_State *L, char **argv, int script) {
   for (int i = 1; i < script; i++) {
     const char *a = argv[i];
     if (a[0] != '-') continue;
+    if (strcmp(a, "--trace") == 0) {
+      i++; /* its file name is no option */
+      continue;
+    }
     if (a[1] == 'e' || a[1] == 'l') {
       const char *extra = a[2] ? a + 2 : argv[++i];
       int status = a[1] == 'e' ? dostring(L, extra, "=(command line)") : dolibrary(L, extra);
@@ -217,6 +241,7 @@ static int pmain(lua_State *L) {
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);
+  if (!start_trace(L)) return 0;
   if (!runargs(L, argv, script)) return 0;
   if (script < argc && handle_script(L, argv + script) != LUA_OK) return 0;
   if (args & HAS_I) {

@@ -267,6 +267,13 @@ function M.Pool(n, opts)
   return require("corral.pool").Pool(n, opts)
 end
 
+-- ---- observability (corral.trace, corral.log) ---------------------------------
+
+-- trace(path) / trace(false) / trace(): the timeline (docs/observability.md)
+function M.trace(...) return require("corral.trace").trace(...) end
+function M.log_to_stderr(level) return require("corral.log").log_to_stderr(level) end
+function M.get_logger() return require("corral.log").get_logger() end
+
 -- ---- start methods and contexts ---------------------------------------------
 
 local function check_method(m)

@@ -28,6 +28,8 @@ local mp = require "corral"
 local wire = require "corral.pool_wire"
 local worker = require "corral.pool_worker"
 local jobs = require "corral.pool_jobs"
+local obs = require "corral.trace_pool" -- trace events, log lines, stats()
+local trace = obs.trace
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable =
   type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable
@@ -146,6 +148,7 @@ local function new_pool(n, opts)
     _timed = 0,         -- jobs with a time limit, not finished
     _batches_sent = 0,  -- messages sent to workers (for tests and tuning)
   }, Pool)
+  obs.pool_new(self)
   for slot = 1, n do self:_start_worker(slot) end
   return self
 end
@@ -158,14 +161,17 @@ function Pool:_start_worker(slot)
     target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
     args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks },
   }
+  p._track = obs.worker_track(self, slot)
   p:start()
   self._workers[slot] = { proc = p, inbox = inbox, slot = slot, sent = {}, held = {}, nheld = 0,
                           quota = self._maxtasks or huge, pid = p.pid }
+  obs.worker_started(self, self._workers[slot])
 end
 
 -- A worker that ran its maxtasksperchild tasks exits by itself: its
 -- replacement starts now, without waiting to see it go.
 function Pool:_retire(w)
+  obs.worker_retired(self, w)
   self._retired[#self._retired + 1] = w
   self._workers[w.slot] = nil
   if self._state == "running" or self:_busy() then self:_start_worker(w.slot) end
@@ -543,6 +549,7 @@ function Pool:_check_workers()
   for slot = 1, self._n do
     local w = self._workers[slot]
     if w and w.dead then
+      obs.worker_died(self, w)
       local unstarted = {}
       while true do
         local msg, why = w.inbox:get(0)
@@ -573,7 +580,10 @@ function Pool:_check_workers()
       end
     end
   end
-  for _, l in ipairs(lost) do self:_task_failed(l[1], l[2], l[3]) end
+  for _, l in ipairs(lost) do
+    obs.task_lost(self, l[1], l[2], l[3])
+    self:_task_failed(l[1], l[2], l[3])
+  end
 end
 
 -- Kills workers whose current task ran past its time limit; returns when
@@ -599,6 +609,7 @@ function Pool:_check_deadlines()
         if t_now >= deadline then
           b.timed_out = k
           w.killed = true
+          obs.timeout_kill(self, w, b, k)
           w.proc:kill()
           soonest = min(soonest, t_now + KILL_POLL)
         else
@@ -627,6 +638,7 @@ function Pool:_wait_until(cond, timeout, level)
   local last_check = now()
   while true do
     self:_pump()
+    if trace.on then obs.backlog(self) end
     if cond() then return true end
     if self._state == "terminated" then return cond() end
     local t_now = now()
@@ -980,6 +992,13 @@ end
 
 Pool.__close = Pool.terminate
 Pool.__gc = function(self) if rawget(self, "_state") ~= "terminated" then pcall(Pool.terminate, self) end end
+
+-- stats() -> the live view: per worker (by slot) pid, tasks_done, busy
+-- (fraction of its time), task_age (seconds its running batch has run,
+-- nil when idle), held; and tasks_done, queued, in_flight, replaced, state.
+function Pool:stats()
+  return obs.stats(self)
+end
 
 function Pool.__tostring(self)
   return ("Pool (%d workers, %s)"):format(self._n, self._state)

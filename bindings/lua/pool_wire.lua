@@ -16,7 +16,7 @@
 -- a table.pack of f's results), read in place by the job at the body's
 -- byte position; every other status carries a failure {err=, n=, r=}.
 --
--- Each worker has three slots of a shared RawArray (see slots()). Running
+-- Each worker has slots of a shared RawArray (see slots(), stat_slots()). Running
 -- a task with a time limit, it writes a tag (see tag()) and the start time:
 -- the start time first, the tag last, and the tag back to 0 after the
 -- task, so a parent that reads a tag and then the time never pairs a tag
@@ -119,7 +119,7 @@ end
 
 -- ---- a worker's slots ------------------------------------------------------------
 
-local SLOTS = 3 -- slots of the shared RawArray per worker
+local SLOTS = 7 -- slots of the shared RawArray per worker
 M.SLOTS = SLOTS
 
 -- The indices of worker slot's tag, start time and "initialized" pid in
@@ -127,6 +127,14 @@ M.SLOTS = SLOTS
 function M.slots(slot)
   local base = SLOTS * (slot - 1)
   return base + 1, base + 2, base + 3
+end
+
+-- The indices of worker slot's live counters (corral.trace_pool, for
+-- pool:stats()): tasks done, seconds busy, start of the batch it runs
+-- (0: idle), and when it became ready.
+function M.stat_slots(slot)
+  local base = SLOTS * (slot - 1)
+  return base + 4, base + 5, base + 6, base + 7
 end
 
 -- The tag of task k of batch id, and back: tag -> id, k.

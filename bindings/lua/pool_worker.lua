@@ -5,6 +5,7 @@
 local _, core = ...
 
 local wire = require "corral.pool_wire"
+local obs = require "corral.trace_pool"
 
 local type, select, xpcall, pcall, tostring = type, select, xpcall, pcall, tostring
 local tpack, tunpack = table.pack, table.unpack
@@ -96,7 +97,9 @@ function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
       return
     end
   end
+  obs.worker_ready(status, slot)
   status[ready_at] = core.getpid()
+  local tracing = obs.trace.on
   local batch_header, batch_body, tag = wire.batch_header, wire.batch_body, wire.tag
   local fns, done = {}, 0
   while true do
@@ -122,22 +125,29 @@ function M.worker_main(inbox, outbox, slot, status, init, initargs, maxtasks)
       -- read a task, which also counts the answer before it. apply tasks
       -- always travel alone and are not timed.
       local measure = mode ~= APPLY
-      local t_prev = measure and now() or 0
+      local t_batch = obs.batch_begin()
+      local t_prev = measure and t_batch or 0
+      local tname = tracing and obs.task_name(mode)
+      local t -- the end of the task before, when measured
       for k = 1, ntasks do
         local lo = (k - 1) * c + 1
         if timed then
           status[start_at] = now()
           status[tag_at] = tag(id, k)
         end
-        local rst, rbody = run_task(f, mode, items, lo, min(lo + c - 1, nitems))
+        local t0 = tracing and (measure and t_prev or now())
+        local hi = min(lo + c - 1, nitems)
+        local rst, rbody = run_task(f, mode, items, lo, hi)
         if timed then status[tag_at] = 0 end
         local ran = 0
         if measure then
-          local t = now()
+          t = now()
           ran, t_prev = t - t_prev, t
         end
+        if tracing then obs.task(tname, t0, t, id, k, hi - lo + 1, k == ntasks and inbox:qsize() == 0) end
         outbox:put(pack_result(id, k, rst, ran, rbody))
       end
+      obs.batch_end(t_batch, ntasks, t)
     end
     done = done + ntasks
     if maxtasks and done >= maxtasks then break end

@@ -75,6 +75,20 @@ static void stop_on_sigint(lua_State *T) {
   sigaction(SIGINT, &sa, NULL);
 }
 
+/* The name of process object obj (at idx) in the log and the trace: its
+ * `_track` (a Pool names its workers "Pool-1 worker 2"), else its `name`,
+ * else def. The string stays valid while obj holds it. */
+static const char *track_name(lua_State *L, int idx, const char *def) {
+  idx = lua_absindex(L, idx);
+  const char *name = def;
+  if (!lua_istable(L, idx)) return name;
+  int top = lua_gettop(L);
+  if (lua_getfield(L, idx, "_track") == LUA_TSTRING) name = lua_tostring(L, -1);
+  else if (lua_getfield(L, idx, "name") == LUA_TSTRING) name = lua_tostring(L, -1);
+  lua_settop(L, top);
+  return name;
+}
+
 /* Calls bootstrap(obj) (obj on top of the stack) in a child; returns the
  * exit code: 0, or 1 after printing the traceback prefixed with the name.
  * It runs on a new Lua thread so that a forked child's traceback shows its
@@ -82,6 +96,7 @@ static void stop_on_sigint(lua_State *T) {
  * (stop_on_sigint). */
 static int run_bootstrap(lua_State *L) {
   int obj = lua_gettop(L);
+  cr_log_set_name(track_name(L, obj, "Process"));
   lua_State *T = lua_newthread(L);
   stop_on_sigint(T);
   lua_pushcfunction(T, traceback);
@@ -119,6 +134,23 @@ static int decode_payload(lua_State *L) {
   return 1;
 }
 
+/* What a spawned child takes over from its parent's trace and logger
+ * (child_env passes them on): the trace file it appends to, the level. */
+#define TRACE_ENV "CORRAL_TRACE"
+#define LOG_ENV "CORRAL_LOG"
+
+static void inherit_observers(void) {
+  const char *level = getenv(LOG_ENV);
+  if (level) cr_log_set_level(atoi(level));
+  const char *path = getenv(TRACE_ENV);
+  if (path) {
+    int rc = cr_trace_open(path, 0);
+    if (rc < 0) fprintf(stderr, "corral child (pid %d): cannot open the trace file '%s': %s\n", (int)getpid(), path, strerror(-rc));
+  }
+  unsetenv(LOG_ENV); /* not for programs it runs: its own children get them from child_env */
+  unsetenv(TRACE_ENV);
+}
+
 int crL_spawn_child_run(lua_State *L) {
   unsigned long long off = 0, len = 0;
   int ppid = 0, daemon = 0;
@@ -131,6 +163,7 @@ int crL_spawn_child_run(lua_State *L) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != ppid) return 0; /* the parent is already gone */
   }
+  inherit_observers();
   cr_engine_t *e = crL_engine(L); /* attaches to the inherited arena */
   unsetenv(CHILD_ENV);            /* not for our own children */
   cr_arena_t *a = cr_engine_arena(e);
@@ -181,18 +214,28 @@ static const char *corral_exe(lua_State *L) {
   return NULL;
 }
 
-/* environ with CHILD_ENV=value put in (replacing any). Lives in a userdata
- * pushed on the stack. */
+static int env_is(const char *entry, const char *key) {
+  size_t klen = strlen(key);
+  return strncmp(entry, key, klen) == 0 && entry[klen] == '=';
+}
+
+/* environ with CHILD_ENV=value put in (replacing any), and the trace file
+ * and log level of this process when they are on. Lives in a userdata
+ * pushed on the stack, above the strings it adds. */
 static char **child_env(lua_State *L, const char *value) {
   size_t n = 0;
   while (environ[n]) n++;
-  char **env = lua_newuserdatauv(L, (n + 2) * sizeof(char *), 0);
+  const char *trace = cr_trace_path();
+  const char *tv = trace ? lua_pushfstring(L, TRACE_ENV "=%s", trace) : NULL;
+  const char *lv = cr_log_level() < CR_LOG_OFF ? lua_pushfstring(L, LOG_ENV "=%d", cr_log_level()) : NULL;
+  char **env = lua_newuserdatauv(L, (n + 4) * sizeof(char *), 0);
   size_t j = 0;
-  size_t klen = strlen(CHILD_ENV);
   for (size_t i = 0; i < n; i++)
-    if (!(strncmp(environ[i], CHILD_ENV, klen) == 0 && environ[i][klen] == '='))
+    if (!env_is(environ[i], CHILD_ENV) && !env_is(environ[i], TRACE_ENV) && !env_is(environ[i], LOG_ENV))
       env[j++] = environ[i];
   env[j++] = (char *)value;
+  if (tv) env[j++] = (char *)tv;
+  if (lv) env[j++] = (char *)lv;
   env[j] = NULL;
   return env;
 }
@@ -213,6 +256,7 @@ static int l_start(lua_State *L) {
   cr_proc_options_t o;
   memset(&o, 0, sizeof o);
   o.daemon = daemon;
+  o.name = track_name(L, 1, name);
   cr_proc_t *p;
   int rc;
   if (strcmp(method, "fork") == 0) {
@@ -245,6 +289,7 @@ static int l_start(lua_State *L) {
     return crL_error(L, "ValueError", "unknown start method '%s' (expected 'fork' or 'spawn')", method);
   }
   if (rc < 0) return crL_error_code(L, rc, "start");
+  if (cr_trace_on()) cr_trace_name(cr_proc_pid(p), o.name);
   push_proc(L, p);
   return 1;
 }

@@ -83,6 +83,14 @@ static int h_tostring(lua_State *L) {
 
 /* ---- Lock and RLock, also behind Condition ------------------------------------- */
 
+/* The log line and the trace instant of a lock taken over from a holder
+ * that died (the caller raises OwnerDied). */
+static void note_owner_died(const char *what) {
+  if (cr_log_enabled(CR_LOG_WARNING))
+    cr_log(CR_LOG_WARNING, "%s: took over a lock whose holder died (OwnerDied)", what);
+  if (cr_trace_on()) cr_trace_instant(0, "OwnerDied", "fault", cr_trace_now(), NULL);
+}
+
 /* Turns an acquire's outcome into Lua's: true, false, or an error. */
 static int acquire_result(lua_State *L, cr_arena_t *a, cr_off_t off, int rlock, int rc, const char *what) {
   if (rc == 0) {
@@ -94,6 +102,7 @@ static int acquire_result(lua_State *L, cr_arena_t *a, cr_off_t off, int rlock, 
     return 1;
   }
   if (rc == CR_EOWNERDEAD) {
+    note_owner_died(what);
     if (rlock) cr_rlock_release(a, off);
     else cr_lock_release(a, off);
     return crL_error(L, "OwnerDied",
@@ -369,8 +378,10 @@ static int cond_wait_raw(lua_State *L, lsync_t *u, double t) {
   if (rc == 0) return 1;
   if (rc == CR_ETIMEDOUT) return 0;
   if (rc == CR_ENOTOWNER) return crL_error(L, "PermissionError", "Condition.wait: cannot wait on an un-acquired lock");
-  if (rc == CR_EOWNERDEAD)
+  if (rc == CR_EOWNERDEAD) {
+    note_owner_died("Condition.wait");
     return crL_error(L, "OwnerDied", "Condition.wait: a process died holding the lock (it is held again by this process)");
+  }
   if (rc == CR_EFULL)
     return crL_error(L, "ValueError", "Condition.wait: more than %d processes waiting", CR_COND_WAITERS);
   return raise_code(L, rc, "Condition.wait");

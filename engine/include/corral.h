@@ -9,7 +9,9 @@
  *   shm.h     shared Values and Arrays
  *   chan.h    channels: the queue and pipe under Queue and Pipe
  *   managed.h managed objects: the shared lists, dicts, namespaces of Manager
- *   refs.h    the references each process holds, given back when it ends */
+ *   refs.h    the references each process holds, given back when it ends
+ *   trace.h   the trace sink: Chrome trace events from every process
+ *   log.h     the logger: leveled lines on stderr */
 #ifndef CORRAL_H
 #define CORRAL_H
 
@@ -24,5 +26,7 @@
 #include "corral/chan.h"
 #include "corral/managed.h"
 #include "corral/refs.h"
+#include "corral/trace.h"
+#include "corral/log.h"
 
 #endif

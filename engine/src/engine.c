@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "engine_int.h"
 #include "corral/errors.h"
+#include "corral/log.h"
+#include "corral/trace.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -183,6 +185,7 @@ int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *ar
       if ((double)ms < left * 1000.0) ms++; /* never wake before the deadline */
       uv_timer_start(&e->timer, on_timer, ms, 0);
     }
+    cr_trace_flush(); /* what this process traced is written before it sleeps */
     uv_run(e->loop, UV_RUN_ONCE);
     uv_timer_stop(&e->timer);
   }
@@ -196,11 +199,19 @@ void cr_engine_finish(cr_engine_t *e) {
   e->finished = 1;
   cr_proc_t *p;
   for (p = e->children; p; p = p->next)
-    if (p->daemon && p->state == CR_PROC_RUNNING && p->owner_pid == e->pid)
+    if (p->daemon && p->state == CR_PROC_RUNNING && p->owner_pid == e->pid) {
+      if (cr_log_enabled(CR_LOG_INFO))
+        cr_log(CR_LOG_INFO, "at exit: terminating daemon %s (pid %d)", p->name, p->pid);
       cr_proc_signal(p, SIGTERM);
+    }
   /* A join unlinks every child reaped meanwhile (p->next too): start over. */
-  for (p = e->children; p;)
-    p = p->state == CR_PROC_RUNNING && p->owner_pid == e->pid && cr_proc_join(p, -1) == 0 ? e->children : p->next;
+  for (p = e->children; p;) {
+    int join = p->state == CR_PROC_RUNNING && p->owner_pid == e->pid;
+    if (join && !p->daemon && cr_log_enabled(CR_LOG_INFO))
+      cr_log(CR_LOG_INFO, "at exit: joining %s (pid %d)", p->name, p->pid);
+    p = join && cr_proc_join(p, -1) == 0 ? e->children : p->next;
+  }
+  cr__trace_at_exit();
 }
 
 double cr_now(void) {

@@ -5,6 +5,8 @@
 #include "corral/engine.h"
 #include "corral/proc.h"
 
+#include <stdint.h>
+
 struct cr_proc_s {
   cr_engine_t *engine;
   struct cr_proc_s *next;        /* engine's list of children */
@@ -20,6 +22,9 @@ struct cr_proc_s {
   cr_off_t handoff; /* reclaimed at exit (refs.h) */
   cr_proc_exit_cb on_exit;
   void *data;
+  int traced;                    /* started while this process traced: its lifetime is written */
+  int64_t t_start;               /* cr_trace_now() before it started */
+  char name[64];                 /* for the log and the trace */
 };
 
 struct cr_engine_s {

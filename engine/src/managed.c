@@ -21,6 +21,7 @@
 #include "corral/managed.h"
 #include "corral/chan.h"
 #include "corral/errors.h"
+#include "corral/log.h"
 #include "corral/sync.h"
 #include "sync_int.h"
 
@@ -266,6 +267,8 @@ static int box_lock(cr_arena_t *a, box_t *b, int interruptible) {
   int rc = cr__mutex_lock(&b->m, -1, interruptible);
   if (rc == CR_EOWNERDEAD) {
     recover(a, b);
+    if (cr_log_enabled(CR_LOG_WARNING))
+      cr_log(CR_LOG_WARNING, "Manager: recovered an object whose last writer died in an operation (OwnerDied)");
     rc = 0;
   }
   return rc;

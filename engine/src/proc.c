@@ -2,7 +2,9 @@
 #define _GNU_SOURCE
 #include "engine_int.h"
 #include "corral/errors.h"
+#include "corral/log.h"
 #include "corral/refs.h"
+#include "corral/trace.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -30,7 +32,29 @@ static cr_proc_t *proc_new(cr_engine_t *e, const cr_proc_options_t *o) {
   p->handoff = o->handoff;
   p->on_exit = o->on_exit;
   p->data = o->data;
+  p->traced = cr_trace_on();
+  p->t_start = p->traced ? cr_trace_now() : 0;
+  snprintf(p->name, sizeof p->name, "%s", o->name ? o->name : "process");
   return p;
+}
+
+/* The log line and the trace event of a child that started or ended. */
+static void note_started(const cr_proc_t *p) {
+  if (cr_log_enabled(CR_LOG_INFO))
+    cr_log(CR_LOG_INFO, "started %s (pid %d, %s%s)", p->name, p->pid, p->is_spawned ? "spawn" : "fork",
+           p->daemon ? ", daemon" : "");
+}
+
+static void note_exited(const cr_proc_t *p, int exitcode) {
+  if (cr_log_enabled(CR_LOG_INFO)) {
+    if (exitcode < 0) cr_log(CR_LOG_INFO, "%s (pid %d) was killed by signal %d", p->name, p->pid, -exitcode);
+    else cr_log(CR_LOG_INFO, "%s (pid %d) exited with exitcode %d", p->name, p->pid, exitcode);
+  }
+  if (p->traced && cr_trace_on()) {
+    char args[48];
+    snprintf(args, sizeof args, "{\"exitcode\":%d}", exitcode);
+    cr_trace_slice(p->pid, "process", "process", p->t_start, cr_trace_now(), args);
+  }
 }
 
 static void proc_unref(cr_proc_t *p) {
@@ -53,6 +77,7 @@ static void on_uv_close(uv_handle_t *h);
 
 static void proc_exited(cr_proc_t *p, int exitcode) {
   p->state = CR_PROC_EXITED;
+  note_exited(p, exitcode);
   cr__refs_reap(p->engine, p->pid); /* what it held, however it ended */
   if (p->handoff) cr_handoff_reclaim(p->engine->arena, p->handoff);
   p->handoff = 0;
@@ -126,6 +151,7 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
     return rc;
   }
   fflush(NULL); /* what the parent buffered must not be printed twice */
+  cr_trace_flush(); /* nor traced twice */
   pid_t parent = getpid();
   pid_t pid = fork();
   if (pid < 0) {
@@ -140,6 +166,7 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       if (getppid() != parent) _exit(0); /* parent already gone */
     }
+    cr__trace_after_fork();
     cr__engine_after_fork(e);
     cr__refs_fork_child(e, &refs);
     for (int i = 0; i < n_fork_hooks; i++)
@@ -147,11 +174,13 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
     int code = o->child_fn(o->child_arg);
     cr_engine_finish(e);
     fflush(NULL);
+    cr_trace_flush();
     _exit(code & 0xff);
   }
   p->pid = pid;
   cr__refs_fork_parent(e, &refs, (int)pid);
   link_child(e, p);
+  note_started(p);
   for (int i = 0; i < n_fork_hooks; i++)
     if (fork_hooks[i].parent) fork_hooks[i].parent((int)pid, fork_hooks[i].arg);
   *out = p;
@@ -204,6 +233,7 @@ int cr_proc_spawn(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
   p->pid = p->uvp.pid;
   uv_unref((uv_handle_t *)&p->uvp);
   link_child(e, p);
+  note_started(p);
   *out = p;
   return 0;
 }

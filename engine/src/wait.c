@@ -5,6 +5,7 @@
 #include "wait_int.h"
 #include "corral/engine.h"
 #include "corral/errors.h"
+#include "corral/trace.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -50,6 +51,7 @@ void cr__deadline_min(cr__deadline_t *out, const cr__deadline_t *d, double slice
 /* ---- sleeping on a word ------------------------------------------------------ */
 
 int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d) {
+  cr_trace_flush(); /* what this process traced is written before it sleeps */
   long rc = syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_BITSET, val, d->forever ? NULL : &d->ts,
                     NULL, FUTEX_BITSET_MATCH_ANY);
   if (rc == 0 || errno == EAGAIN) return 0;

@@ -38,6 +38,7 @@ typedef struct {
                                     on success the engine reclaims it at the child's exit */
   cr_proc_exit_cb on_exit;       /* optional: called from the loop at exit */
   void *data;
+  const char *name;              /* optional: its name in the log and the trace */
 } cr_proc_options_t;
 
 /* Starts a child. Returns 0 and a handle holding one reference for the
