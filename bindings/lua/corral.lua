@@ -267,6 +267,14 @@ function M.Pool(n, opts)
   return require("corral.pool").Pool(n, opts)
 end
 
+-- ---- pipelines (corral.pipeline) ---------------------------------------------
+
+-- pipeline(source, opts) -> a Pipeline; pipeline.produce(fn, opts) -> a source
+M.pipeline = setmetatable({}, {
+  __call = function(_, source, opts) return require("corral.pipeline").new(source, opts) end,
+  __index = function(_, k) return require("corral.pipeline")[k] end,
+})
+
 -- ---- start methods and contexts ---------------------------------------------
 
 local function check_method(m)

@@ -1,0 +1,643 @@
+-- corral.pipeline_flow: a pipeline while it runs, as its parent sees it.
+--
+--   * Every stage has its input queue (bounded, in chunks of items, see
+--     corral.pipeline_wire) and its workers, daemon Processes; the last
+--     stage's workers put their chunks on the parent's inbox, where every
+--     other message for the parent (errors, partial accumulators, FIN) goes
+--     too, so the parent waits on one queue. Items never pass through the
+--     parent between stages.
+--   * The parent feeds the source (an array or an iterator) into the first
+--     queue, or starts producer processes that do; it takes a credit from
+--     the reorder window (a Semaphore) for each chunk, and gives it back
+--     when the chunk comes out in order: at most WINDOW chunks are on their
+--     way, so memory stays bounded whatever a slow item holds back.
+--   * End of stream: once the source is exhausted (every producer said FIN)
+--     the parent closes the first queue; a worker that finds its input
+--     closed and drained passes everything on and says FIN; once every
+--     worker of a stage did, the parent closes the next queue.
+--   * Deaths: a dead worker's `held` queue has the chunks it took and did
+--     not pass on, and its slots the position of the item it was running.
+--     That item fails with WorkerLost (or Timeout, when the parent killed
+--     the worker for its time limit), or is tried again; a replacement
+--     worker starts with the held chunks. The parent drops a chunk whose
+--     seq it already has (a worker killed right after passing it on).
+local _, core = ...
+local mp = require "corral"
+local wire = require "corral.pipeline_wire"
+local worker = require "corral.pipeline_worker"
+local progress = require "corral.progress"
+
+local type, pairs, ipairs, error, pcall, tostring, setmetatable = type, pairs, ipairs, error, pcall, tostring,
+  setmetatable
+local floor, huge, min, max, ceil = math.floor, math.huge, math.min, math.max, math.ceil
+local tmove = table.move
+local now, newerror, iserror, check = core.time, core._newerror, core.iserror, core._check
+local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wire.kind
+local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
+local unpack = core._unpack
+
+local CHUNK_MAX = 128     -- most items in a chunk
+local CHUNK_TIME = 0.001  -- a chunk is sized to take about this long in the slowest stage
+local SLICE = 0.05        -- longest single wait: deaths are looked for at least this often
+local FEED_POLL = 0.002   -- how long the parent waits for room in the first queue at a time
+local CHECK_EVERY = 0.02  -- how often the parent looks at its workers while items flow
+local KILL_POLL = 0.005   -- how soon to look again for a worker killed for its time limit
+
+local Flow = {}
+Flow.__index = Flow
+
+-- ---- starting --------------------------------------------------------------------
+
+local function how_it_ended(code)
+  return (code and code < 0) and ("was killed by signal " .. -code) or ("exited with status " .. tostring(code))
+end
+
+-- A new flow for pipeline spec p (corral.pipeline's checked description).
+local function new(p, mode)
+  local ctx = p.opts.context or mp
+  local stages = p.stages
+  local S = #stages
+  local qcap = max(2, ceil(p.opts.maxsize / CHUNK_MAX))
+  local nworkers, nslots = 0, 0
+  local src = p.source
+  local producers = src.kind == "produce" and src.workers or (src.kind == "queue" and 1 or 0)
+  for _, s in ipairs(stages) do nworkers = nworkers + s.workers end
+  nslots = nworkers + producers
+  local ordered = true
+  for _, s in ipairs(stages) do if not s.ordered then ordered = false end end
+  if producers > 1 then ordered = ordered end -- producers' chunks are ordered by the seq they take
+  local window = 2 * (S + 1) * qcap + 2 * nworkers + 4
+  local self = setmetatable({
+    p = p, ctx = ctx, mode = mode, S = S, stages = stages, ordered = ordered,
+    q = {}, inbox = mp.Queue(2 * qcap + nslots),
+    st = mp.RawArray("d", wire.SLOTS * max(nslots, 1)),
+    chunk = mp.RawValue("q", 1), credits = mp.Semaphore(window), window = window,
+    seqc = mp.RawValue("q", 0), idxc = mp.RawValue("q", 0), lock = mp.Lock(),
+    workers = {},          -- slot -> worker record
+    producers = {},        -- slots of producers
+    seq = 0, next_index = 1, pending = nil, src_done = false,
+    next_out = 1, waiting = {}, seen_low = 0, seen = {}, -- order and duplicates at the output
+    out = {}, out_head = 1, out_tail = 0,                 -- items ready for the consumer
+    errors = {}, lost = {}, tries = {}, acc = nil, have_acc = false,
+    out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
+    source_errors = 0,
+  }, Flow)
+  for g = 1, S do self.q[g] = mp.Queue(qcap) end
+  self.q[S + 1] = self.inbox
+  local slot = 0
+  for g, s in ipairs(stages) do
+    s.g, s.slots, s.nfin, s.closed_in = g, {}, 0, false
+    s.lost, s.pretries = 0, 0
+    if s.kind == "reduce" then s.init_msg = core._pack(s.init, "init") end
+    if s.timeout then self.timed = true end
+    for k = 1, s.workers do
+      slot = slot + 1
+      s.slots[k] = slot
+    end
+  end
+  for k = 1, producers do
+    slot = slot + 1
+    self.producers[k] = slot
+  end
+  self.src_list, self.src_pos = src.list, 1
+  self.src_iter = src.iter
+  if p.opts.progress then self.board = progress.board() end
+  local ok, err = pcall(function()
+    for _, s in ipairs(stages) do
+      for k = 1, s.workers do self:start_worker(s, s.slots[k], k, nil) end
+    end
+    for k, sl in ipairs(self.producers) do self:start_producer(sl, k) end
+  end)
+  if not ok then
+    self:cancel()
+    error(err, 0)
+  end
+  return self
+end
+
+function Flow:start_worker(s, slot, k, rescue)
+  local batch = s.kind == "batch"
+  local held = not batch and mp.Queue() or nil
+  local cfg = { kind = s.kind, fn = s.fn, name = s.name, g = s.g, slot = slot, qin = self.q[s.g],
+                qout = self.q[s.g + 1], inbox = self.inbox, held = held, st = self.st, retries = s.retries,
+                timed = s.timeout ~= nil, rescue = rescue, init = s.init_msg, size = s.size,
+                ordered = self.ordered_upto(self, s.g) }
+  local proc = self.ctx.Process{ target = batch and worker.batch_main or worker.stage_main, args = { cfg },
+                                 daemon = true, name = ("%s-%d"):format(s.name, k) }
+  self.workers[slot] = { proc = proc, held = held, slot = slot, stage = s, k = k }
+  proc:start()
+  self.workers[slot].pid = proc.pid
+end
+
+-- Whether every stage before stage g keeps source order.
+function Flow:ordered_upto(g)
+  for i = 1, g - 1 do if not self.stages[i].ordered then return false end end
+  return true
+end
+
+function Flow:start_producer(slot, k)
+  local src = self.p.source
+  local cfg = { fn = src.fn, queue = src.queue, wid = k, name = src.name, slot = slot, qout = self.q[1],
+                inbox = self.inbox, st = self.st, chunk = self.chunk, credits = self.credits, lock = self.lock,
+                seqc = self.seqc, idxc = self.idxc }
+  local proc = self.ctx.Process{ target = worker.produce_main, args = { cfg }, daemon = true,
+                                 name = ("%s-%d"):format(src.name, k) }
+  self.workers[slot] = { proc = proc, slot = slot, producer = true, k = k }
+  proc:start()
+  self.workers[slot].pid = proc.pid
+end
+
+-- ---- failing and stopping ----------------------------------------------------------
+
+-- An item's error: with on_error = "raise" the pipeline stops and it is
+-- raised; with "collect" it is kept in stats.errors.
+function Flow:item_failed(err)
+  if self.p.opts.on_error == "collect" then
+    self.errors[#self.errors + 1] = err
+    return
+  end
+  self:cancel()
+  error(err, 0)
+end
+
+-- Stops every process now and releases everything; later calls do nothing.
+function Flow:cancel()
+  if self.stopped then return end
+  self.stopped = true
+  self.done = true
+  for _, w in pairs(self.workers) do
+    if not w.gone then pcall(w.proc.kill, w.proc) end
+  end
+  self:release()
+end
+
+-- Joins every process (they have ended or been killed) and closes every queue.
+function Flow:release()
+  self.stopped = true
+  for slot, w in pairs(self.workers) do
+    pcall(w.proc.join, w.proc)
+    pcall(w.proc.close, w.proc)
+    if w.held then w.held:close() end
+    self.workers[slot] = nil
+  end
+  for g = 1, self.S do self.q[g]:close() end
+  self.inbox:close()
+  if self.board then self.board:finish(self:view()) end
+  self.finished_at = self.finished_at or now()
+end
+
+-- ---- the source ----------------------------------------------------------------
+
+-- Up to want items from an array or iterator source; n = 0 at its end.
+function Flow:pull(want)
+  local items, n = {}, 0
+  local list = self.src_list
+  if list then
+    local i = self.src_pos
+    local last = min(#list, i + want - 1)
+    if last >= i then tmove(list, i, last, 1, items) end
+    n = max(last - i + 1, 0)
+    self.src_pos = last + 1
+    if last >= #list then self.src_done = true end
+    return items, n
+  end
+  local iter = self.src_iter
+  while n < want do
+    local ok, v = pcall(iter)
+    if not ok then
+      self.src_done = true
+      local err = iserror(v) and v or newerror("RemoteError", "the source iterator raised: " .. tostring(v), {})
+      err.stage, err.index = self.p.source.name, self.next_index + n
+      self.source_errors = self.source_errors + 1
+      self.source_error = err
+      break
+    end
+    if v == nil then
+      self.src_done = true
+      break
+    end
+    n = n + 1
+    items[n] = v
+  end
+  return items, n
+end
+
+-- The chunk message of items; an item that cannot travel fails with its
+-- EncodeError, stage = the source's name.
+function Flow:pack_source(items, n)
+  local lo = self.next_index
+  local ok, msg = pcall(pack_chunk, self.seq, lo, items, n)
+  if ok then return msg end
+  local keep, kix, j = {}, {}, 0
+  for k = 1, n do
+    local okk, e = pcall(check, items[k], "item")
+    if okk then
+      j = j + 1
+      keep[j], kix[j] = items[k], lo + k - 1
+    else
+      local err = iserror(e) and e or newerror("EncodeError", tostring(e), {})
+      err.stage, err.index = self.p.source.name, lo + k - 1
+      self.source_errors = self.source_errors + 1
+      self:item_failed(err)
+    end
+  end
+  return pack_chunk(self.seq, lo, keep, j, kix)
+end
+
+-- Feeds the first queue while the window and the queue have room; waits
+-- up to `wait` seconds for room for a chunk already cut.
+function Flow:feed(wait)
+  local src = self.p.source
+  if src.kind ~= "list" and src.kind ~= "iter" then return end
+  while not self.fed_all do
+    if not self.pending then
+      if self.src_done or not self.credits:acquire(0) then break end
+      local items, n = self:pull(self.chunk.value)
+      if self.source_error then
+        local err = self.source_error
+        self.source_error = nil
+        if n == 0 then self.credits:release() end
+        self:item_failed(err)
+        if n == 0 then break end
+      elseif n == 0 then
+        self.credits:release()
+        self.src_done = true
+        break
+      end
+      self.seq = self.seq + 1
+      self.pending = self:pack_source(items, n)
+      self.next_index = self.next_index + n
+      self.fed = self.fed + n
+    end
+    if self.S == 0 then
+      local msg = self.pending
+      self.pending = nil
+      self:on_chunk(msg)
+    elseif self.q[1]:put(self.pending, wait or 0) then
+      self.pending = nil
+    else
+      return
+    end
+    wait = 0
+  end
+  if self.src_done and not self.pending and not self.fed_all then
+    self.fed_all = true
+    self:source_ended()
+  end
+end
+
+-- The source has nothing more: the first stage's input closes.
+function Flow:source_ended()
+  if self.S == 0 then
+    self.out_closed = true
+  else
+    self:close_input(1)
+  end
+end
+
+function Flow:close_input(g)
+  local s = self.stages[g]
+  if s.closed_in then return end
+  s.closed_in = true
+  self.q[g]:close()
+  self:stage_maybe_done(s)
+end
+
+-- Once every worker of stage s said FIN (its input being closed), the next
+-- stage's input closes, or the output is complete.
+function Flow:stage_maybe_done(s)
+  if not s.closed_in or s.nfin < s.workers then return end
+  if s.g == self.S then self.out_closed = true else self:close_input(s.g + 1) end
+end
+
+-- ---- what comes out --------------------------------------------------------------
+
+function Flow:deliver(items, n)
+  local out, t = self.out, self.out_tail
+  for k = 1, n do out[t + k] = items[k] end
+  self.out_tail = t + n
+end
+
+-- Whether seq arrived before (a chunk passed on twice by a worker killed
+-- right after passing it on); marks it seen.
+function Flow:duplicate(seq)
+  if seq <= self.seen_low or self.seen[seq] then return true end
+  self.seen[seq] = true
+  local low, seen = self.seen_low, self.seen
+  while seen[low + 1] do
+    low = low + 1
+    seen[low] = nil
+  end
+  self.seen_low = low
+  return false
+end
+
+function Flow:on_chunk(msg)
+  local seq, _, n, items = unpack_chunk(msg)
+  if self:duplicate(seq) then return end
+  if not self.ordered then
+    self:deliver(items, n)
+    self.credits:release()
+    return
+  end
+  local waiting = self.waiting
+  waiting[seq] = { items, n }
+  while waiting[self.next_out] do
+    local c = waiting[self.next_out]
+    waiting[self.next_out] = nil
+    self.next_out = self.next_out + 1
+    self:deliver(c[1], c[2])
+    self.credits:release()
+  end
+end
+
+-- At the end: what waits for a seq that never came (none, unless a worker
+-- was killed before it recorded a chunk), in order.
+function Flow:flush_waiting()
+  local seqs = {}
+  for seq in pairs(self.waiting) do seqs[#seqs + 1] = seq end
+  table.sort(seqs)
+  for _, seq in ipairs(seqs) do
+    local c = self.waiting[seq]
+    self:deliver(c[1], c[2])
+  end
+  self.waiting = {}
+end
+
+function Flow:on_message(msg)
+  local k = kind_of(msg)
+  if k == CHUNK then return self:on_chunk(msg) end
+  if k == ERR then
+    local _, _, err = wire.unpack_err(msg)
+    return self:item_failed(err)
+  end
+  if k == FIN then
+    local g, slot = wire.unpack_fin(msg)
+    local w = self.workers[slot]
+    if w and not w.fin then
+      w.fin = true
+      if g == 0 then
+        self.nfin_src = (self.nfin_src or 0) + 1
+        if self.nfin_src == #self.producers then self:source_ended() end
+      else
+        local s = self.stages[g]
+        s.nfin = s.nfin + 1
+        self:stage_maybe_done(s)
+      end
+    end
+    return
+  end
+  if k == PARTIAL then
+    local g, acc = wire.unpack_partial(msg)
+    if not self.have_acc then
+      self.acc, self.have_acc = acc, true
+    else
+      self.acc = self.stages[g].merge(self.acc, acc)
+    end
+  end
+end
+
+-- Reads every message already in the inbox.
+function Flow:drain()
+  while true do
+    local msg, why = self.inbox:get(0)
+    if why then return end
+    self:on_message(msg)
+  end
+end
+
+-- ---- deaths and time limits ------------------------------------------------------
+
+-- The error of the item a worker of stage s was running when it ended.
+local function lost_error(w, s, index)
+  local code = w.proc.exitcode
+  local err
+  if w.timed_out then
+    err = newerror("Timeout", ("item %d ran past the time limit of %gs of stage '%s'; worker pid %d was killed")
+      :format(index, s.timeout, s.name, w.pid), { pid = w.pid })
+  else
+    err = newerror("WorkerLost", ("worker pid %d of stage '%s' %s while working on item %d"):format(
+      w.pid, s.name, how_it_ended(code), index), { pid = w.pid, exitcode = code })
+  end
+  err.stage, err.index = s.name, index
+  return err
+end
+
+-- Worker w of stage s ended without FIN: the item it was running fails or
+-- goes again; a replacement takes over what it held.
+function Flow:worker_died(w, s)
+  local held = {}
+  while true do
+    local msg, why = w.held:get(0)
+    if why then break end
+    held[#held + 1] = msg
+  end
+  local b = wire.base(w.slot)
+  local pos = floor(self.st[b + wire.POS])
+  self.st[b + wire.POS] = 0
+  w.held:close()
+  w.proc:close()
+  w.gone = true
+  self.workers[w.slot] = nil
+  local failed
+  if pos > 0 and #held > 0 then
+    local seq, lo, n, items, ix = unpack_chunk(held[#held])
+    local index = wire.index_of(lo, ix, pos)
+    local key = s.g .. ":" .. index
+    local tries = self.tries[key] or 0
+    if tries < s.retries then
+      self.tries[key] = tries + 1
+      s.pretries = s.pretries + 1
+    else
+      s.lost = s.lost + 1
+      failed = lost_error(w, s, index)
+      local keep, kix, j = {}, {}, 0
+      for k = 1, n do
+        if k ~= pos then
+          j = j + 1
+          keep[j], kix[j] = items[k], wire.index_of(lo, ix, k)
+        end
+      end
+      held[#held] = pack_chunk(seq, lo, keep, j, kix)
+    end
+  end
+  self:start_worker(s, w.slot, w.k, held)
+  if failed then self:item_failed(failed) end
+end
+
+-- A producer or the batch worker that ended without FIN: what it had not
+-- passed on cannot be known, so the pipeline fails.
+function Flow:essential_died(w)
+  local name = w.producer and self.p.source.name or w.stage.name
+  local code = w.proc.exitcode
+  local err = newerror("WorkerLost", ("%s pid %d of '%s' %s before it passed everything on"):format(
+    w.producer and "producer" or "worker", w.pid, name, how_it_ended(code)), { pid = w.pid, exitcode = code })
+  err.stage = name
+  self:cancel()
+  error(err, 0)
+end
+
+function Flow:check_workers()
+  core._service()
+  local dead
+  for _, w in pairs(self.workers) do
+    if not w.fin and not w.proc:is_alive() then
+      dead = dead or {}
+      dead[#dead + 1] = w
+    end
+  end
+  if not dead then return end
+  self:drain() -- a FIN it sent before it ended is not a death
+  table.sort(dead, function(a, b) return a.slot < b.slot end)
+  for _, w in ipairs(dead) do
+    if w.fin then
+      -- it finished
+    elseif w.producer or w.stage.kind == "batch" then
+      self:essential_died(w)
+    else
+      self:worker_died(w, w.stage)
+    end
+  end
+end
+
+-- Kills workers whose item ran past its stage's time limit; returns when
+-- to look again.
+function Flow:check_deadlines()
+  local soonest = huge
+  local st, t = self.st, now()
+  for _, w in pairs(self.workers) do
+    local s = w.stage
+    if s and s.timeout and not w.fin and not w.gone then
+      local b = wire.base(w.slot)
+      local pos = st[b + wire.POS]
+      if w.timed_out then
+        soonest = min(soonest, t + KILL_POLL)
+      elseif pos > 0 then
+        local deadline = st[b + wire.START] + s.timeout
+        if t >= deadline and st[b + wire.POS] == pos then
+          w.timed_out = true
+          w.proc:kill()
+          soonest = min(soonest, t + KILL_POLL)
+        else
+          soonest = min(soonest, deadline)
+        end
+      else
+        soonest = min(soonest, t + s.timeout)
+      end
+    end
+  end
+  return soonest
+end
+
+-- ---- the parent's wait ---------------------------------------------------------------
+
+-- Sizes chunks to take about CHUNK_TIME in the slowest stage (1 item
+-- until every stage has measured one).
+function Flow:size_chunks()
+  local st, worst = self.st, 0
+  for _, s in ipairs(self.stages) do
+    local items, busy = 0, 0
+    for _, slot in ipairs(s.slots) do
+      local b = wire.base(slot)
+      items, busy = items + st[b + wire.IN], busy + st[b + wire.BUSY]
+    end
+    if items == 0 and s.kind ~= "batch" then return end
+    if items > 0 then worst = max(worst, busy / items) end
+  end
+  local c = worst > 0 and floor(CHUNK_TIME / worst) or CHUNK_MAX
+  self.chunk.value = max(1, min(CHUNK_MAX, c))
+end
+
+-- Runs the pipeline until there is an item for the consumer or it ended.
+-- Returns false at the end.
+function Flow:step()
+  while self.out_head > self.out_tail do
+    if self.done then return false end
+    self:feed(0)
+    local got = false
+    while true do
+      local msg, why = self.inbox:get(0)
+      if why then break end
+      self:on_message(msg)
+      got = true
+      if self.out_head <= self.out_tail then break end
+    end
+    local t = now()
+    if self.out_closed then
+      self:drain()
+      self:flush_waiting()
+      self.done = true
+      self:release()
+    elseif not got then
+      local wake = min(t + SLICE, self.timed and self:check_deadlines() or huge)
+      if self.pending and self.S > 0 then
+        self:feed(min(FEED_POLL, max(wake - t, 0)))
+      else
+        local msg, why = self.inbox:get(max(wake - t, 0))
+        if not why then self:on_message(msg) end
+      end
+    end
+    t = now()
+    if t - self.last_check >= CHECK_EVERY then
+      self.last_check = t
+      self:check_workers()
+      if self.timed then self:check_deadlines() end
+      self:size_chunks()
+      if self.board then self.board:draw(self:view()) end
+    end
+  end
+  return true
+end
+
+-- The next item for the consumer, or nil at the end.
+function Flow:next_item()
+  if self.out_head > self.out_tail and not self:step() then return nil end
+  local i = self.out_head
+  local v = self.out[i]
+  self.out[i] = nil
+  self.out_head = i + 1
+  return v, true
+end
+
+-- ---- what the pipeline did ---------------------------------------------------------
+
+-- Per stage: its counters, summed over its workers' slots.
+function Flow:stage_counts(s)
+  local st = self.st
+  local c = { name = s.name, workers = s.workers, items_in = 0, items_out = 0, errors = s.lost,
+              retries = s.pretries, lost = s.lost, busy = 0, wait_in = 0, wait_out = 0 }
+  for _, slot in ipairs(s.slots) do
+    local b = wire.base(slot)
+    c.items_in = c.items_in + floor(st[b + wire.IN])
+    c.items_out = c.items_out + floor(st[b + wire.OUT])
+    c.errors = c.errors + floor(st[b + wire.ERRS])
+    c.retries = c.retries + floor(st[b + wire.RETRIES])
+    c.busy = c.busy + st[b + wire.BUSY]
+    c.wait_in = c.wait_in + st[b + wire.WAIT_IN]
+    c.wait_out = c.wait_out + st[b + wire.WAIT_OUT]
+  end
+  return c
+end
+
+-- The live view the progress board draws: one line per stage.
+function Flow:view()
+  local t = max((self.finished_at or now()) - self.t0, 1e-9)
+  local rows, worst, worst_at = {}, -1, 0
+  for g, s in ipairs(self.stages) do
+    local c = self:stage_counts(s)
+    local util = c.busy / (s.workers * t)
+    if util > worst then worst, worst_at = util, g end
+    local fill = self.stopped and "-" or ("%d/%d"):format(self.q[g]:qsize(), self.q[g] == self.inbox and 0 or
+      self.q[g]:full() and self.q[g]:qsize() or max(self.q[g]:qsize(), 0))
+    rows[g] = { name = s.name, done = c.items_out, rate = c.items_in / t, fill = fill, util = util }
+  end
+  local lines = {}
+  for g, r in ipairs(rows) do
+    lines[g] = ("%-12s %10d out %10.1f in/s  queue %-7s busy %3d%%%s"):format(r.name, r.done, r.rate,
+      self.stopped and "-" or tostring(self.q[g]:qsize()), floor(r.util * 100 + 0.5),
+      g == worst_at and "  <- bottleneck" or "")
+  end
+  return lines
+end
+
+return { new = new }
