@@ -36,7 +36,7 @@ local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wi
 local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
 local unpack = core._unpack
 
-local CHUNK_MAX = 128     -- most items in a chunk
+local CHUNK_MAX = 512    -- most items in a chunk
 local CHUNK_TIME = 0.001  -- a chunk is sized to take about this long in the slowest stage
 local SLICE = 0.05        -- longest single wait: deaths are looked for at least this often
 local FEED_POLL = 0.002   -- how long the parent waits for room in the first queue at a time
