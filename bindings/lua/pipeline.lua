@@ -259,10 +259,23 @@ function Pipeline:run()
   local f = flow.new(self, "run")
   local sink, results, n = self._each, {}, 0
   guarded(f, function()
+    if not sink then
+      while n do
+        local m = f:take_all(results, n)
+        if not m then break end
+        n = m
+      end
+      return
+    end
+    local batch = {}
     while true do
-      local v, more = f:next_item()
-      if not more then break end
-      if sink then sink(v) else n = n + 1; results[n] = v end
+      local m = f:take_all(batch, 0)
+      if not m then break end
+      for k = 1, m do
+        local v = batch[k]
+        batch[k] = nil
+        sink(v)
+      end
     end
   end)
   if self._reduced then results = final_value(self, f) end

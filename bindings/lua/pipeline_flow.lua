@@ -313,8 +313,8 @@ end
 -- ---- what comes out --------------------------------------------------------------
 
 function Flow:deliver(items, n)
-  local out, t = self.out, self.out_tail
-  for k = 1, n do out[t + k] = items[k] end
+  local t = self.out_tail
+  tmove(items, 1, n, t + 1, self.out)
   self.out_tail = t + n
 end
 
@@ -440,12 +440,18 @@ function Flow:worker_died(w, s)
   w.gone = true
   self.workers[w.slot] = nil
   local failed
-  if pos > 0 and #held > 0 then
+  if pos ~= 0 and #held > 0 then
     local seq, lo, n, items, ix = unpack_chunk(held[#held])
-    local index = wire.index_of(lo, ix, pos)
-    local key = s.g .. ":" .. index
-    local tries = self.tries[key] or 0
-    if tries < s.retries then
+    -- -2: somewhere in a chunk run fast (then the replacement runs it
+    -- carefully and finds the item, if it is the item's fault)
+    if pos == -2 and n == 1 then pos = 1 end
+    if pos < 0 then pos = 0 end
+    local index = pos > 0 and wire.index_of(lo, ix, pos)
+    local key = pos > 0 and s.g .. ":" .. index
+    local tries = key and self.tries[key] or 0
+    if pos == 0 then
+      -- nothing to blame: every held chunk goes again whole
+    elseif tries < s.retries then
       self.tries[key] = tries + 1
       s.pretries = s.pretries + 1
     else
@@ -597,6 +603,17 @@ function Flow:next_item()
   self.out[i] = nil
   self.out_head = i + 1
   return v, true
+end
+
+-- Moves every item ready for the consumer to dest[n+1], dest[n+2]...
+-- after running the pipeline until there is one; returns the new n, or
+-- nil at the end.
+function Flow:take_all(dest, n)
+  if self.out_head > self.out_tail and not self:step() then return nil end
+  local head, tail = self.out_head, self.out_tail
+  tmove(self.out, head, tail, n + 1, dest)
+  self.out, self.out_head, self.out_tail = {}, 1, 0
+  return n + tail - head + 1
 end
 
 -- ---- what the pipeline did ---------------------------------------------------------

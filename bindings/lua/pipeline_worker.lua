@@ -96,48 +96,86 @@ function M.stage_main(cfg)
     inbox:put(pack_err(g, index, item_error(err, name, index)))
   end
 
-  -- fn on one item, tried again up to `retries` times when it raises.
-  local function call(item)
-    local tries = 0
-    while true do
-      local ok, v
-      if reduce then ok, v = xpcall(fn, traceback, acc, item) else ok, v = xpcall(fn, traceback, item) end
-      if ok then return true, v end
-      if tries >= retries then return false, v end
-      tries = tries + 1
-      c[4] = c[4] + 1
+  -- The chunk being worked on; k is the item its function runs on.
+  local items, ix, lo, n, out, oix, m, k
+
+  -- What item k's result v gives.
+  local function accept(v)
+    if is_map then
+      if v ~= nil then m = m + 1; out[m], oix[m] = v, ix and ix[k] or lo + k - 1 end
+    elseif is_filter then
+      if v then m = m + 1; out[m], oix[m] = items[k], ix and ix[k] or lo + k - 1 end
+    elseif reduce then
+      acc = v
+    elseif type(v) == "table" then -- flat_map
+      local index = ix and ix[k] or lo + k - 1
+      for j = 1, #v do m = m + 1; out[m], oix[m] = v[j], index end
+    elseif v ~= nil then
+      fail(ix and ix[k] or lo + k - 1, newerror("ValueError",
+        "flat_map's function must return an array table or nil, got " .. type(v), { pid = getpid() }))
     end
   end
 
-  local function process(msg)
-    local seq, lo, n, items, ix = unpack_chunk(msg)
-    local out, oix, m = {}, {}, 0
-    local t0 = now()
-    for k = 1, n do
-      local index = ix and ix[k] or lo + k - 1
+  -- Items k+1..n; an error leaves k at the item that raised. One
+  -- protected call for the whole chunk, not one per item. A careful run
+  -- records each item's position before running it; a fast one only that
+  -- it works on this chunk (POS = -2), and a death then sends the chunk to
+  -- the replacement, which runs it carefully.
+  local careful
+  local function run_rest()
+    if not careful then
+      st[POS] = -2
+      if is_map then
+        while k < n do
+          k = k + 1
+          local v = fn(items[k])
+          if v ~= nil then m = m + 1; out[m], oix[m] = v, ix and ix[k] or lo + k - 1 end
+        end
+      else
+        while k < n do
+          k = k + 1
+          if reduce then accept(fn(acc, items[k])) else accept(fn(items[k])) end
+        end
+      end
+      return
+    end
+    while k < n do
+      k = k + 1
       if timed then st[START] = now() end
       st[POS] = k
-      local ok, v = call(items[k])
-      if not ok then
-        fail(index, remote_error(v))
-      elseif is_map then
-        if v ~= nil then m = m + 1; out[m], oix[m] = v, index end
-      elseif is_filter then
-        if v then m = m + 1; out[m], oix[m] = items[k], index end
-      elseif reduce then
-        acc = v
-      elseif type(v) == "table" then -- flat_map
-        for j = 1, #v do m = m + 1; out[m], oix[m] = v[j], index end
-      elseif v ~= nil then
-        fail(index, newerror("ValueError", "flat_map's function must return an array table or nil, got "
-          .. type(v), { pid = getpid() }))
-      end
+      if reduce then accept(fn(acc, items[k])) else accept(fn(items[k])) end
+    end
+  end
+
+  -- Item k raised e: it is tried again up to `retries` times, then fails.
+  local function retry(e)
+    for _ = 1, retries do
+      c[4] = c[4] + 1
+      local ok, v
+      if reduce then ok, v = xpcall(fn, traceback, acc, items[k]) else ok, v = xpcall(fn, traceback, items[k]) end
+      if ok then return accept(v) end
+      e = v
+    end
+    fail(ix and ix[k] or lo + k - 1, remote_error(e))
+  end
+
+  local function process(msg, rescued)
+    careful = timed or rescued
+    local seq
+    seq, lo, n, items, ix = unpack_chunk(msg)
+    out, oix, m, k = {}, {}, 0, 0
+    local t0 = now()
+    while true do
+      local ok, e = xpcall(run_rest, traceback)
+      if ok then break end
+      retry(e)
     end
     c[5] = c[5] + (now() - t0)
     c[1], c[2] = c[1] + n, c[2] + m
     st[POS] = -1
     -- reduce passes on an empty chunk: what the parent counts to let more in
     local reply = pack_output(seq, lo, out, m, oix, ix == nil and m == n, fail)
+    items, out, oix = nil, nil, nil
     put_timed(qout, reply, c)
     st[POS] = 0
   end
@@ -150,10 +188,10 @@ function M.stage_main(cfg)
     nheld, shipped_at = 0, now()
   end
 
-  local function take(msg)
+  local function take(msg, rescued)
     held:put(msg)
     nheld = nheld + 1
-    process(msg)
+    process(msg, rescued)
     if not reduce then
       held:get(0)
       nheld = 0
@@ -163,7 +201,7 @@ function M.stage_main(cfg)
     store(st, b, c)
   end
 
-  for _, msg in ipairs(cfg.rescue or {}) do take(msg) end
+  for _, msg in ipairs(cfg.rescue or {}) do take(msg, true) end
   while true do
     local t = now()
     local msg, why = qin:get()
