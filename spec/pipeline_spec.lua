@@ -434,6 +434,59 @@ describe("pipeline (" .. H.method .. ")", function()
     end)
   end)
 
+  describe("progress", function()
+    local PROGRESS_SCRIPT = [[
+      local mp = require "corral"
+      local items = {}
+      for i = 1, 200 do items[i] = i end
+      local r = mp.pipeline(items, { progress = true })
+        :map(function(x) mp.sleep(0.001) return x end, { workers = 2, name = "slow" })
+        :filter(function(x) return x % 2 == 0 end, { name = "even" })
+        :run()
+      print("done " .. #r)
+    ]]
+
+    it("draws one line per stage on a terminal, naming the bottleneck", function()
+      local Terminal = require "spec.terminal"
+      local script = H.script(PROGRESS_SCRIPT)
+      local term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+      local ok, err = pcall(function()
+        term:wait_match("done 100")
+        local screen = term:screen()
+        assert.matches("slow%s+200 out%s+[%d%.]+/s%s+queue %S+%s+busy%s+%d+%%", screen)
+        assert.matches("even%s+100 out", screen)
+        assert.matches("<%- bottleneck", screen)
+      end)
+      term:kill()
+      assert(ok, err)
+    end)
+
+    it("runs stage functions typed at the REPL", function()
+      local Terminal = require "spec.terminal"
+      local history = os.tmpname()
+      local term = Terminal.new(H.shell_quote(H.exe), { CORRAL_START_METHOD = H.method, CORRAL_HISTORY = history })
+      local ok, err = pcall(function()
+        term:wait_match("\n> ")
+        term:send_line("local k = 10; f = function(x) return x * k end")
+        term:send_line("r = corral.pipeline({1, 2, 3}):map(f, { workers = 2 }):run()")
+        term:send_line("print('got', table.concat(r, ','))")
+        term:wait_match("got%s+10,20,30")
+        term:send_line("os.exit(0)")
+        assert.truthy(term:exited(), term:screen())
+      end)
+      term:kill()
+      os.remove(history)
+      assert(ok, err)
+    end)
+
+    it("draws nothing when stderr is not a terminal", function()
+      local out, err, code = H.run({ H.script(PROGRESS_SCRIPT) }, nil, { CORRAL_START_METHOD = H.method })
+      assert.are.equal(0, code, err)
+      assert.are.equal("done 100\n", out)
+      assert.are.equal("", err)
+    end)
+  end)
+
   describe("Ctrl-C", function()
     it("stops every stage and exits promptly with no process left", function()
       local script = H.script([[

@@ -65,10 +65,9 @@ local function new(p, mode)
   nslots = nworkers + producers
   local ordered = true
   for _, s in ipairs(stages) do if not s.ordered then ordered = false end end
-  if producers > 1 then ordered = ordered end -- producers' chunks are ordered by the seq they take
   local window = 2 * (S + 1) * qcap + 2 * nworkers + 4
   local self = setmetatable({
-    p = p, ctx = ctx, mode = mode, S = S, stages = stages, ordered = ordered,
+    p = p, ctx = ctx, mode = mode, S = S, stages = stages, ordered = ordered, qcap = qcap,
     q = {}, inbox = mp.Queue(2 * qcap + nslots),
     st = mp.RawArray("d", wire.SLOTS * max(nslots, 1)),
     chunk = mp.RawValue("q", 1), credits = mp.Semaphore(window), window = window,
@@ -636,7 +635,9 @@ function Flow:stage_counts(s)
   return c
 end
 
--- The live view the progress board draws: one line per stage.
+-- The live view the progress board draws: one line per stage (items
+-- out, rate in, its input queue's fill, how busy its workers are), the
+-- busiest marked as the bottleneck.
 function Flow:view()
   local t = max((self.finished_at or now()) - self.t0, 1e-9)
   local rows, worst, worst_at = {}, -1, 0
@@ -644,15 +645,13 @@ function Flow:view()
     local c = self:stage_counts(s)
     local util = c.busy / (s.workers * t)
     if util > worst then worst, worst_at = util, g end
-    local fill = self.stopped and "-" or ("%d/%d"):format(self.q[g]:qsize(), self.q[g] == self.inbox and 0 or
-      self.q[g]:full() and self.q[g]:qsize() or max(self.q[g]:qsize(), 0))
-    rows[g] = { name = s.name, done = c.items_out, rate = c.items_in / t, fill = fill, util = util }
+    rows[g] = { c, util, self.stopped and "-" or ("%d/%d"):format(self.q[g]:qsize(), self.qcap) }
   end
   local lines = {}
   for g, r in ipairs(rows) do
-    lines[g] = ("%-12s %10d out %10.1f in/s  queue %-7s busy %3d%%%s"):format(r.name, r.done, r.rate,
-      self.stopped and "-" or tostring(self.q[g]:qsize()), floor(r.util * 100 + 0.5),
-      g == worst_at and "  <- bottleneck" or "")
+    local c, util, fill = r[1], r[2], r[3]
+    lines[g] = ("%-12s %10d out %11.1f/s  queue %-7s busy %3d%%%s"):format(c.name, c.items_out, c.items_in / t,
+      fill, floor(util * 100 + 0.5), g == worst_at and "  <- bottleneck" or "")
   end
   return lines
 end
