@@ -276,6 +276,27 @@ describe("pipeline (" .. H.method .. ")", function()
       assert.matches("signal 9", err.message)
     end)
 
+    it("loses and doubles nothing when a worker is SIGKILLed from outside, wherever it is", function()
+      for round = 1, 3 do
+        local pids, killed, got = {}, 0, {}
+        mp.pipeline(range(20000))
+          :map(function(x) return { x, mp.getpid() } end, { workers = 2 })
+          :map(function(p) return p end, { workers = 2 })
+          :each(function(p)
+            local x, pid = p[1], p[2]
+            assert(not got[x], "twice: " .. x)
+            got[x] = true
+            pids[pid] = true
+            if x % (3000 + round * 500) == 0 and killed < 3 then
+              killed = killed + 1
+              for q in pairs(pids) do os.execute("kill -9 " .. q .. " 2>/dev/null"); pids = {}; break end
+            end
+          end)
+          :run()
+        for x = 1, 20000 do assert(got[x], "lost: " .. x) end
+      end
+    end)
+
     it("retries an item whose worker died, with retries = n", function()
       -- items slow enough to travel one a chunk: the death is the item's
       local once = mp.RawValue("i", 0)

@@ -57,7 +57,9 @@ local function new(p, mode)
   local ctx = p.opts.context or mp
   local stages = p.stages
   local S = #stages
-  local qcap = max(2, ceil(p.opts.maxsize / CHUNK_MAX))
+  -- a queue holds at most maxsize items: chunks of up to half of it
+  local chunk_max = min(CHUNK_MAX, max(1, p.opts.maxsize // 2))
+  local qcap = max(2, ceil(p.opts.maxsize / chunk_max))
   local nworkers, nslots = 0, 0
   local src = p.source
   local producers = src.kind == "produce" and src.workers or (src.kind == "queue" and 1 or 0)
@@ -68,6 +70,7 @@ local function new(p, mode)
   local window = 2 * (S + 1) * qcap + 2 * nworkers + 4
   local self = setmetatable({
     p = p, ctx = ctx, mode = mode, S = S, stages = stages, ordered = ordered, qcap = qcap,
+    chunk_max = chunk_max,
     q = {}, inbox = mp.Queue(2 * qcap + nslots),
     st = mp.RawArray("d", wire.SLOTS * max(nslots, 1)),
     chunk = mp.RawValue("q", 1), credits = mp.Semaphore(window), window = window,
@@ -78,10 +81,15 @@ local function new(p, mode)
     next_out = 1, waiting = {}, seen_low = 0, seen = {}, -- order and duplicates at the output
     out = {}, out_head = 1, out_tail = 0,                 -- items ready for the consumer
     errors = {}, lost = {}, tries = {}, acc = nil, have_acc = false,
+    inflight = {}, refeed = {}, -- source chunks not out yet (seq -> message); chunks to send again
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
     source_errors = 0,
   }, Flow)
   for g = 1, S do self.q[g] = mp.Queue(qcap) end
+  local reduces = S > 0 and stages[S].kind == "reduce"
+  -- a reduce pipeline's output is its accumulator: its chunks need no order
+  if reduces then self.ordered = false end
+  self.keep_inflight = S > 0 and not reduces and (src.kind == "list" or src.kind == "iter")
   self.q[S + 1] = self.inbox
   local slot = 0
   for g, s in ipairs(stages) do
@@ -249,6 +257,9 @@ function Flow:feed(wait)
   local src = self.p.source
   if src.kind ~= "list" and src.kind ~= "iter" then return end
   while not self.fed_all do
+    if not self.pending and #self.refeed > 0 then
+      self.pending = table.remove(self.refeed, 1)
+    end
     if not self.pending then
       if self.src_done or not self.credits:acquire(0) then break end
       local items, n = self:pull(self.chunk.value)
@@ -265,6 +276,7 @@ function Flow:feed(wait)
       end
       self.seq = self.seq + 1
       self.pending = self:pack_source(items, n)
+      if self.keep_inflight then self.inflight[self.seq] = self.pending end
       self.next_index = self.next_index + n
       self.fed = self.fed + n
     end
@@ -334,6 +346,7 @@ end
 function Flow:on_chunk(msg)
   local seq, _, n, items = unpack_chunk(msg)
   if self:duplicate(seq) then return end
+  self.inflight[seq] = nil
   if not self.ordered then
     self:deliver(items, n)
     self.credits:release()
@@ -341,9 +354,18 @@ function Flow:on_chunk(msg)
   end
   local waiting = self.waiting
   waiting[seq] = { items, n }
+  self.nwaiting = (self.nwaiting or 0) + 1
+  if self.maybe_gap and self.nwaiting >= self.window // 2 and not waiting[self.next_out] then
+    -- a chunk lost with a killed producer-fed worker: its gap is skipped
+    -- rather than let the window run dry
+    local first = huge
+    for s in pairs(waiting) do first = min(first, s) end
+    self.next_out = first
+  end
   while waiting[self.next_out] do
     local c = waiting[self.next_out]
     waiting[self.next_out] = nil
+    self.nwaiting = self.nwaiting - 1
     self.next_out = self.next_out + 1
     self:deliver(c[1], c[2])
     self.credits:release()
@@ -408,6 +430,22 @@ end
 -- ---- deaths and time limits ------------------------------------------------------
 
 -- The error of the item a worker of stage s was running when it ended.
+-- A worker that died holding nothing may have died in the instant between
+-- taking a chunk and recording it: every source chunk not out yet goes
+-- again (the parent and the batch worker drop the copies they already have).
+-- Once the source is exhausted no chunk goes again: a lost one then leaves
+-- a gap, skipped at the end of stream.
+function Flow:send_again()
+  local seqs = {}
+  for seq in pairs(self.inflight) do seqs[#seqs + 1] = seq end
+  table.sort(seqs)
+  local pending = self.pending
+  self.refeed, self.pending = {}, nil
+  for i, seq in ipairs(seqs) do self.refeed[i] = self.inflight[seq] end
+  if pending then self.refeed[#self.refeed + 1] = pending end
+  if self.fed_all then self.refeed = {} end -- the first queue is closed: the end of stream comes anyway
+end
+
 local function lost_error(w, s, index)
   local code = w.proc.exitcode
   local err
@@ -465,6 +503,9 @@ function Flow:worker_died(w, s)
       end
       held[#held] = pack_chunk(seq, lo, keep, j, kix)
     end
+  end
+  if #held == 0 then
+    if self.keep_inflight then self:send_again() else self.maybe_gap = true end
   end
   self:start_worker(s, w.slot, w.k, held)
   if failed then self:item_failed(failed) end
@@ -549,8 +590,9 @@ function Flow:size_chunks()
     if items == 0 and s.kind ~= "batch" then return end
     if items > 0 then worst = max(worst, busy / items) end
   end
-  local c = worst > 0 and floor(CHUNK_TIME / worst) or CHUNK_MAX
-  self.chunk.value = max(1, min(CHUNK_MAX, c))
+  local c = worst > 0 and floor(CHUNK_TIME / worst) or self.chunk_max
+  self.chunk.value = max(1, min(self.chunk_max, c))
+  self.sized = true
 end
 
 -- Runs the pipeline until there is an item for the consumer or it ended.
@@ -567,6 +609,7 @@ function Flow:step()
       got = true
       if self.out_head <= self.out_tail then break end
     end
+    if got and not self.sized then self:size_chunks() end
     local t = now()
     if self.out_closed then
       self:drain()

@@ -225,7 +225,7 @@ function M.batch_main(cfg)
   local size, qin, qout, st, g = cfg.size, cfg.qin, cfg.qout, cfg.st, cfg.g
   local b = wire.base(cfg.slot)
   local c = counters(st, b)
-  local waiting, next_seq, last_seq = {}, 1, 0
+  local waiting, next_seq, last_seq, seen = {}, 1, 0, {}
   local group, gn, gindex = {}, 0, 0
 
   local function emit(seq, lo, items, n, ix)
@@ -251,7 +251,9 @@ function M.batch_main(cfg)
     if why then break end
     local seq, lo, n, items, ix = unpack_chunk(msg)
     if seq > last_seq then last_seq = seq end
-    if cfg.ordered then
+    if seen[seq] or seq < next_seq then
+      -- a copy of a chunk sent again (see corral.pipeline_flow's send_again)
+    elseif cfg.ordered then
       waiting[seq] = { lo, items, n, ix }
       while waiting[next_seq] do
         local w = waiting[next_seq]
@@ -260,9 +262,18 @@ function M.batch_main(cfg)
         next_seq = next_seq + 1
       end
     else
+      seen[seq] = true
       emit(seq, lo, items, n, ix)
     end
     store(st, b, c)
+  end
+  -- chunks behind a gap that never filled (a chunk lost with a killed worker)
+  local rest = {}
+  for seq in pairs(waiting) do rest[#rest + 1] = seq end
+  table.sort(rest)
+  for _, seq in ipairs(rest) do
+    local w = waiting[seq]
+    emit(seq, w[1], w[2], w[3], w[4])
   end
   if gn > 0 then
     c[2] = c[2] + 1
