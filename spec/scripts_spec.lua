@@ -59,9 +59,11 @@ end
 
 local E = {}
 
-E["scripts/showcase.lua"] = { args = { "20000" }, check = function(out, L)
-  assert.truthy(out:find("killed worker   WorkerLost", 1, true), out)
-  assert.truthy(has_line(L, "  pool goes on    7*6 = 42"), out)
+E["scripts/showcase.lua"] = { args = { "40" }, check = function(out, L)
+  assert.truthy(has_line(L, "every word counted once: 78000 words in 39 files"), out)
+  assert.truthy(out:find("failed item 7 of stage 'read': WorkerLost", 1, true), out)
+  assert.truthy(line_index(L, "^tokenize +%d+ +39 +78000 ", true), out)
+  assert.truthy(has_line(L, "children left: 0"), out)
 end }
 
 -- process/
