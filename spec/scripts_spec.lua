@@ -265,6 +265,47 @@ E["scripts/queue/joinable_queue.lua"] = { check = function(out, L)
   assert.equal("队列中的数据都已处理完毕，主进程结束，守护进程随之结束", last(L))
 end }
 
+-- pipeline/
+E["scripts/pipeline/producer_consumer.lua"] = { check = function(out, L)
+  local got = {}
+  for _, l in ipairs(L) do
+    local d = l:match("^消费者: 消费了数据 (%d)$")
+    if d then got[#got + 1] = tonumber(d) end
+  end
+  assert.same({ 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 }, got)
+  assert.equal(10, count(out, "生产者: 生产了数据 "))
+  assert.equal("所有进程执行完毕", last(L))
+end }
+E["scripts/pipeline/sentinel_free.lua"] = { check = function(out, L)
+  local got = {}
+  for _, l in ipairs(L) do
+    local d = l:match("^消费者消费了产品(%d)$")
+    if d then got[#got + 1] = d end
+  end
+  assert.same({ "0", "1", "2", "3", "4" }, got)
+  assert.equal(5, count(out, "生产者生产了产品"))
+end }
+E["scripts/pipeline/cooks_and_eaters.lua"] = { check = function(out, L)
+  cooks_check(out)
+  assert.equal(20, count(out, "八戒 消费了 ") + count(out, "福迪 消费了 "))
+  assert.equal("20 份都吃完了，程序自己结束", last(L))
+end }
+E["scripts/pipeline/squares.lua"] = { check = function(out, L)
+  local made, squared = {}, {}
+  for _, l in ipairs(L) do
+    local n = l:match("^生产者: 生成了随机数 (%d+)$")
+    if n then made[#made + 1] = n end
+    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
+    if a then
+      assert.equal(tonumber(a) ^ 2, tonumber(b))
+      squared[#squared + 1] = a
+    end
+  end
+  assert.same(made, squared)
+  assert.equal(10, #made)
+  assert.equal("共计算了 10 个平方", last(L))
+end }
+
 -- pipe/
 E["scripts/pipe/sender_receiver.lua"] = { check = function(out, L)
   local got = {}

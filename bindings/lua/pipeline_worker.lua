@@ -288,14 +288,15 @@ end
 -- The body of a producer: runs cfg.fn(emit, cfg.wid), or (cfg.queue)
 -- passes on the items of a Queue until it is closed and drained. Emitted
 -- items go on in chunks of up to cfg.chunk.value items, or as they are
--- after FLUSH_TIME; each chunk waits for a credit (the parent's reorder
--- window) and takes the next seq and source positions under cfg.lock.
+-- once FLUSH_TIME passed since the last chunk went; each chunk waits for
+-- a credit (the parent's reorder window) and takes the next seq and source
+-- positions under cfg.lock.
 function M.produce_main(cfg)
   core._ignore_sigint()
   local qout, chunk, credits, lock, seqc, idxc = cfg.qout, cfg.chunk, cfg.credits, cfg.lock, cfg.seqc, cfg.idxc
   local st, b = cfg.st, wire.base(cfg.slot)
   local c = counters(st, b)
-  local buf, n, first_at = {}, 0, 0
+  local buf, n, flushed_at = {}, 0, 0
 
   local function flush()
     if n == 0 then return end
@@ -311,14 +312,16 @@ function M.produce_main(cfg)
     c[2] = c[2] + n
     buf, n = {}, 0
     store(st, b, c)
+    flushed_at = now()
   end
 
+  -- A slow emitter's item goes at once; a fast one's wait to fill a chunk
+  -- for at most FLUSH_TIME.
   local function emit(v)
     if v == nil then return end
     n = n + 1
     buf[n] = v
-    if n == 1 then first_at = now() end
-    if n >= chunk.value or now() - first_at >= FLUSH_TIME then flush() end
+    if n >= chunk.value or now() - flushed_at >= FLUSH_TIME then flush() end
   end
 
   if cfg.queue then
