@@ -242,6 +242,21 @@ E["scripts/queue/ipc_two_children.lua"] = { check = function(_, L)
   assert.truthy(reader, L[1])
   assert.are_not.equal(reader, writer)
 end }
+-- The numbers made and the numbers squared, of the squares examples.
+local function squares_seen(L)
+  local made, squared = {}, {}
+  for _, l in ipairs(L) do
+    local n = l:match("^生产者: 生成了随机数 (%d+)$")
+    if n then made[#made + 1] = n end
+    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
+    if a then
+      assert.equal(tonumber(a) ^ 2, tonumber(b))
+      squared[#squared + 1] = a
+    end
+  end
+  return made, squared
+end
+
 local function cooks_check(out)
   for _, food in ipairs{ "沙琪玛", "麻婆豆腐" } do
     for i = 0, 9 do
@@ -291,16 +306,7 @@ E["scripts/pipeline/cooks_and_eaters.lua"] = { check = function(out, L)
   assert.equal("20 份都吃完了，程序自己结束", last(L))
 end }
 E["scripts/pipeline/squares.lua"] = { check = function(out, L)
-  local made, squared = {}, {}
-  for _, l in ipairs(L) do
-    local n = l:match("^生产者: 生成了随机数 (%d+)$")
-    if n then made[#made + 1] = n end
-    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
-    if a then
-      assert.equal(tonumber(a) ^ 2, tonumber(b))
-      squared[#squared + 1] = a
-    end
-  end
+  local made, squared = squares_seen(L)
   assert.same(made, squared)
   assert.equal(10, #made)
   assert.equal("共计算了 10 个平方", last(L))
@@ -403,16 +409,7 @@ E["scripts/practice/word_count.lua"] = { check = function(_, L)
                 "共 4 个文件，119 个单词" }, L)
 end }
 E["scripts/practice/squares_producer_consumer.lua"] = { check = function(out, L)
-  local made, squared = {}, {}
-  for _, l in ipairs(L) do
-    local n = l:match("^生产者: 生成了随机数 (%d+)$")
-    if n then made[#made + 1] = n end
-    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
-    if a then
-      assert.equal(tonumber(a) ^ 2, tonumber(b))
-      squared[#squared + 1] = a
-    end
-  end
+  local made, squared = squares_seen(L)
   assert.equal(10, #made)
   assert.same(made, squared)
   assert.equal("共计算了 10 个平方", last(L))

@@ -31,7 +31,7 @@ local type, pairs, ipairs, error, pcall, tostring, setmetatable = type, pairs, i
   setmetatable
 local floor, huge, min, max, ceil = math.floor, math.huge, math.min, math.max, math.ceil
 local tmove = table.move
-local now, newerror, iserror, check = core.time, core._newerror, core.iserror, core._check
+local now, newerror, iserror = core.time, core._newerror, core.iserror
 local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wire.kind
 local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
 local unpack = core._unpack
@@ -83,7 +83,6 @@ local function new(p, mode)
     errors = {}, lost = {}, tries = {}, acc = nil, have_acc = false,
     inflight = {}, refeed = {}, -- source chunks not out yet (seq -> message); chunks to send again
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
-    source_errors = 0,
   }, Flow)
   for g = 1, S do self.q[g] = mp.Queue(qcap) end
   local reduces = S > 0 and stages[S].kind == "reduce"
@@ -215,7 +214,6 @@ function Flow:pull(want)
       self.src_done = true
       local err = iserror(v) and v or newerror("RemoteError", "the source iterator raised: " .. tostring(v), {})
       err.stage, err.index = self.p.source.name, self.next_index + n
-      self.source_errors = self.source_errors + 1
       self.source_error = err
       break
     end
@@ -232,23 +230,10 @@ end
 -- The chunk message of items; an item that cannot travel fails with its
 -- EncodeError, stage = the source's name.
 function Flow:pack_source(items, n)
-  local lo = self.next_index
-  local ok, msg = pcall(pack_chunk, self.seq, lo, items, n)
-  if ok then return msg end
-  local keep, kix, j = {}, {}, 0
-  for k = 1, n do
-    local okk, e = pcall(check, items[k], "item")
-    if okk then
-      j = j + 1
-      keep[j], kix[j] = items[k], lo + k - 1
-    else
-      local err = iserror(e) and e or newerror("EncodeError", tostring(e), {})
-      err.stage, err.index = self.p.source.name, lo + k - 1
-      self.source_errors = self.source_errors + 1
-      self:item_failed(err)
-    end
-  end
-  return pack_chunk(self.seq, lo, keep, j, kix)
+  return wire.pack_chunk_or_drop(self.seq, self.next_index, items, n, nil, false, function(index, err)
+    err.stage, err.index, err.pid = self.p.source.name, index, nil
+    self:item_failed(err)
+  end)
 end
 
 -- Feeds the first queue while the window and the queue have room; waits

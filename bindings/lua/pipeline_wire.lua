@@ -18,7 +18,8 @@
 local _, core = ...
 
 local spack, sunpack, sbyte = string.pack, string.unpack, string.byte
-local pack, unpack = core._pack, core._unpack
+local pcall, tostring = pcall, tostring
+local pack, unpack, check, newerror, iserror = core._pack, core._unpack, core._check, core._newerror, core.iserror
 
 local M = {
   CHUNK = 1,   -- seq, lo, n, items [, ix]
@@ -42,6 +43,27 @@ function M.kind(msg) return sbyte(msg, 1) end
 function M.pack_chunk(seq, lo, items, n, ix)
   if ix then return spack(CHUNK_HDR, CHUNK, seq, lo, n, 1) .. pack({ items, ix }, "item") end
   return spack(CHUNK_HDR, CHUNK, seq, lo, n, 0) .. pack(items, "item")
+end
+
+-- pack_chunk's message, leaving out each item that cannot travel: for
+-- it, fail(index, err) is called with its EncodeError (err.pid = pid).
+-- send_ix says whether ix must go in the message (else items are lo..).
+function M.pack_chunk_or_drop(seq, lo, items, n, ix, send_ix, fail, pid)
+  local ok, msg = pcall(M.pack_chunk, seq, lo, items, n, send_ix and ix or nil)
+  if ok then return msg end
+  local keep, kix, j = {}, {}, 0
+  for k = 1, n do
+    local index = ix and ix[k] or lo + k - 1
+    local okk, e = pcall(check, items[k], "item")
+    if okk then
+      j = j + 1
+      keep[j], kix[j] = items[k], index
+    else
+      fail(index, iserror(e) and newerror(e.kind, e.message, { pid = pid }) or
+        newerror("EncodeError", tostring(e), { pid = pid }))
+    end
+  end
+  return M.pack_chunk(seq, lo, keep, j, kix)
 end
 
 -- seq, lo, n, items, ix (nil when consecutive) of a chunk message.

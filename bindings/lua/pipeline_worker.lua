@@ -17,9 +17,9 @@ local wire = require "corral.pipeline_wire"
 local pool_worker = require "corral.pool_worker"
 
 local type, xpcall, pcall, tostring = type, xpcall, pcall, tostring
-local now, newerror, iserror, getpid, check = core.time, core._newerror, core.iserror, core.getpid, core._check
-local pack_chunk, unpack_chunk, pack_err, pack_fin, pack_partial =
-  wire.pack_chunk, wire.unpack_chunk, wire.pack_err, wire.pack_fin, wire.pack_partial
+local now, newerror, iserror, getpid = core.time, core._newerror, core.iserror, core.getpid
+local pack_chunk, unpack_chunk, pack_err, pack_fin, pack_partial, pack_chunk_or_drop =
+  wire.pack_chunk, wire.unpack_chunk, wire.pack_err, wire.pack_fin, wire.pack_partial, wire.pack_chunk_or_drop
 local unpack = core._unpack
 local traceback, remote_error = pool_worker.traceback, pool_worker.remote_error
 
@@ -52,25 +52,6 @@ local function put_timed(q, msg, c)
   local t = now()
   q:put(msg)
   c[7] = c[7] + (now() - t)
-end
-
--- The chunk message of out[1..m]; an item that cannot travel fails with
--- its EncodeError (through fail) and is left out.
-local function pack_output(seq, lo, out, m, oix, consecutive, fail)
-  local ok, msg = pcall(pack_chunk, seq, lo, out, m, (not consecutive) and oix or nil)
-  if ok then return msg end
-  local keep, kix, j = {}, {}, 0
-  for k = 1, m do
-    local okk, e = pcall(check, out[k], "item")
-    if okk then
-      j = j + 1
-      keep[j], kix[j] = out[k], oix[k]
-    else
-      fail(oix[k], iserror(e) and newerror(e.kind, e.message, { pid = getpid() }) or
-        newerror("EncodeError", tostring(e), { pid = getpid() }))
-    end
-  end
-  return pack_chunk(seq, lo, keep, j, kix)
 end
 
 -- ---- map, filter, flat_map, reduce -------------------------------------------------
@@ -174,7 +155,7 @@ function M.stage_main(cfg)
     c[1], c[2] = c[1] + n, c[2] + m
     st[POS] = -1
     -- reduce passes on an empty chunk: what the parent counts to let more in
-    local reply = pack_output(seq, lo, out, m, oix, ix == nil and m == n, fail)
+    local reply = pack_chunk_or_drop(seq, lo, out, m, oix, not (ix == nil and m == n), fail, getpid())
     items, out, oix = nil, nil, nil
     put_timed(qout, reply, c)
     st[POS] = 0
