@@ -108,10 +108,19 @@ end
 local STAGE_OPTS = { workers = true, ordered = true, name = true, timeout = true, retries = true }
 local REDUCE_OPTS = { workers = true, name = true, timeout = true, retries = true, merge = true }
 
-function Pipeline:_stage(kind, fn, opts, allowed, level)
+-- Every method checks its self first: p.map(f) for p:map(f) is a
+-- TypeError naming the method.
+local function check_self(self, what, level)
   if getmetatable(self) ~= Pipeline then
-    raise("TypeError", "calling '" .. kind .. "' on bad self (Pipeline expected, got " .. type(self) .. ")", level + 1)
+    local mt = getmetatable(self)
+    local got = type(mt) == "table" and mt.__name or type(self)
+    raise("TypeError", ("calling '%s' on bad self (Pipeline expected, got %s)"):format(what, tostring(got)),
+      level + 1)
   end
+end
+
+function Pipeline:_stage(kind, fn, opts, allowed, level)
+  check_self(self, kind, level + 1)
   if self._reduced then raise("ValueError", kind .. ": no stage can follow reduce", level + 1) end
   if kind ~= "batch" and not callable(fn) then
     raise("ValueError", ("%s: the stage function must be a function, got %s"):format(kind, type(fn)), level + 1)
@@ -145,19 +154,19 @@ end
 -- map(fn, opts): each item becomes fn(item); an item for which fn returns
 -- nil is dropped.
 function Pipeline:map(fn, opts)
-  self:_stage("map", fn, opts, STAGE_OPTS, 2)
+  Pipeline._stage(self, "map", fn, opts, STAGE_OPTS, 2)
   return self
 end
 
 -- filter(pred, opts): keeps the items for which pred(item) is true.
 function Pipeline:filter(fn, opts)
-  self:_stage("filter", fn, opts, STAGE_OPTS, 2)
+  Pipeline._stage(self, "filter", fn, opts, STAGE_OPTS, 2)
   return self
 end
 
 -- flat_map(fn, opts): fn(item) returns an array (or nil); each element goes on.
 function Pipeline:flat_map(fn, opts)
-  self:_stage("flat_map", fn, opts, STAGE_OPTS, 2)
+  Pipeline._stage(self, "flat_map", fn, opts, STAGE_OPTS, 2)
   return self
 end
 
@@ -165,10 +174,11 @@ local BATCH_OPTS = { name = true }
 
 -- batch(n): consecutive items grouped into arrays of n (the last may be shorter).
 function Pipeline:batch(n, opts)
+  check_self(self, "batch", 2)
   if mtype(n) ~= "integer" or n < 1 then
     raise("ValueError", "batch: the size must be an integer >= 1, got " .. show(n), 2)
   end
-  local s = self:_stage("batch", nil, opts, BATCH_OPTS, 2)
+  local s = Pipeline._stage(self, "batch", nil, opts, BATCH_OPTS, 2)
   s.size = n
   return self
 end
@@ -177,7 +187,7 @@ end
 -- from init), then merges the workers' accumulators in the parent with
 -- opts.merge (default fn): run() returns the final accumulator.
 function Pipeline:reduce(fn, init, opts)
-  local s = self:_stage("reduce", fn, opts, REDUCE_OPTS, 2)
+  local s = Pipeline._stage(self, "reduce", fn, opts, REDUCE_OPTS, 2)
   local merge = (opts or {}).merge or fn
   if not callable(merge) then raise("ValueError", "reduce: merge must be a function, got " .. type(merge), 2) end
   s.init, s.merge, s.ordered = init, merge, true
@@ -189,6 +199,7 @@ end
 
 -- each(sink): sink(item) runs in the parent for every item that comes out.
 function Pipeline:each(sink)
+  check_self(self, "each", 2)
   if not callable(sink) then raise("ValueError", "each: sink must be a function, got " .. type(sink), 2) end
   if self._each then raise("ValueError", "each: the pipeline already has a sink", 2) end
   self._each = sink
@@ -255,7 +266,7 @@ end
 -- run() -> results, stats: the items that come out (empty with each), or
 -- reduce's final accumulator.
 function Pipeline:run()
-  if getmetatable(self) ~= Pipeline then raise("TypeError", "calling 'run' on bad self (Pipeline expected)", 2) end
+  check_self(self, "run", 2)
   local f = flow.new(self, "run")
   local sink, results, n = self._each, {}, 0
   guarded(f, function()
@@ -286,7 +297,7 @@ end
 -- leaving the loop early (break, an error, a <close> variable) stops the
 -- pipeline. A reduce pipeline yields its final accumulator once.
 function Pipeline:iter()
-  if getmetatable(self) ~= Pipeline then raise("TypeError", "calling 'iter' on bad self (Pipeline expected)", 2) end
+  check_self(self, "iter", 2)
   local f = flow.new(self, "iter")
   local p, sink, gave_acc = self, self._each, false
   local stopper = setmetatable({}, { __close = function() f:cancel() end, __gc = function() f:cancel() end })
@@ -307,7 +318,10 @@ function Pipeline:iter()
 end
 
 -- stats() after an iter() loop ended: its stats.
-function Pipeline:stats() return self.last_stats end
+function Pipeline:stats()
+  check_self(self, "stats", 2)
+  return self.last_stats
+end
 
 function Pipeline.__tostring(self)
   local names = {}
