@@ -334,6 +334,38 @@ describe("pipeline (" .. H.method .. ")", function()
       assert.are.same({ "map", 5 }, { e.stage, e.index })
     end)
 
+    it("a reduce worker that dies loses its item alone; the rest is folded once", function()
+      local sum, stats = mp.pipeline(range(2000), { on_error = "collect" })
+        :reduce(function(acc, x)
+          if x == 1234 then os.exit(5) end
+          return acc + x
+        end, 0, { workers = 2 })
+        :run()
+      assert.are.equal(2000 * 2001 // 2 - 1234, sum)
+      assert.are.equal(1, #stats.errors)
+      assert.are.same({ "WorkerLost", "reduce", 1234 }, { stats.errors[1].kind, stats.errors[1].stage,
+                                                         stats.errors[1].index })
+    end)
+
+    it("raises Timeout with stage and index with on_error = 'raise'", function()
+      local err = errof(function()
+        mp.pipeline(range(10)):map(function(x)
+          if x == 3 then mp.sleep(60) end
+          return x
+        end, { timeout = 0.3, name = "slow" }):run()
+      end)
+      assert.is_true(mp.iserror(err, "Timeout"), tostring(err))
+      assert.are.same({ "slow", 3 }, { err.stage, err.index })
+    end)
+
+    it("names a source item that cannot travel (EncodeError, stage 'source')", function()
+      local err = errof(function()
+        mp.pipeline({ 1, 2, coroutine.create(print), 4 }):map(function(x) return x end):run()
+      end)
+      assert.is_true(mp.iserror(err, "EncodeError"), tostring(err))
+      assert.are.same({ "source", 3 }, { err.stage, err.index })
+    end)
+
     it("names the item that cannot travel (EncodeError)", function()
       local err = errof(function()
         mp.pipeline({ 1, 2, 3 }):map(function(x)
@@ -402,6 +434,29 @@ describe("pipeline (" .. H.method .. ")", function()
   end)
 
   describe("memory", function()
+    it("bounds how far the source runs ahead of a slow item (the reorder window)", function()
+      local i = 0
+      local pulled_when_first = nil
+      local function src()
+        i = i + 1
+        if i <= 200000 then return i end
+      end
+      local n = 0
+      mp.pipeline(src)
+        :map(function(x)
+          if x == 1 then mp.sleep(0.5) end
+          return x
+        end, { workers = 2 })
+        :each(function(x)
+          n = n + 1
+          if x == 1 then pulled_when_first = i end
+        end)
+        :run()
+      assert.are.equal(200000, n)
+      -- while item 1 held the output back, at most a window of chunks went in
+      assert(pulled_when_first < 50000, "the source ran " .. tostring(pulled_when_first) .. " items ahead")
+    end)
+
     it("keeps the parent flat for 1M items through a slow sink", function()
       local i = 0
       local N = 1000000
