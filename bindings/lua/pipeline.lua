@@ -267,7 +267,7 @@ end
 -- reduce's final accumulator.
 function Pipeline:run()
   check_self(self, "run", 2)
-  local f = flow.new(self, "run")
+  local f = flow.new(self)
   local sink, results, n = self._each, {}, 0
   guarded(f, function()
     if not sink then
@@ -298,7 +298,7 @@ end
 -- pipeline. A reduce pipeline yields its final accumulator once.
 function Pipeline:iter()
   check_self(self, "iter", 2)
-  local f = flow.new(self, "iter")
+  local f = flow.new(self)
   local p, sink, gave_acc = self, self._each, false
   local stopper = setmetatable({}, { __close = function() f:cancel() end, __gc = function() f:cancel() end })
   local function nextf()

@@ -53,7 +53,7 @@ local function how_it_ended(code)
 end
 
 -- A new flow for pipeline spec p (corral.pipeline's checked description).
-local function new(p, mode)
+local function new(p)
   local ctx = p.opts.context or mp
   local stages = p.stages
   local S = #stages
@@ -69,7 +69,7 @@ local function new(p, mode)
   for _, s in ipairs(stages) do if not s.ordered then ordered = false end end
   local window = 2 * (S + 1) * qcap + 2 * nworkers + 4
   local self = setmetatable({
-    p = p, ctx = ctx, mode = mode, S = S, stages = stages, ordered = ordered, qcap = qcap,
+    p = p, ctx = ctx, S = S, stages = stages, ordered = ordered, qcap = qcap,
     chunk_max = chunk_max,
     q = {}, inbox = mp.Queue(2 * qcap + nslots),
     st = mp.RawArray("d", wire.SLOTS * max(nslots, 1)),
@@ -80,7 +80,7 @@ local function new(p, mode)
     seq = 0, next_index = 1, pending = nil, src_done = false,
     next_out = 1, waiting = {}, seen_low = 0, seen = {}, -- order and duplicates at the output
     out = {}, out_head = 1, out_tail = 0,                 -- items ready for the consumer
-    errors = {}, lost = {}, tries = {}, acc = nil, have_acc = false,
+    errors = {}, tries = {}, acc = nil, have_acc = false,
     inflight = {}, refeed = {}, -- source chunks not out yet (seq -> message); chunks to send again
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
   }, Flow)
@@ -108,6 +108,11 @@ local function new(p, mode)
   self.src_list, self.src_pos = src.list, 1
   self.src_iter = src.iter
   if p.opts.progress then self.board = progress.board() end
+  -- a function that cannot travel to its workers raises here, naming its stage
+  for _, s in ipairs(stages) do
+    if s.fn then core._check(s.fn, ("the function of stage '%s'"):format(s.name)) end
+  end
+  if src.fn then core._check(src.fn, ("the function of source '%s'"):format(src.name)) end
   local ok, err = pcall(function()
     for _, s in ipairs(stages) do
       for k = 1, s.workers do self:start_worker(s, s.slots[k], k, nil) end
