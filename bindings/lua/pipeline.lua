@@ -17,7 +17,7 @@ local type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable, s
 local mtype, max, floor = math.type, math.max, math.floor
 local raise, now = core._raise, core.time
 
-local DEFAULT_MAXSIZE = 1024
+local DEFAULT_MAXSIZE = 2048
 
 local Pipeline = {}
 Pipeline.__index = Pipeline

@@ -7,10 +7,11 @@
 --     too, so the parent waits on one queue. Items never pass through the
 --     parent between stages.
 --   * The parent feeds the source (an array or an iterator) into the first
---     queue, or starts producer processes that do; it takes a credit from
---     the reorder window (a Semaphore) for each chunk, and gives it back
---     when the chunk comes out in order: at most WINDOW chunks are on their
---     way, so memory stays bounded whatever a slow item holds back.
+--     queue, or starts producer processes that do. At most a window of
+--     items is on its way: the parent counts the items it fed against those
+--     that came out in order (producers take a Semaphore's credit for each
+--     chunk, which the parent gives back), so memory stays bounded whatever
+--     a slow item holds back.
 --   * End of stream: once the source is exhausted (every producer said FIN)
 --     the parent closes the first queue; a worker that finds its input
 --     closed and drained passes everything on and says FIN; once every
@@ -36,7 +37,8 @@ local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wi
 local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
 local unpack = core._unpack
 
-local CHUNK_MAX = 512    -- most items in a chunk
+local CHUNK_MAX = 512     -- most items in a chunk
+local QUEUE_CHUNKS = 16   -- most chunks in a queue
 local CHUNK_TIME = 0.001  -- a chunk is sized to take about this long in the slowest stage
 local SLICE = 0.05        -- longest single wait: deaths are looked for at least this often
 local FEED_POLL = 0.002   -- how long the parent waits for room in the first queue at a time
@@ -57,9 +59,11 @@ local function new(p)
   local ctx = p.opts.context or mp
   local stages = p.stages
   local S = #stages
-  -- a queue holds at most maxsize items: chunks of up to half of it
-  local chunk_max = min(CHUNK_MAX, max(1, p.opts.maxsize // 2))
-  local qcap = max(2, ceil(p.opts.maxsize / chunk_max))
+  -- chunks of up to a quarter of maxsize; deep queues (in chunks), so that
+  -- small chunks of slow items keep every worker fed: the window, not the
+  -- queues, bounds the items on their way
+  local chunk_max = min(CHUNK_MAX, max(1, p.opts.maxsize // 4))
+  local qcap = QUEUE_CHUNKS
   local nworkers, nslots = 0, 0
   local src = p.source
   local producers = src.kind == "produce" and src.workers or (src.kind == "queue" and 1 or 0)
@@ -67,13 +71,17 @@ local function new(p)
   nslots = nworkers + producers
   local ordered = true
   for _, s in ipairs(stages) do if not s.ordered then ordered = false end end
-  local window = 2 * (S + 1) * qcap + 2 * nworkers + 4
+  -- the reorder window: in source items when the parent feeds the source,
+  -- in chunks (credits of a Semaphore) when producers do
+  local window_items = 2 * p.opts.maxsize * (S + 1)
+  local window = max(4, window_items // chunk_max) + 2 * nworkers
   local self = setmetatable({
     p = p, ctx = ctx, S = S, stages = stages, ordered = ordered, qcap = qcap,
     chunk_max = chunk_max,
     q = {}, inbox = mp.Queue(2 * qcap + nslots),
     st = mp.RawArray("d", wire.SLOTS * max(nslots, 1)),
     chunk = mp.RawValue("q", 1), credits = mp.Semaphore(window), window = window,
+    window_items = window_items, settled = 0, sizes = {},
     seqc = mp.RawValue("q", 0), idxc = mp.RawValue("q", 0), lock = mp.Lock(),
     workers = {},          -- slot -> worker record
     producers = {},        -- slots of producers
@@ -251,22 +259,21 @@ function Flow:feed(wait)
       self.pending = table.remove(self.refeed, 1)
     end
     if not self.pending then
-      if self.src_done or not self.credits:acquire(0) then break end
+      if self.src_done or self.fed - self.settled >= self.window_items then break end
       local items, n = self:pull(self.chunk.value)
       if self.source_error then
         local err = self.source_error
         self.source_error = nil
-        if n == 0 then self.credits:release() end
         self:item_failed(err)
         if n == 0 then break end
       elseif n == 0 then
-        self.credits:release()
         self.src_done = true
         break
       end
       self.seq = self.seq + 1
       self.pending = self:pack_source(items, n)
       if self.keep_inflight then self.inflight[self.seq] = self.pending end
+      self.sizes[self.seq] = n
       self.next_index = self.next_index + n
       self.fed = self.fed + n
     end
@@ -339,7 +346,7 @@ function Flow:on_chunk(msg)
   self.inflight[seq] = nil
   if not self.ordered then
     self:deliver(items, n)
-    self.credits:release()
+    self:settle(seq)
     return
   end
   local waiting = self.waiting
@@ -358,6 +365,17 @@ function Flow:on_chunk(msg)
     self.nwaiting = self.nwaiting - 1
     self.next_out = self.next_out + 1
     self:deliver(c[1], c[2])
+    self:settle(self.next_out - 1)
+  end
+end
+
+-- Chunk seq came out: its room in the window is free again.
+function Flow:settle(seq)
+  local n = self.sizes[seq]
+  if n then
+    self.sizes[seq] = nil
+    self.settled = self.settled + n
+  elseif self.producers[1] then
     self.credits:release()
   end
 end
