@@ -3,11 +3,18 @@
 # worker, the parent collecting. The same workloads as pipeline.lua.
 import multiprocessing as mp
 import os
+import resource
 import time
 
 N = int(os.environ.get("BENCH_N", "200000"))
 MAXSIZE = 256
 STOP = None
+
+
+def cpu_seconds():
+    """CPU seconds of this process and its reaped children."""
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def inc(x):
@@ -88,10 +95,11 @@ def run(items, fns, workers, ordered=False):
 if __name__ == "__main__":
     items = list(range(1, N + 1))
     run(items[:100], [inc, dbl], [2, 2])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     r = run(items, [inc, dbl], [2, 2])
     assert len(r) == N
     print("RESULT trivial_2x2_unordered %.0f items/s" % (N / (time.perf_counter() - t0)))
+    print("RESULT trivial_2x2_unordered_cpu_per_item %.3f us" % ((cpu_seconds() - c0) / N * 1e6))
     t0 = time.perf_counter()
     r = run(items, [inc, dbl], [2, 2], ordered=True)
     assert r[0] == 4 and r[-1] == 2 * (N + 1)
