@@ -144,6 +144,14 @@ describe("pipeline (" .. H.method .. ")", function()
       assert.are.same({ 6, 7, 8, 9, 10 }, r)
     end)
 
+    it("starts its workers with the start method of opts.context", function()
+      local other = H.method == "fork" and "spawn" or "fork"
+      local r = mp.pipeline({ 1, 2, 3 }, { context = mp.get_context(other) })
+        :map(function(x) return x * 3 end, { workers = 2 })
+        :run()
+      assert.are.same({ 3, 6, 9 }, r)
+    end)
+
     it("runs closures with upvalues as stage functions", function()
       local offset, names = 1000, { "a", "b", "c" }
       local r = mp.pipeline({ 1, 2, 3 })
@@ -431,6 +439,15 @@ describe("pipeline (" .. H.method .. ")", function()
       end
       assert.are.equal(1000, n)
       -- after_each checks that no process is left
+    end)
+
+    it("stops every process when its closing value is closed (<close>)", function()
+      local it, st, ctl, closer = mp.pipeline(range(100000)):map(function(x) return x end, { workers = 2 }):iter()
+      assert.are.equal(1, it(st, ctl))
+      do
+        local _ <close> = closer
+      end
+      assert.are.equal(0, #mp.active_children())
     end)
 
     it("stops every process when the loop body raises", function()
