@@ -12,8 +12,9 @@
 local _, core = ...
 local flow = require "corral.pipeline_flow"
 
-local type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable, select =
-  type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable, select
+local type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable =
+  type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable
+local tconcat = table.concat
 local mtype, max, floor = math.type, math.max, math.floor
 local raise, now = core._raise, core.time
 
@@ -240,7 +241,7 @@ function Stats.__tostring(self)
       c.items_in, c.items_out, c.errors, c.retries, c.lost, c.busy, c.wait_in, c.wait_out,
       floor(c.utilization * 100 + 0.5), c.name == self.bottleneck and "  <- bottleneck" or "")
   end
-  return table.concat(out, "\n")
+  return tconcat(out, "\n")
 end
 
 -- ---- running ----------------------------------------------------------------------
@@ -326,7 +327,7 @@ end
 function Pipeline.__tostring(self)
   local names = {}
   for i, s in ipairs(self.stages) do names[i] = s.name end
-  return ("Pipeline (%s)"):format(#names > 0 and table.concat(names, " -> ") or "no stages")
+  return ("Pipeline (%s)"):format(#names > 0 and tconcat(names, " -> ") or "no stages")
 end
 
 return {

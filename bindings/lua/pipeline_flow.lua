@@ -31,7 +31,7 @@ local progress = require "corral.progress"
 local type, pairs, ipairs, error, pcall, tostring, setmetatable = type, pairs, ipairs, error, pcall, tostring,
   setmetatable
 local floor, huge, min, max, ceil = math.floor, math.huge, math.min, math.max, math.ceil
-local tmove = table.move
+local tmove, tremove, tsort = table.move, table.remove, table.sort
 local now, newerror, iserror = core.time, core._newerror, core.iserror
 local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wire.kind
 local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
@@ -256,7 +256,7 @@ function Flow:feed(wait)
   if src.kind ~= "list" and src.kind ~= "iter" then return end
   while not self.fed_all do
     if not self.pending and #self.refeed > 0 then
-      self.pending = table.remove(self.refeed, 1)
+      self.pending = tremove(self.refeed, 1)
     end
     if not self.pending then
       if self.src_done or self.fed - self.settled >= self.window_items then break end
@@ -385,7 +385,7 @@ end
 function Flow:flush_waiting()
   local seqs = {}
   for seq in pairs(self.waiting) do seqs[#seqs + 1] = seq end
-  table.sort(seqs)
+  tsort(seqs)
   for _, seq in ipairs(seqs) do
     local c = self.waiting[seq]
     self:deliver(c[1], c[2])
@@ -446,7 +446,7 @@ end
 function Flow:send_again()
   local seqs = {}
   for seq in pairs(self.inflight) do seqs[#seqs + 1] = seq end
-  table.sort(seqs)
+  tsort(seqs)
   local pending = self.pending
   self.refeed, self.pending = {}, nil
   for i, seq in ipairs(seqs) do self.refeed[i] = self.inflight[seq] end
@@ -542,7 +542,7 @@ function Flow:check_workers()
   end
   if not dead then return end
   self:drain() -- a FIN it sent before it ended is not a death
-  table.sort(dead, function(a, b) return a.slot < b.slot end)
+  tsort(dead, function(a, b) return a.slot < b.slot end)
   for _, w in ipairs(dead) do
     if w.fin then
       -- it finished

@@ -16,7 +16,8 @@ local _, core = ...
 local wire = require "corral.pipeline_wire"
 local pool_worker = require "corral.pool_worker"
 
-local type, xpcall, pcall, tostring = type, xpcall, pcall, tostring
+local type, xpcall, pcall, tostring, pairs, ipairs = type, xpcall, pcall, tostring, pairs, ipairs
+local tsort = table.sort
 local now, newerror, iserror, getpid = core.time, core._newerror, core.iserror, core.getpid
 local pack_chunk, unpack_chunk, pack_err, pack_fin, pack_partial, pack_chunk_or_drop =
   wire.pack_chunk, wire.unpack_chunk, wire.pack_err, wire.pack_fin, wire.pack_partial, wire.pack_chunk_or_drop
@@ -251,7 +252,7 @@ function M.batch_main(cfg)
   -- chunks behind a gap that never filled (a chunk lost with a killed worker)
   local rest = {}
   for seq in pairs(waiting) do rest[#rest + 1] = seq end
-  table.sort(rest)
+  tsort(rest)
   for _, seq in ipairs(rest) do
     local w = waiting[seq]
     emit(seq, w[1], w[2], w[3], w[4])
