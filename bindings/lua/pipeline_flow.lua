@@ -96,7 +96,11 @@ local function new(p)
   local reduces = S > 0 and stages[S].kind == "reduce"
   -- a reduce pipeline's output is its accumulator: its chunks need no order
   if reduces then self.ordered = false end
-  self.keep_inflight = S > 0 and not reduces and (src.kind == "list" or src.kind == "iter")
+  self.keep_inflight = S > 0 and (src.kind == "list" or src.kind == "iter")
+  if reduces then
+    self.owners, self.owners_lock = mp.RawArray("q", wire.OWNER_RING), mp.Lock()
+    self.next_wid = 0
+  end
   self.q[S + 1] = self.inbox
   local slot = 0
   for g, s in ipairs(stages) do
@@ -137,13 +141,18 @@ end
 function Flow:start_worker(s, slot, k, rescue)
   local batch = s.kind == "batch"
   local held = not batch and mp.Queue() or nil
+  for _, msg in ipairs(rescue or {}) do held:put(msg) end -- see corral.pipeline_worker
   local cfg = { kind = s.kind, fn = s.fn, name = s.name, g = s.g, slot = slot, qin = self.q[s.g],
                 qout = self.q[s.g + 1], inbox = self.inbox, held = held, st = self.st, retries = s.retries,
                 timed = s.timeout ~= nil, rescue = rescue, init = s.init_msg, size = s.size,
                 ordered = self.ordered_upto(self, s.g) }
+  if s.kind == "reduce" then
+    self.next_wid = self.next_wid + 1
+    cfg.owners, cfg.owners_lock, cfg.wid = self.owners, self.owners_lock, self.next_wid
+  end
   local proc = self.ctx.Process{ target = batch and worker.batch_main or worker.stage_main, args = { cfg },
                                  daemon = true, name = ("%s-%d"):format(s.name, k) }
-  self.workers[slot] = { proc = proc, held = held, slot = slot, stage = s, k = k }
+  self.workers[slot] = { proc = proc, held = held, slot = slot, stage = s, k = k, wid = cfg.wid }
   proc:start()
   self.workers[slot].pid = proc.pid
 end
@@ -480,16 +489,41 @@ function Flow:worker_died(w, s)
   local b = wire.base(w.slot)
   local pos = floor(self.st[b + wire.POS])
   self.st[b + wire.POS] = 0
+  -- the held chunk POS is about
+  local cur = floor(self.st[b + wire.CUR])
+  local at
+  for j, msg in ipairs(held) do
+    if wire.chunk_seq(msg) == cur then at = j break end
+  end
+  if s.kind == "reduce" then
+    local owners = self.owners
+    self.owners_lock:acquire()
+    if pos == wire.P_SHIPPED then -- what it claimed is in the accumulator it sent
+      for _, msg in ipairs(held) do wire.mark_done_if(owners, wire.chunk_seq(msg), w.wid) end
+    end
+    wire.forget(owners, w.wid)
+    self.owners_lock:release()
+  end
+  if pos == wire.P_SHIPPED then
+    held = {}
+  elseif pos == wire.P_PASSED and s.kind ~= "reduce" and at then
+    tremove(held, at) -- its output is on the next queue
+    at = nil
+  end
+  if pos == wire.P_TAKING then
+    -- it may have died with a chunk taken and not yet in `held`
+    if self.keep_inflight then self:send_again() else self.maybe_gap = true end
+  end
   w.held:close()
   w.proc:close()
   w.gone = true
   self.workers[w.slot] = nil
   local failed
-  if pos ~= 0 and #held > 0 then
-    local seq, lo, n, items, ix = unpack_chunk(held[#held])
-    -- -2: somewhere in a chunk run fast (then the replacement runs it
-    -- carefully and finds the item, if it is the item's fault)
-    if pos == -2 and n == 1 then pos = 1 end
+  if pos ~= 0 and at then
+    local seq, lo, n, items, ix = unpack_chunk(held[at])
+    -- somewhere in a chunk run fast: the replacement runs it carefully and
+    -- finds the item, if the death is the item's doing
+    if pos == wire.P_FAST and n == 1 then pos = 1 end
     if pos < 0 then pos = 0 end
     local index = pos > 0 and wire.index_of(lo, ix, pos)
     local key = pos > 0 and s.g .. ":" .. index
@@ -509,11 +543,8 @@ function Flow:worker_died(w, s)
           keep[j], kix[j] = items[k], wire.index_of(lo, ix, k)
         end
       end
-      held[#held] = pack_chunk(seq, lo, keep, j, kix)
+      held[at] = pack_chunk(seq, lo, keep, j, kix)
     end
-  end
-  if #held == 0 then
-    if self.keep_inflight then self:send_again() else self.maybe_gap = true end
   end
   self:start_worker(s, w.slot, w.k, held)
   if failed then self:item_failed(failed) end

@@ -74,6 +74,53 @@ function M.unpack_chunk(msg)
   return seq, lo, n, body, nil
 end
 
+-- The seq of a chunk message, without decoding it.
+function M.chunk_seq(msg)
+  local _, seq = sunpack(CHUNK_HDR, msg)
+  return seq
+end
+
+-- ---- who folded a chunk (reduce) ---------------------------------------------
+--
+-- A reduce stage's chunks must each be folded once, though a chunk may
+-- come twice (sent again after a death). A shared ring records, for each
+-- seq, the worker (a number unique to each worker started) that folds it,
+-- or DONE once the accumulator holding it reached the parent; a worker
+-- folds only a chunk nobody has. When a reduce worker dies, the parent
+-- marks what it shipped DONE and forgets the rest of what it had.
+M.OWNER_RING = 65536      -- entries (chunks that can be told apart at once)
+local OWNER_SPAN = 1 << 20 -- entry = seq * OWNER_SPAN + owner
+M.DONE = 0
+
+-- Claims chunk seq for worker `me` in ring `owners`; false when another
+-- worker has it or it is done. The caller holds the ring's lock.
+function M.claim(owners, seq, me)
+  local at = seq % M.OWNER_RING + 1
+  local e = owners[at]
+  if e // OWNER_SPAN == seq then return false end
+  owners[at] = seq * OWNER_SPAN + me
+  return true
+end
+
+-- Marks chunk seq done (its fold reached the parent).
+function M.mark_done(owners, seq)
+  owners[seq % M.OWNER_RING + 1] = seq * OWNER_SPAN + M.DONE
+end
+
+-- Marks chunk seq done if worker `who` has it.
+function M.mark_done_if(owners, seq, who)
+  local at = seq % M.OWNER_RING + 1
+  if owners[at] == seq * OWNER_SPAN + who then owners[at] = seq * OWNER_SPAN + M.DONE end
+end
+
+-- Forgets every chunk worker `who` claimed and did not ship.
+function M.forget(owners, who)
+  for at = 1, M.OWNER_RING do
+    local e = owners[at]
+    if e ~= 0 and e % OWNER_SPAN == who then owners[at] = 0 end
+  end
+end
+
 -- The source position of item k of a chunk.
 function M.index_of(lo, ix, k)
   if ix then return ix[k] end
@@ -105,14 +152,23 @@ end
 
 -- ---- a worker's slots --------------------------------------------------------
 
--- Offsets inside a worker's slots. POS is the position, in the chunk the
--- worker holds last, of the item its function is running on (0: none,
--- -1: passing its output on); START when that item started (stages with a
--- time limit). The rest are counters: items taken in, items passed on,
--- errors, retries, seconds on items, seconds waiting for input, seconds
--- waiting for room downstream.
+-- Offsets inside a worker's slots. POS is the position, in the chunk CUR
+-- it works on, of the item its function is running on, or what it
+-- does between items (the P_ values below); START when that item started
+-- (stages with a time limit). The rest are counters: items taken in, items
+-- passed on, errors, retries, seconds on items, seconds waiting for input,
+-- seconds waiting for room downstream.
 M.POS, M.START, M.IN, M.OUT, M.ERRS, M.RETRIES, M.BUSY, M.WAIT_IN, M.WAIT_OUT = 0, 1, 2, 3, 4, 5, 6, 7, 8
-M.SLOTS = 9
+M.CUR = 9 -- the seq of the chunk the worker works on (which of the chunks it holds POS is about)
+M.SLOTS = 10
+
+-- What a worker does when it runs no item (POS <= 0).
+M.P_IDLE = 0     -- nothing held that is not accounted for
+M.P_PASSING = -1 -- putting the output of chunk CUR on the next queue
+M.P_FAST = -2    -- running the items of chunk CUR without recording each
+M.P_PASSED = -3  -- chunk CUR's output is on the next queue
+M.P_TAKING = -4  -- taking a chunk from its input (what it took may not be in `held` yet)
+M.P_SHIPPED = -5 -- (reduce) its accumulator, with everything it holds folded in, is on the inbox
 
 -- The index in the shared RawArray of worker slot's first number.
 function M.base(slot) return M.SLOTS * (slot - 1) + 1 end

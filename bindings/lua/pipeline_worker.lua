@@ -66,7 +66,9 @@ function M.stage_main(cfg)
   local kind, fn, name, g = cfg.kind, cfg.fn, cfg.name, cfg.g
   local qin, qout, inbox, held, st = cfg.qin, cfg.qout, cfg.inbox, cfg.held, cfg.st
   local b = wire.base(cfg.slot)
-  local POS, START = b + wire.POS, b + wire.START
+  local POS, START, CUR = b + wire.POS, b + wire.START, b + wire.CUR
+  local P_IDLE, P_PASSING, P_FAST, P_PASSED, P_TAKING, P_SHIPPED = wire.P_IDLE, wire.P_PASSING, wire.P_FAST,
+    wire.P_PASSED, wire.P_TAKING, wire.P_SHIPPED
   local retries, timed = cfg.retries or 0, cfg.timed
   local reduce, is_map, is_filter = kind == "reduce", kind == "map", kind == "filter"
   local c = counters(st, b)
@@ -106,7 +108,7 @@ function M.stage_main(cfg)
   local careful
   local function run_rest()
     if not careful then
-      st[POS] = -2
+      st[POS] = P_FAST
       if is_map then
         while k < n do
           k = k + 1
@@ -145,6 +147,7 @@ function M.stage_main(cfg)
     careful = timed or rescued
     local seq
     seq, lo, n, items, ix = unpack_chunk(msg)
+    st[CUR] = seq
     out, oix, m, k = {}, {}, 0, 0
     local t0 = now()
     while true do
@@ -154,43 +157,73 @@ function M.stage_main(cfg)
     end
     c[5] = c[5] + (now() - t0)
     c[1], c[2] = c[1] + n, c[2] + m
-    st[POS] = -1
+    st[POS] = P_PASSING
     -- reduce passes on an empty chunk: what the parent counts to let more in
     local reply = pack_chunk_or_drop(seq, lo, out, m, oix, not (ix == nil and m == n), fail, getpid())
     items, out, oix = nil, nil, nil
     put_timed(qout, reply, c)
-    st[POS] = 0
+    st[POS] = P_PASSED
   end
+
+  local owners, owners_lock, me = cfg.owners, cfg.owners_lock, cfg.wid
+  local held_seqs = {}
 
   local function ship()
     if nheld == 0 then return end
+    st[POS] = P_PASSING
     inbox:put(pack_partial(g, acc))
+    st[POS] = P_SHIPPED
+    owners_lock:acquire()
+    for i = 1, #held_seqs do wire.mark_done(owners, held_seqs[i]) end
+    owners_lock:release()
+    held_seqs = {}
     acc = unpack(cfg.init)
     for _ = 1, nheld do held:get(0) end
     nheld, shipped_at = 0, now()
+    st[POS] = P_IDLE
   end
 
-  local function take(msg, rescued)
-    held:put(msg)
-    nheld = nheld + 1
-    process(msg, rescued)
+  -- Works on msg, already in `held`: a map-like stage then takes it out
+  -- (held is a FIFO, and msg is its first); a reduce worker keeps it until
+  -- it ships its accumulator, and folds it only if no other worker has it
+  -- (it may come twice).
+  local function work(msg, rescued)
+    local mine = true
+    if reduce then
+      local seq = wire.chunk_seq(msg)
+      owners_lock:acquire()
+      mine = wire.claim(owners, seq, me)
+      owners_lock:release()
+      if mine then held_seqs[#held_seqs + 1] = seq end
+    end
+    if mine then process(msg, rescued) end
     if not reduce then
       held:get(0)
-      nheld = 0
+      nheld = nheld - 1
+      st[POS] = P_IDLE
     elseif nheld >= SHIP_CHUNKS or now() - shipped_at >= SHIP_TIME then
       ship()
     end
     store(st, b, c)
   end
 
-  for _, msg in ipairs(cfg.rescue or {}) do take(msg, true) end
+  -- What a dead worker held: the parent put it in `held` before this worker
+  -- started, so that none of it is lost if this one dies too.
+  local rescue = cfg.rescue or {}
+  nheld = #rescue
+  for _, msg in ipairs(rescue) do work(msg, true) end
   while true do
     local t = now()
+    st[POS] = P_TAKING
     local msg, why = qin:get()
     c[6] = c[6] + (now() - t)
     if why then break end
-    take(msg)
+    held:put(msg)
+    st[POS] = P_IDLE
+    nheld = nheld + 1
+    work(msg, false)
   end
+  st[POS] = P_IDLE
   if reduce then ship() end
   store(st, b, c)
   inbox:put(pack_fin(g, cfg.slot))
