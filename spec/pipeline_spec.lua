@@ -355,6 +355,26 @@ describe("pipeline (" .. H.method .. ")", function()
                                                          stats.errors[1].index })
     end)
 
+    it("a reduce worker's replacement that dies too loses nothing of what it took over", function()
+      -- items slow enough to travel one a chunk: the first worker dies with
+      -- 49 items folded and not yet handed over; its replacement hands over
+      -- its accumulator after the first of them (it takes long), then dies
+      -- on the 10th; the third folds the rest
+      local first, slow, second = mp.RawValue("i", 0), mp.RawValue("i", 0), mp.RawValue("i", 0)
+      local sum, stats = mp.pipeline(range(100), { on_error = "collect" })
+        :reduce(function(acc, x)
+          mp.sleep(0.001)
+          if x == 50 and first:compare_and_set(0, 1) then os.exit(3) end
+          if x == 1 and first.value == 1 and slow:compare_and_set(0, 1) then mp.sleep(0.6) end
+          if x == 10 and first.value == 1 and second:compare_and_set(0, 1) then os.exit(4) end
+          return acc + x
+        end, 0, { retries = 1 })
+        :run()
+      assert.are.same({}, stats.errors)
+      assert.are.equal(5050, sum)
+      assert.are.same({ 1, 1 }, { slow.value, second.value })
+    end)
+
     it("raises Timeout with stage and index with on_error = 'raise'", function()
       local err = errof(function()
         mp.pipeline(range(10)):map(function(x)

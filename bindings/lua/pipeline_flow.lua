@@ -505,7 +505,7 @@ function Flow:worker_died(w, s)
     self.owners_lock:release()
   end
   if pos == wire.P_SHIPPED then
-    held = {}
+    held, at = {}, nil
   elseif pos == wire.P_PASSED and s.kind ~= "reduce" and at then
     tremove(held, at) -- its output is on the next queue
     at = nil

@@ -73,7 +73,9 @@ function M.stage_main(cfg)
   local reduce, is_map, is_filter = kind == "reduce", kind == "map", kind == "filter"
   local c = counters(st, b)
   local acc = reduce and unpack(cfg.init) or nil
-  local nheld, shipped_at = 0, now()
+  -- messages in `held`; of them, the first nworked were worked on (a
+  -- reduce worker's, folded or left to another worker)
+  local nheld, nworked, shipped_at = 0, 0, now()
 
   local function fail(index, err)
     c[3] = c[3] + 1
@@ -169,7 +171,7 @@ function M.stage_main(cfg)
   local held_seqs = {}
 
   local function ship()
-    if nheld == 0 then return end
+    if nworked == 0 then return end
     st[POS] = P_PASSING
     inbox:put(pack_partial(g, acc))
     st[POS] = P_SHIPPED
@@ -178,8 +180,8 @@ function M.stage_main(cfg)
     owners_lock:release()
     held_seqs = {}
     acc = unpack(cfg.init)
-    for _ = 1, nheld do held:get(0) end
-    nheld, shipped_at = 0, now()
+    for _ = 1, nworked do held:get(0) end -- what it has not worked on yet stays
+    nheld, nworked, shipped_at = nheld - nworked, 0, now()
     st[POS] = P_IDLE
   end
 
@@ -201,7 +203,10 @@ function M.stage_main(cfg)
       held:get(0)
       nheld = nheld - 1
       st[POS] = P_IDLE
-    elseif nheld >= SHIP_CHUNKS or now() - shipped_at >= SHIP_TIME then
+      return store(st, b, c)
+    end
+    nworked = nworked + 1
+    if nworked >= SHIP_CHUNKS or now() - shipped_at >= SHIP_TIME then
       ship()
     end
     store(st, b, c)
