@@ -1,79 +1,74 @@
 -- showcase: what corral does, in one short run.
---   corral scripts/showcase.lua [limit]
--- Counts the primes below `limit` three ways: in this process, with a Pool
--- of workers (closures as tasks), and with a producer/consumer chain of
--- processes over Queues; then shows that a killed worker does not hang the
--- pool.
+--   corral scripts/showcase.lua [files]
+-- Counts the words of generated text files with a pipeline:
+--   read (1 worker) -> tokenize (N workers) -> count (M workers) -> merge (here)
+-- Items go from stage to stage through shared-memory queues, each stage in
+-- processes of its own, with a live line per stage on a terminal. One file
+-- is poisoned: the worker that reads it dies, that file alone fails with
+-- WorkerLost, and everything else is counted exactly once.
 local mp = require "corral"
-local limit = tonumber(arg and arg[1]) or 2000000
-local workers = mp.cpu_count()
+local tmpdir = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib/tmpdir.lua")
 
-local function count_primes(lo, hi)
-  local n = 0
-  for k = math.max(lo, 2), hi do
-    local prime = true
-    local d = 2
-    while d * d <= k do
-      if k % d == 0 then prime = false break end
-      d = d + 1
-    end
-    if prime then n = n + 1 end
+local nfiles = tonumber(arg and arg[1]) or 400
+local workers = math.max(2, mp.cpu_count())
+local WORDS = { "the", "process", "queue", "lock", "pipe", "pool", "worker", "lua", "shared", "memory",
+                "fork", "spawn", "signal", "event", "barrier", "value", "array", "manager", "closure", "stage" }
+
+-- Writes the files: file k has 2000 words drawn with a skewed distribution.
+local tmp <close> = tmpdir.new("corral-showcase")
+local files, expected, seed = {}, {}, 12345
+for k = 1, nfiles do
+  local words = {}
+  for i = 1, 2000 do
+    seed = (seed * 1103515245 + 12345) % 2147483648
+    local r = seed / 2147483648
+    local w = WORDS[math.floor(r * r * #WORDS) + 1]
+    words[i] = w
+    if k ~= 7 then expected[w] = (expected[w] or 0) + 1 end
   end
-  return n
+  files[k] = tmp:file(("part-%04d.txt"):format(k))
+  local f = assert(io.open(files[k], "w"))
+  f:write(table.concat(words, " "), "\n")
+  f:close()
 end
+local poisoned = files[7]
 
-local function ranges(parts)
-  local out, step = {}, math.ceil(limit / parts)
-  for lo = 1, limit, step do out[#out + 1] = { lo, math.min(lo + step - 1, limit - 1) } end
-  return out
+print(("corral %s: word counts over %d files, %d workers a stage, start method %s"):format(
+  mp.VERSION, nfiles, workers, mp.get_start_method()))
+
+local counts, stats = mp.pipeline(files, { progress = true, on_error = "collect", name = "wordcount" })
+  :map(function(path)
+    if path == poisoned then os.execute("kill -KILL " .. mp.getpid()) end -- a worker dies mid-item
+    local f = assert(io.open(path))
+    local text = f:read("a")
+    f:close()
+    return text
+  end, { name = "read" })
+  :flat_map(function(text)
+    local words = {}
+    for w in text:gmatch("%a+") do words[#words + 1] = w:lower() end
+    return words
+  end, { workers = workers, name = "tokenize" })
+  :reduce(function(acc, w) acc[w] = (acc[w] or 0) + 1; return acc end, {}, {
+    workers = workers, name = "count",
+    merge = function(a, b)
+      for w, n in pairs(b) do a[w] = (a[w] or 0) + n end
+      return a
+    end,
+  })
+  :run()
+
+local top = {}
+for w, n in pairs(counts) do top[#top + 1] = { w, n } end
+table.sort(top, function(a, b) return a[2] > b[2] or (a[2] == b[2] and a[1] < b[1]) end)
+print("top words:")
+for i = 1, math.min(5, #top) do print(("  %-10s %8d"):format(top[i][1], top[i][2])) end
+
+for w, n in pairs(expected) do assert(counts[w] == n, "count of " .. w .. " differs") end
+for w in pairs(counts) do assert(expected[w], "unexpected word " .. w) end
+print(("every word counted once: %d words in %d files"):format(stats.stages[3].items_in, nfiles - 1))
+for _, e in ipairs(stats.errors) do
+  print(("failed item %d of stage '%s': %s: %s"):format(e.index, e.stage, e.kind, e.message))
 end
-
-print(("corral %s: primes below %d, %d workers, start method %s"):format(
-  mp.VERSION, limit, workers, mp.get_start_method()))
-
-local t0 = mp.time()
-local serial = count_primes(1, limit - 1)
-local t_serial = mp.time() - t0
-print(("  one process     %8d primes in %.2fs"):format(serial, t_serial))
-
--- 1. a pool: the task is a local function, sent to the workers as is
-t0 = mp.time()
-local pooled = 0
-do
-  local pool <close> = mp.Pool(workers)
-  for _, n in ipairs(pool:starmap(count_primes, ranges(64))) do pooled = pooled + n end
-end
-local t_pool = mp.time() - t0
-print(("  Pool(%d)         %8d primes in %.2fs (%.2fx)"):format(workers, pooled, t_pool, t_serial / t_pool))
-
--- 2. a chain of processes over bounded queues: ranges -> counters -> summer
-t0 = mp.time()
-local jobs, counts = mp.Queue(16), mp.Queue(16)
-local counters = {}
-for i = 1, workers do
-  counters[i] = mp.Process{ name = "counter-" .. i, target = function()
-    for r in jobs:iter() do counts:put(count_primes(r[1], r[2])) end
-  end }
-  counters[i]:start()
-end
-local parts = ranges(64)
-local feeder = mp.Process{ name = "feeder", target = function()
-  for _, r in ipairs(parts) do jobs:put(r) end
-  jobs:close()
-end }
-feeder:start()
-local chained = 0
-for _ = 1, #parts do chained = chained + counts:get() end
-feeder:join()
-for _, p in ipairs(counters) do p:join() end
-print(("  Queue chain     %8d primes in %.2fs"):format(chained, mp.time() - t0))
-assert(serial == pooled and serial == chained, "the three counts differ")
-
--- 3. a worker killed mid-task: its task fails with WorkerLost, nothing hangs
-do
-  local pool <close> = mp.Pool(2)
-  local doomed = pool:apply_async(function() os.execute("kill -KILL " .. mp.getpid()) mp.sleep(60) end)
-  local ok, err = pcall(doomed.get, doomed, 30)
-  print(("  killed worker   %s"):format(ok and "no error?" or tostring(err.kind .. ": " .. err.message)))
-  print(("  pool goes on    7*6 = %d"):format(pool:apply(function(a, b) return a * b end, 7, 6)))
-end
+print(stats)
+print(("children left: %d"):format(#mp.active_children()))

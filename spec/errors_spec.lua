@@ -267,6 +267,18 @@ local PROCESS_METHODS = {
 }
 local PROCESS_HOOKS = { init = true, run = true, extend = true }
 
+-- A Pipeline's methods: bad arguments on one pipeline (a call that
+-- raises adds no stage), then bad selves.
+local PIPELINE_METHODS = {
+  { "map", pack(function() end, nil), { "fn", "opts" } },
+  { "filter", pack(function() end, nil), { "fn", "opts" } },
+  { "flat_map", pack(function() end, nil), { "fn", "opts" } },
+  { "batch", pack(2, nil), { "positive", "opts" } },
+  { "reduce", pack(function() end, 0, nil), { "fn", [3] = "opts" } },
+  { "each", pack(function() end), { "fn" } },
+  { "run" }, { "iter" }, { "stats" },
+}
+
 local function resolve(list)
   local out = {}
   for i, v in ipairs(list) do out[i] = v == "<a Queue>" and mp.Queue() or v end
@@ -333,6 +345,19 @@ describe("misuse raises an error object (" .. H.method .. ")", function()
       calls = calls + sweep_args(failures, "AsyncResult:" .. meth[1], r[meth[1]], pack(r, nil), params)
     end
     r:get()
+    report(calls, failures)
+  end)
+
+  it("from mp.pipeline, mp.pipeline.produce and the methods of a Pipeline", function()
+    local failures, calls = {}, 0
+    calls = calls + sweep_args(failures, "mp.pipeline", mp.pipeline, pack({}, nil),
+      { { 5, "x", true, NONE }, "opts" })
+    calls = calls + sweep_args(failures, "mp.pipeline.produce", mp.pipeline.produce, pack(function() end, nil),
+      { "fn", "opts" })
+    local p = mp.pipeline({})
+    for _, meth in ipairs(PIPELINE_METHODS) do
+      calls = calls + sweep_method(failures, "Pipeline:" .. meth[1], p, meth[1], meth[2], meth[3])
+    end
     report(calls, failures)
   end)
 

@@ -59,9 +59,11 @@ end
 
 local E = {}
 
-E["scripts/showcase.lua"] = { args = { "20000" }, check = function(out, L)
-  assert.truthy(out:find("killed worker   WorkerLost", 1, true), out)
-  assert.truthy(has_line(L, "  pool goes on    7*6 = 42"), out)
+E["scripts/showcase.lua"] = { args = { "40" }, check = function(out, L)
+  assert.truthy(has_line(L, "every word counted once: 78000 words in 39 files"), out)
+  assert.truthy(out:find("failed item 7 of stage 'read': WorkerLost", 1, true), out)
+  assert.truthy(line_index(L, "^tokenize +%d+ +39 +78000 ", true), out)
+  assert.truthy(has_line(L, "children left: 0"), out)
 end }
 
 -- process/
@@ -240,6 +242,21 @@ E["scripts/queue/ipc_two_children.lua"] = { check = function(_, L)
   assert.truthy(reader, L[1])
   assert.are_not.equal(reader, writer)
 end }
+-- The numbers made and the numbers squared, of the squares examples.
+local function squares_seen(L)
+  local made, squared = {}, {}
+  for _, l in ipairs(L) do
+    local n = l:match("^生产者: 生成了随机数 (%d+)$")
+    if n then made[#made + 1] = n end
+    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
+    if a then
+      assert.equal(tonumber(a) ^ 2, tonumber(b))
+      squared[#squared + 1] = a
+    end
+  end
+  return made, squared
+end
+
 local function cooks_check(out)
   for _, food in ipairs{ "沙琪玛", "麻婆豆腐" } do
     for i = 0, 9 do
@@ -261,6 +278,22 @@ end }
 E["scripts/queue/joinable_queue.lua"] = { check = function(out, L)
   cooks_check(out)
   assert.equal("队列中的数据都已处理完毕，主进程结束，守护进程随之结束", last(L))
+end }
+
+-- pipeline/
+-- the same lessons as the Queue versions, in the same lines
+E["scripts/pipeline/producer_consumer.lua"] = { check = E["scripts/queue/producer_consumer.lua"].check }
+E["scripts/pipeline/sentinel_free.lua"] = { check = E["scripts/queue/producer_consumer_sentinel.lua"].check }
+E["scripts/pipeline/cooks_and_eaters.lua"] = { check = function(out, L)
+  cooks_check(out)
+  assert.equal(20, count(out, "八戒 消费了 ") + count(out, "福迪 消费了 "))
+  assert.equal("20 份都吃完了，程序自己结束", last(L))
+end }
+E["scripts/pipeline/squares.lua"] = { check = function(out, L)
+  local made, squared = squares_seen(L)
+  assert.same(made, squared)
+  assert.equal(10, #made)
+  assert.equal("共计算了 10 个平方", last(L))
 end }
 
 -- pipe/
@@ -360,16 +393,7 @@ E["scripts/practice/word_count.lua"] = { check = function(_, L)
                 "共 4 个文件，119 个单词" }, L)
 end }
 E["scripts/practice/squares_producer_consumer.lua"] = { check = function(out, L)
-  local made, squared = {}, {}
-  for _, l in ipairs(L) do
-    local n = l:match("^生产者: 生成了随机数 (%d+)$")
-    if n then made[#made + 1] = n end
-    local a, b = l:match("^消费者: (%d+) 的平方是 (%d+)$")
-    if a then
-      assert.equal(tonumber(a) ^ 2, tonumber(b))
-      squared[#squared + 1] = a
-    end
-  end
+  local made, squared = squares_seen(L)
   assert.equal(10, #made)
   assert.same(made, squared)
   assert.equal("共计算了 10 个平方", last(L))

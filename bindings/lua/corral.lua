@@ -274,6 +274,14 @@ function M.trace(...) return require("corral.trace").trace(...) end
 function M.log_to_stderr(level) return require("corral.log").log_to_stderr(level) end
 function M.get_logger() return require("corral.log").get_logger() end
 
+-- ---- pipelines (corral.pipeline) ---------------------------------------------
+
+-- pipeline(source, opts) -> a Pipeline; pipeline.produce(fn, opts) -> a source
+M.pipeline = setmetatable({}, {
+  __call = function(_, source, opts) return require("corral.pipeline").new(source, opts) end,
+  __index = function(_, k) return require("corral.pipeline")[k] end,
+})
+
 -- ---- start methods and contexts ---------------------------------------------
 
 local function check_method(m)

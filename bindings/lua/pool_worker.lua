@@ -29,6 +29,10 @@ local function traceback(err)
   return { err = err, tb = debug.traceback(tostring(err), 2) }
 end
 
+-- A task's error as its caller gets it: xpcall(f, M.traceback, ...) and,
+-- when it fails, M.remote_error(e) (also used by pipeline workers).
+M.traceback, M.remote_error = traceback, remote_error
+
 -- The reply for results that ended well, unless they cannot travel.
 local function reply(out)
   local ok, body = pcall(pack_results, out)

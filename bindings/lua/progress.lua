@@ -93,6 +93,46 @@ function Progress.__tostring(self)
   return ("Progress (%d/%s)"):format(self.done, self.total and tostring(self.total) or "?")
 end
 
+-- ---- a board: several lines redrawn in place ---------------------------------
+--
+--   local b = progress.board{ stream = io.stderr }
+--   b:draw(lines)    -- an array of strings; redrawn at most every REDRAW seconds
+--   b:finish(lines)  -- the last drawing; once
+--
+-- As a bar, it draws only on a stream that draws_on() accepts. (A
+-- pipeline draws one line per stage.)
+local Board = {}
+Board.__index = Board
+
+local function board(opts)
+  local stream = (opts or {}).stream or io.stderr
+  return setmetatable({ stream = stream, on = draws_on(stream), last = 0, n = 0, finished = false }, Board)
+end
+
+function Board:_draw(lines)
+  local out = {}
+  if self.n > 0 then out[1] = ("\27[%dA"):format(self.n) end -- back to the first line
+  for i = 1, #lines do out[#out + 1] = "\r" .. lines[i] .. "\27[K\n" end
+  self.stream:write(table.concat(out))
+  self.stream:flush()
+  self.n = #lines
+end
+
+function Board:draw(lines)
+  if not self.on or self.finished then return end
+  local t = now()
+  if t - self.last < REDRAW then return end
+  self.last = t
+  self:_draw(lines)
+end
+
+function Board:finish(lines)
+  if not self.on or self.finished then return end
+  self.finished = true
+  self:_draw(lines)
+end
+
 return {
   new = new,
+  board = board,
 }
