@@ -233,6 +233,11 @@ int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void
 int crL_is_spawn_child(void);
 int crL_spawn_child_run(lua_State *L);
 
+/* ---- the Redis backend (lredis.c) -------------------------------------------
+ * Queue{url=...} and JoinableQueue{url=...}: the options table at 1;
+ * pushes the queue. Raises a ValueError in a build without the backend. */
+int crL_redis_queue(lua_State *L, unsigned flags);
+
 /* ---- the parts ------------------------------------------------------------- */
 #define CRL_PART(name) void crL_open_##name(lua_State *L);
 #include "parts.h"

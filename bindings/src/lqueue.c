@@ -76,8 +76,15 @@ static int new_queue(lua_State *L, int64_t maxsize, unsigned flags) {
   return 1;
 }
 
-static int l_queue(lua_State *L) { return new_queue(L, check_maxsize(L, "Queue"), 0); }
-static int l_jqueue(lua_State *L) { return new_queue(L, check_maxsize(L, "JoinableQueue"), CR_QUEUE_JOINABLE); }
+/* Queue(maxsize), or Queue{url=...} for a queue on a Redis server (lredis.c). */
+static int l_queue(lua_State *L) {
+  if (lua_istable(L, 1)) return crL_redis_queue(L, 0);
+  return new_queue(L, check_maxsize(L, "Queue"), 0);
+}
+static int l_jqueue(lua_State *L) {
+  if (lua_istable(L, 1)) return crL_redis_queue(L, CR_QUEUE_JOINABLE);
+  return new_queue(L, check_maxsize(L, "JoinableQueue"), CR_QUEUE_JOINABLE);
+}
 static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
 
 /* ---- put and get ------------------------------------------------------------------ */

@@ -9,7 +9,9 @@
  *   shm.h     shared Values and Arrays
  *   chan.h    channels: the queue and pipe under Queue and Pipe
  *   managed.h managed objects: the shared lists, dicts, namespaces of Manager
- *   refs.h    the references each process holds, given back when it ends */
+ *   refs.h    the references each process holds, given back when it ends
+ *   redis.h   the Redis backend: queues and pools across machines (only
+ *             when built with CORRAL_REDIS) */
 #ifndef CORRAL_H
 #define CORRAL_H
 
@@ -24,5 +26,8 @@
 #include "corral/chan.h"
 #include "corral/managed.h"
 #include "corral/refs.h"
+#ifdef CORRAL_REDIS
+#include "corral/redis.h"
+#endif
 
 #endif
