@@ -42,6 +42,7 @@ void crL_open_redis(lua_State *L) { (void)L; }
 
 typedef struct {
   cr_rqueue_t *q;
+  int signs; /* items are signed: functions may travel */
 } rqueue_t;
 
 typedef struct {
@@ -88,7 +89,7 @@ static double field_number(lua_State *L, int t, const char *k, double def, doubl
   if (!lua_isnil(L, -1)) {
     if (!lua_isnumber(L, -1)) crL_error(L, "ValueError", "%s must be a number, got %s", k, luaL_typename(L, -1));
     v = lua_tonumber(L, -1);
-    if (!(v >= lo)) crL_error(L, "ValueError", "%s must be >= %g, got %s", k, lo, lua_tostring(L, -1));
+    if (!(v >= lo)) crL_error(L, "ValueError", "%s must be >= %f, got %s", k, lo, lua_tostring(L, -1));
   }
   lua_pop(L, 1);
   return v;
@@ -145,6 +146,7 @@ int crL_redis_queue(lua_State *L, unsigned flags) {
   int rc = cr_rqueue_open(c, name, (int64_t)maxsize, flags, vis, key, klen, &q);
   if (rc < 0) return crL_error(L, cr_err_kind(rc), "%s: cannot open the queue '%s' (%s)", err, name, cr_strerror(rc));
   u->q = q;
+  u->signs = key != NULL;
   return 1;
 }
 
@@ -162,6 +164,15 @@ static int do_put(lua_State *L, rqueue_t *u, double t, int nowait) {
   lua_call(L, 2, 1);
   size_t len;
   const char *p = lua_tolstring(L, -1, &len);
+  int vt = lua_type(L, 2);
+  if (!u->signs && (vt == LUA_TFUNCTION || vt == LUA_TTABLE)) {
+    /* Unsigned, a function would be refused by every reader: say so here. */
+    lua_getfield(L, -2, "decode");
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 0, 0) != LUA_OK)
+      return crL_error(L, "EncodeError", "put: a function travels to another machine only in a signed item "
+                       "(give the queue an authkey, or set CORRAL_AUTHKEY)");
+  }
   int rc = cr_rqueue_put(u->q, p, len, t);
   if (rc == 0) {
     lua_pushboolean(L, 1);

@@ -147,6 +147,9 @@ static int connect_once(cr_redis_t *c) {
   if (!r) {
     set_err(c, "no answer from the server: %s", ctx->errstr);
     rc = CR_ECONN;
+  } else if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
+    set_err(c, "the server is loading its data");
+    rc = CR_ECONN; /* comes back soon: retried like a lost connection */
   } else if (r->type == REDIS_REPLY_ERROR) {
     if (strncmp(r->str, "NOAUTH", 6) == 0)
       set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
@@ -233,6 +236,11 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
       redisSetTimeout(c->ctx, tv_of(block + c->connect_timeout));
       redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
       if (r) {
+        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
+          set_err(c, "the server is loading its data");
+          freeReplyObject(r);
+          goto retry; /* a server starting again: wait for it as for a lost connection */
+        }
         if (r->type == REDIS_REPLY_ERROR) {
           int auth = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0;
           if (auth) set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
@@ -247,6 +255,7 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
       redisFree(c->ctx);
       c->ctx = NULL;
     }
+  retry:;
     double now = cr__redis_now();
     if (now >= give_up && tries > 0) {
       size_t n = strlen(c->err);
