@@ -107,6 +107,7 @@ end
 
 -- Pool(n, {initializer=, initargs=, maxtasksperchild=, context=})
 local function new_pool(n, opts)
+  if type(opts) == "table" and opts.broker ~= nil then return require("corral.pool_redis").new(n, opts) end
   if n == nil then n = core.cpu_count() end
   check_count(n, "Pool size", 3)
   opts = opts or {}

@@ -12,6 +12,7 @@
  *
  *   core._redis(url [, timeout]) -> a connection for corral.pool_redis:
  *     c:call(cmd, ...)           -> the reply (nil as false, arrays as tables)
+ *     c:eval(script, nkeys, keys..., args...) -> a script's reply (EVALSHA)
  *     c:block(seconds, cmd, ...) -> the same, for a command that blocks on
  *                                   the server for up to seconds
  *     c:beat(stream, group, consumer, interval) -> a heartbeat: b:hold(id|nil), b:stop()
@@ -398,6 +399,29 @@ static int do_call(lua_State *L, conn_t *u, int first, double block) {
 
 static int c_call(lua_State *L) { return do_call(L, check_conn(L), 2, 0); }
 
+/* c:eval(script, nkeys, keys..., args...) */
+static int c_eval(lua_State *L) {
+  conn_t *u = check_conn(L);
+  const char *script = crL_checkstring(L, 2);
+  int nkeys = (int)crL_checkinteger(L, 3);
+  int argc = lua_gettop(L) - 3;
+  if (nkeys < 0 || nkeys > argc) return crL_argerror(L, 3, "bad key count");
+  const char **argv = lua_newuserdatauv(L, (size_t)(argc + 1) * (sizeof *argv + sizeof(size_t)), 0);
+  size_t *lens = (size_t *)(argv + argc + 1);
+  for (int i = 0; i < argc; i++) {
+    int idx = 4 + i;
+    if (lua_type(L, idx) != LUA_TSTRING && lua_type(L, idx) != LUA_TNUMBER)
+      return crL_argerror(L, idx, "string expected, got %s", luaL_typename(L, idx));
+    argv[i] = lua_tolstring(L, idx, &lens[i]);
+  }
+  cr_redis_reply_t *r;
+  int rc = cr_redis_eval(u->c, script, nkeys, argc, argv, lens, -1, &r);
+  if (rc < 0) return raise_code(L, u->c, rc, "eval");
+  push_reply(L, r);
+  cr_redis_reply_free(r);
+  return 1;
+}
+
 static int c_block(lua_State *L) {
   conn_t *u = check_conn(L);
   double t = crL_checknumber(L, 2);
@@ -510,7 +534,7 @@ void crL_open_redis(lua_State *L) {
   lua_pushboolean(L, 1);
   lua_setfield(L, -2, "__joinable");
   lua_pop(L, 1);
-  static const luaL_Reg cm[] = {{"call", c_call}, {"block", c_block}, {"beat", c_beat}, {"url", c_url},
+  static const luaL_Reg cm[] = {{"call", c_call}, {"eval", c_eval}, {"block", c_block}, {"beat", c_beat}, {"url", c_url},
                                 {"path", c_path}, {"close", c_gc}, {NULL, NULL}};
   metatable(L, CONN_MT, cm, c_gc);
   lua_pop(L, 1);

@@ -299,10 +299,9 @@ int cr_redis_eval(cr_redis_t *c, const char *script, int nkeys, int argc, const 
   for (int i = 0; i < SHA_DIGEST_LENGTH; i++) snprintf(hex + 2 * i, 3, "%02x", sha[i]);
   char nk[16];
   snprintf(nk, sizeof nk, "%d", nkeys);
-  enum { MAXARGS = 16 };
-  if (argc + 3 > MAXARGS) return CR_EINVAL;
-  const char *av[MAXARGS];
-  size_t al[MAXARGS];
+  const char **av = malloc((size_t)(argc + 3) * (sizeof *av + sizeof(size_t)));
+  if (!av) return CR_ENOMEM;
+  size_t *al = (size_t *)(av + argc + 3);
   av[0] = "EVALSHA", al[0] = 7;
   av[1] = hex, al[1] = 2 * SHA_DIGEST_LENGTH;
   av[2] = nk, al[2] = strlen(nk);
@@ -313,6 +312,7 @@ int cr_redis_eval(cr_redis_t *c, const char *script, int nkeys, int argc, const 
     av[1] = script, al[1] = slen;
     rc = cr_redis_call(c, argc + 3, av, al, 0, retry, out);
   }
+  free(av);
   return rc;
 }
 
@@ -344,22 +344,31 @@ struct cr_redis_beat {
   pthread_t thread;
 };
 
+/* Resets the idle time of entry id, only while this consumer still holds
+ * it: a consumer that was taken for dead never takes an entry back. */
+static const char BEAT[] =
+  "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1) "
+  "if p[1] and p[1][2] == ARGV[2] then "
+  "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID') return 1 "
+  "end "
+  "return 0";
+
 static void beat_once(cr_redis_beat_t *b, const char *id) {
-  const char *argv[] = {"XCLAIM", b->stream, b->group, b->consumer, "0", id, "JUSTID"};
-  size_t lens[7];
-  for (int i = 0; i < 7; i++) lens[i] = strlen(argv[i]);
+  const char *argv[] = {b->stream, b->group, b->consumer, id};
+  size_t lens[4];
+  for (int i = 0; i < 4; i++) lens[i] = strlen(argv[i]);
   cr_redis_reply_t *r;
-  if (cr_redis_call(b->conn, 7, argv, lens, 0, b->interval, &r) == 0) cr_redis_reply_free(r);
+  if (cr_redis_eval(b->conn, BEAT, 1, 4, argv, lens, b->interval, &r) == 0) cr_redis_reply_free(r);
 }
 
 static void *beat_main(void *arg) {
   cr_redis_beat_t *b = arg;
   pthread_mutex_lock(&b->mu);
   while (!b->stop) {
+    b->fresh = 0;
     if (b->id[0]) {
       char id[64];
       memcpy(id, b->id, sizeof id);
-      b->fresh = 0;
       pthread_mutex_unlock(&b->mu);
       beat_once(b, id);
       pthread_mutex_lock(&b->mu);
