@@ -92,17 +92,18 @@ function R.start(opts)
   return srv
 end
 
--- Runs a Lua chunk in an independent corral process (a "machine"); `src`
--- may use the global URL. Returns a handle: pid, lines() of its output,
--- wait() -> output, exit code; kill(sig).
-function R.machine(src, url, env)
-  local path = H.script("URL = " .. string.format("%q", url) .. "\n" .. src)
+-- Runs the corral executable with args (an array) as an independent
+-- process (a "machine"), its stderr with its stdout. Returns a handle:
+-- pid, proc (the pipe from its output), wait() -> output, exit code;
+-- kill(sig).
+function R.spawn(args, env)
   local pidf = os.tmpname()
   local envs = ""
   for k, v in pairs(env or {}) do envs = envs .. k .. "=" .. H.shell_quote(v) .. " " end
-  local cmd = ("sh -c 'echo $$ > %s; exec env %s %s %s' 2>&1 </dev/null"):format(pidf, envs,
-    H.shell_quote(H.exe), H.shell_quote(path))
-  local p = io.popen(cmd, "r")
+  local words = {}
+  for i, a in ipairs(args) do words[i] = H.shell_quote(a) end
+  local inner = ("echo $$ > %s; exec env %s %s %s"):format(pidf, envs, H.shell_quote(H.exe), table.concat(words, " "))
+  local p = io.popen("sh -c " .. H.shell_quote(inner) .. " 2>&1 </dev/null", "r")
   local m = { proc = p }
   assert(H.wait_until(function()
     local s = read_file(pidf)
@@ -119,6 +120,11 @@ function R.machine(src, url, env)
     sh("kill -" .. (sig or "KILL") .. " " .. m.pid .. " 2>/dev/null")
   end
   return m
+end
+
+-- Runs a Lua chunk on a "machine" (R.spawn); `src` may use the global URL.
+function R.machine(src, url, env)
+  return R.spawn({ H.script("URL = " .. string.format("%q", url) .. "\n" .. src) }, env)
 end
 
 return R

@@ -174,7 +174,10 @@ int cr_redis_open(const char *url, double timeout, cr_redis_t **out, char *err, 
   int rc = parse_url(c, url);
   if (rc == CR_EINVAL && err) snprintf(err, errlen, "%s: not a redis url (redis://[:password@]host[:port][/name])", url);
   if (rc == 0) {
-    rc = connect_once(c);
+    /* a server loading its data answers soon: wait for it, within the timeout */
+    double give_up = cr__redis_now() + c->connect_timeout;
+    while ((rc = connect_once(c)) == CR_ECONN && strstr(c->err, "loading") && cr__redis_now() < give_up)
+      cr__redis_sleep(0.01);
     if (rc < 0 && err) snprintf(err, errlen, "%s", c->err);
   }
   if (rc < 0) {
