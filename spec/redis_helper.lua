@@ -44,6 +44,7 @@ function R.start(opts)
   srv.url = ("redis://127.0.0.1:%d"):format(srv.port)
   assert(sh("mkdir -p " .. H.shell_quote(srv.dir)))
   function srv.launch()
+    os.remove(srv.dir .. "/redis.pid") -- a killed server's: never taken for the new one's
     local args = {
       "redis-server", "--bind", "127.0.0.1", "--port", tostring(srv.port), "--dir", srv.dir,
       "--save", "''", "--daemonize", "yes", "--pidfile", srv.dir .. "/redis.pid",
@@ -61,10 +62,11 @@ function R.start(opts)
       c:settimeout(0.2)
       local ok = c:connect("127.0.0.1", srv.port)
       c:close()
-      return ok and read_file(srv.dir .. "/redis.pid")
+      local pid = ok and read_file(srv.dir .. "/redis.pid")
+      return pid and tonumber(pid:match("^%d+\n"))
     end, 10)
     assert(up, "redis-server did not come up on port " .. srv.port .. ": " .. (read_file(srv.dir .. "/redis.log") or ""))
-    srv.pid = tonumber(up:match("%d+"))
+    srv.pid = up
   end
   local function wait_gone()
     assert(H.wait_until(function() return not sh("kill -0 " .. srv.pid .. " 2>/dev/null") end, 10),
@@ -77,7 +79,6 @@ function R.start(opts)
   end
   function srv.restart()
     srv.kill()
-    os.remove(srv.dir .. "/redis.pid")
     srv.launch()
   end
   function srv.stop()

@@ -106,11 +106,13 @@ describe("a Redis Pool", function()
     local r = ar:get()
     assert.equal(N, #r)
     for i = 1, N do assert.equal(2 * i, r[i]) end
-    local runs = pool:executions()
-    print(("\n  %d tasks, %d workers SIGKILLed, %d executions ended, %d duplicate answers dropped"):format(
-      N, kills, runs, pool.duplicates))
+    local st = pool:stats()
+    print(("\n  %d tasks, %d workers SIGKILLed: %d taken, %d executions ended, %d duplicate answers dropped"):format(
+      N, kills, st.taken, st.executions, st.duplicates))
     assert.is_true(kills >= 3, "too few kills to mean anything: " .. kills)
-    assert.is_true(runs >= N)
+    assert.is_true(st.executions >= N)
+    assert.is_true(st.taken >= st.executions)
+    assert.equal(0, st.dead)
     m.stop()
   end)
 
@@ -123,6 +125,33 @@ describe("a Redis Pool", function()
     mp.sleep(0.5)
     assert.equal(2, pool:executions())
     assert.equal(0, pool.duplicates)
+  end)
+
+  it("drops and counts the late answer of a worker that was taken for dead", function()
+    local name = pname()
+    local pidfile = os.tmpname()
+    local pool <close> = mp.Pool(2, { broker = srv.url, name = name, authkey = KEY, visibility = 0.3 })
+    local ar = pool:apply_async(function(path)
+      local f = io.open(path, "w") f:write(require("corral").getpid()) f:close()
+      require("corral").sleep(1)
+      return "slept"
+    end, { pidfile })
+    local first
+    assert.is_truthy(H.wait_until(function()
+      local f = io.open(pidfile)
+      first = f and tonumber(f:read("a"))
+      if f then f:close() end
+      return first
+    end, 10))
+    os.execute("kill -STOP " .. first)
+    -- its heartbeat stops with it: another worker takes the task over and answers
+    assert.equal("slept", ar:get(20))
+    os.execute("kill -CONT " .. first)
+    assert.is_true(H.wait_until(function()
+      pool:apply(function() end)
+      return pool.duplicates == 1
+    end, 10), "the late answer was not seen")
+    os.remove(pidfile)
   end)
 
   it("sends a task that keeps killing its worker to the dead-letter stream after max_deliveries", function()

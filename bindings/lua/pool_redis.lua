@@ -8,6 +8,7 @@
 --   corral:{P}:dead       the dead-letter stream: tasks past max_deliveries
 --   corral:{P}:cfg        visibility and max_deliveries, set by the callers
 --   corral:{P}:runs       how many task executions ended (a counter)
+--   corral:{P}:taken      how many times a worker took a task (a counter)
 --
 -- A task entry: t (the task id, unique to its caller), r (the caller's
 -- result stream), m (the encoded {f=, mode=, items=, timeout=}), s (its
@@ -52,7 +53,7 @@ local M = {}
 local function keys(name)
   local base = "corral:{" .. name .. "}:"
   return { tasks = base .. "tasks", dead = base .. "dead", cfg = base .. "cfg", runs = base .. "runs",
-           res = base .. "res:" }
+           taken = base .. "taken", res = base .. "res:" }
 end
 
 local seq = 0
@@ -83,8 +84,9 @@ end
 
 -- ---- the worker ---------------------------------------------------------------------
 
--- Takes the next entry: {id, fields, deliveries} or false. An entry another
--- consumer holds idle past the visibility timeout comes first.
+-- Takes the next entry: {id, fields, deliveries} or false, and counts it
+-- in KEYS[2]. An entry another consumer holds idle past the visibility
+-- timeout comes first.
 local TAKE = [[
 local r = redis.call('XAUTOCLAIM', KEYS[1], 'w', ARGV[1], ARGV[2], '0-0', 'COUNT', 1)
 local e = r[2][1]
@@ -97,6 +99,7 @@ else
   if r then e = r[1][2][1] end
 end
 if not e then return false end
+redis.call('INCR', KEYS[2])
 return {e[1], e[2], n}
 ]]
 
@@ -262,11 +265,14 @@ function M.worker_main(url, name, key, stop)
   -- until told to stop, or until the process that started it is gone
   while not (stop and stop:is_set()) and core.getppid() == ppid do
     if now() - cfg_at > 1 then config() end
-    local e = conn:eval(TAKE, 1, K.tasks, consumer, tostring(floor(vis * 1000)))
+    local e = conn:eval(TAKE, 2, K.tasks, K.taken, consumer, tostring(floor(vis * 1000)))
     if not e then
       local r = conn:block(SLICE, tunpack(block))
       local x = r and r[1] and r[1][2][1]
-      if x then e = { x[1], x[2], 1 } end
+      if x then
+      e = { x[1], x[2], 1 }
+      conn:call("INCR", K.taken)
+    end
     end
     if e then handle(e[1], fields_of(e[2]), e[3]) end
   end
@@ -708,6 +714,15 @@ end
 -- How many task executions ended on this pool name, on every machine.
 function Pool:executions()
   return tonumber(self._conn:call("GET", self._K.runs)) or 0
+end
+
+-- Counters of the pool name, on every machine: taken (a worker took a
+-- task, again after a reclaim), executions (a task's run ended),
+-- duplicates (answers this caller dropped), dead (tasks given up).
+function Pool:stats()
+  local c = self._conn
+  return { taken = tonumber(c:call("GET", self._K.taken)) or 0, executions = self:executions(),
+           duplicates = self.duplicates, dead = tonumber(c:call("XLEN", self._K.dead)) or 0 }
 end
 
 -- The dead-letter stream: {task=, error=, body=} for each task given up.
