@@ -154,6 +154,27 @@ describe("a Redis Queue", function()
     assert.equal("ValueError", (kind_of(q.task_done, q)))
   end)
 
+  it("loses none of the items a killed consumer had taken in a batch and not handed out", function()
+    local name = qname()
+    local q = mp.Queue{ url = srv.url, name = name, visibility = 1.5 }
+    for i = 1, 10 do q:put(i) end
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q, visibility = 1.5 }
+      print("got", q:get(20)) io.stdout:flush()
+      mp.sleep(60)
+    ]]):format(name), srv.url)
+    assert.equal("got\t1", m.proc:read("l"))
+    -- it took the ten at once: none is left to deliver until it is gone
+    assert.same({ nil, "timeout" }, { q:get(0.1) })
+    m.kill()
+    m.wait()
+    local got = {}
+    for _ = 1, 10 do got[#got + 1] = q:get(10) end
+    table.sort(got)
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
+  end)
+
   it("does not deliver again an item that was marked done", function()
     local q = mp.JoinableQueue{ url = srv.url, name = qname(), visibility = 0.2 }
     q:put(1)

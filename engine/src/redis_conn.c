@@ -291,6 +291,13 @@ const cr_redis_reply_t *cr_redis_reply_at(const cr_redis_reply_t *r, size_t i) {
   return (const cr_redis_reply_t *)((const redisReply *)r)->element[i];
 }
 
+cr_redis_reply_t *cr_redis_reply_detach(cr_redis_reply_t *r, size_t i) {
+  redisReply *x = (redisReply *)r;
+  redisReply *e = x->element[i];
+  x->element[i] = NULL; /* freeReplyObject skips it */
+  return (cr_redis_reply_t *)e;
+}
+
 /* ---- scripts ---------------------------------------------------------------------- */
 
 int cr_redis_eval(cr_redis_t *c, const char *script, int nkeys, int argc, const char **argv, const size_t *lens,

@@ -31,7 +31,13 @@ struct cr_rqueue {
   char consumer[128];
   entry_id_t *held;    /* JoinableQueue: ids got and not marked done, oldest first */
   size_t nheld, hcap, hhead;
+  int count;           /* entries taken per fetch: BATCH for an unbounded Queue, else 1 */
+  cr_redis_reply_t *batch; /* entries taken and not all handed out yet */
+  size_t bnext, backed, blen;
+  double bat;          /* when the batch was taken */
 };
+
+#define BATCH 64
 
 /* The scripts: each checks or changes the stream in one step. KEYS[1] the
  * stream, KEYS[2] the closed mark. A missing stream (a server restarted
@@ -51,22 +57,23 @@ static const char PUT[] =
   "else redis.call('XADD', KEYS[1], '*', 'm', ARGV[2]) end "
   "return 1";
 
-/* ARGV: consumer, visibility ms, joinable -> {id, fields} | 1 closed | 0
- * nothing now. An entry idle past the visibility timeout in another
- * consumer's hands comes first; a Queue's entry is acknowledged and deleted
- * at once. */
+/* ARGV: consumer, visibility ms, ack (1: a Queue taking one entry), count
+ * -> {entries} | 1 closed | 0 nothing now. Entries idle past the visibility
+ * timeout in another consumer's hands come first. A Queue taking one entry
+ * has it acknowledged and deleted at once; a batch is acknowledged once it
+ * was handed out (ACK), a JoinableQueue's entries on task_done. */
 static const char GET[] =
   ENSURE
-  "local e "
-  "local r = redis.call('XAUTOCLAIM', KEYS[1], 'g', ARGV[1], ARGV[2], '0-0', 'COUNT', 1) "
-  "e = r[2][1] "
-  "if not e then "
-  "  r = redis.call('XREADGROUP', 'GROUP', 'g', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '>') "
-  "  if r then e = r[1][2][1] end "
+  "local n = tonumber(ARGV[4]) "
+  "local r = redis.call('XAUTOCLAIM', KEYS[1], 'g', ARGV[1], ARGV[2], '0-0', 'COUNT', n) "
+  "local es = r[2] "
+  "if #es == 0 then "
+  "  r = redis.call('XREADGROUP', 'GROUP', 'g', ARGV[1], 'COUNT', n, 'STREAMS', KEYS[1], '>') "
+  "  if r then es = r[1][2] end "
   "end "
-  "if e then "
-  "  if ARGV[3] == '0' then redis.call('XACK', KEYS[1], 'g', e[1]) redis.call('XDEL', KEYS[1], e[1]) end "
-  "  return e "
+  "if #es > 0 then "
+  "  if ARGV[3] == '1' then redis.call('XACK', KEYS[1], 'g', es[1][1]) redis.call('XDEL', KEYS[1], es[1][1]) end "
+  "  return es "
   "end "
   "return redis.call('EXISTS', KEYS[2])";
 
@@ -75,9 +82,9 @@ static const char SIZE[] =
   ENSURE
   "return {redis.call('XLEN', KEYS[1]), redis.call('XPENDING', KEYS[1], 'g')[1]}";
 
-/* ARGV: id -> entries deleted */
+/* ARGV: ids -> entries deleted */
 static const char ACK[] =
-  "redis.call('XACK', KEYS[1], 'g', ARGV[1]) return redis.call('XDEL', KEYS[1], ARGV[1])";
+  "redis.call('XACK', KEYS[1], 'g', unpack(ARGV)) return redis.call('XDEL', KEYS[1], unpack(ARGV))";
 
 static char *keyname(const char *name, const char *what) {
   size_t n = strlen(name) + strlen(what) + 16;
@@ -98,12 +105,17 @@ static void own(cr_rqueue_t *q) {
   snprintf(q->consumer, sizeof q->consumer, "%s-%d-%u", host, pid, ++seq);
   q->pid = pid;
   q->nheld = q->hhead = 0;
+  if (q->batch) { /* the parent's: it hands them out itself */
+    cr_redis_reply_free(q->batch);
+    q->batch = NULL;
+  }
 }
 
 static int run(cr_rqueue_t *q, const char *script, int argc, const char **argv, const size_t *lens, double retry,
                cr_redis_reply_t **out) {
-  const char *av[8];
-  size_t al[8];
+  const char *av[BATCH + 8];
+  size_t al[BATCH + 8];
+  if (argc > BATCH + 6) return CR_EINVAL;
   av[0] = q->stream, al[0] = strlen(q->stream);
   av[1] = q->closed, al[1] = strlen(q->closed);
   for (int i = 0; i < argc; i++) av[2 + i] = argv[i], al[2 + i] = lens[i];
@@ -128,6 +140,7 @@ int cr_rqueue_open(cr_redis_t *c, const char *name, int64_t maxsize, unsigned fl
   q->closed = keyname(name, "closed");
   q->maxsize = maxsize;
   q->flags = flags & CR_QUEUE_JOINABLE;
+  q->count = (maxsize == 0 && !(flags & CR_QUEUE_JOINABLE)) ? BATCH : 1;
   q->vis_ms = (long long)(visibility * 1000);
   if (q->vis_ms < 1) q->vis_ms = 1;
   if (key && klen) {
@@ -150,8 +163,12 @@ int cr_rqueue_open(cr_redis_t *c, const char *name, int64_t maxsize, unsigned fl
   return 0;
 }
 
+static void batch_done(cr_rqueue_t *q);
+
 void cr_rqueue_free(cr_rqueue_t *q) {
   if (!q) return;
+  if (q->batch && q->pid == getpid()) batch_done(q);
+  cr_redis_reply_free(q->batch);
   cr_redis_free(q->c);
   free(q->name);
   free(q->stream);
@@ -268,44 +285,110 @@ static int deliver(cr_rqueue_t *q, const cr_redis_reply_t *e, cr_chan_sink_fn si
   return sink ? sink(ud, m, mlen) : 0;
 }
 
-/* A server-side block of at most `slice` seconds for the next entry:
- * 0 with *out the entry's reply (the whole XREADGROUP reply in *whole),
- * CR_EEMPTY when none came, or a connection code. */
-static int block_read(cr_rqueue_t *q, double slice, double retry, cr_redis_reply_t **whole,
-                      const cr_redis_reply_t **out) {
-  char ms[32];
+/* A server-side block of at most `slice` seconds for the next entries:
+ * 0 with *out an array of entries (a reply of its own), CR_EEMPTY when
+ * none came, or a connection code. */
+static int block_read(cr_rqueue_t *q, double slice, double retry, cr_redis_reply_t **out) {
+  char ms[32], count[16];
   long long m = (long long)(slice * 1000);
   snprintf(ms, sizeof ms, "%lld", m < 1 ? 1 : m);
-  const char *argv[] = {"XREADGROUP", "GROUP", "g", q->consumer, "COUNT", "1", "BLOCK", ms, "STREAMS", q->stream, ">"};
+  snprintf(count, sizeof count, "%d", q->count);
+  const char *argv[] = {"XREADGROUP", "GROUP", "g", q->consumer, "COUNT", count, "BLOCK", ms, "STREAMS", q->stream, ">"};
   size_t lens[11];
   for (int i = 0; i < 11; i++) lens[i] = strlen(argv[i]);
-  int rc = cr_redis_call(q->c, 11, argv, lens, slice, retry, whole);
+  cr_redis_reply_t *r;
+  int rc = cr_redis_call(q->c, 11, argv, lens, slice, retry, &r);
   if (rc < 0) return rc;
-  const cr_redis_reply_t *r = *whole;
-  if (cr_redis_reply_type(r) != CR_REDIS_ARRAY || cr_redis_reply_len(r) == 0) return CR_EEMPTY;
-  const cr_redis_reply_t *entries = cr_redis_reply_at(cr_redis_reply_at(r, 0), 1);
-  if (cr_redis_reply_len(entries) == 0) return CR_EEMPTY;
-  *out = cr_redis_reply_at(entries, 0);
+  if (cr_redis_reply_type(r) != CR_REDIS_ARRAY || cr_redis_reply_len(r) == 0) {
+    cr_redis_reply_free(r);
+    return CR_EEMPTY;
+  }
+  cr_redis_reply_t *stream = cr_redis_reply_detach(r, 0); /* {key, entries} */
+  cr_redis_reply_free(r);
+  cr_redis_reply_t *entries = cr_redis_reply_detach(stream, 1);
+  cr_redis_reply_free(stream);
+  if (cr_redis_reply_len(entries) == 0) {
+    cr_redis_reply_free(entries);
+    return CR_EEMPTY;
+  }
+  *out = entries;
   return 0;
+}
+
+/* Acknowledges (and deletes) the entries of the batch handed out so far. */
+static void ack_handed(cr_rqueue_t *q) {
+  size_t n = q->bnext - q->backed;
+  if (n == 0) return;
+  const char *argv[BATCH];
+  size_t lens[BATCH];
+  for (size_t i = 0; i < n; i++)
+    argv[i] = cr_redis_reply_str(cr_redis_reply_at(cr_redis_reply_at(q->batch, q->backed + i), 0), &lens[i]);
+  cr_redis_reply_t *r;
+  if (run(q, ACK, (int)n, argv, lens, -1, &r) == 0) cr_redis_reply_free(r);
+  q->backed = q->bnext;
+}
+
+/* Lets the batch go, its handed-out entries acknowledged. The rest (taken
+ * and never handed out) stay in this consumer's hands until the
+ * visibility timeout gives them to another consumer (or this one again). */
+static void batch_done(cr_rqueue_t *q) {
+  ack_handed(q);
+  cr_redis_reply_free(q->batch);
+  q->batch = NULL;
+}
+
+/* Hands out the next entry of the batch: as deliver, or CR_EEMPTY when the
+ * batch is used up or so old that its entries may be another's by now.
+ * The batch is acknowledged just before its last entry is handed out. */
+static int from_batch(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, int *signed_out) {
+  if (!q->batch) return CR_EEMPTY;
+  if (q->bnext == q->blen || cr_now() - q->bat > (double)q->vis_ms / 2000.0) {
+    batch_done(q);
+    return CR_EEMPTY;
+  }
+  const cr_redis_reply_t *e = cr_redis_reply_at(q->batch, q->bnext++);
+  if (q->bnext < q->blen) return deliver(q, e, sink, ud, signed_out);
+  ack_handed(q);
+  int rc = deliver(q, e, sink, ud, signed_out);
+  cr_redis_reply_free(q->batch);
+  q->batch = NULL;
+  return rc;
+}
+
+/* Entries es (a reply that get now owns): the first is handed out, the
+ * rest wait in the batch. */
+static int take_entries(cr_rqueue_t *q, cr_redis_reply_t *es, cr_chan_sink_fn sink, void *ud, int *signed_out) {
+  if (q->count == 1) {
+    int rc = deliver(q, cr_redis_reply_at(es, 0), sink, ud, signed_out);
+    cr_redis_reply_free(es);
+    return rc;
+  }
+  q->batch = es;
+  q->bnext = q->backed = 0;
+  q->blen = cr_redis_reply_len(es);
+  q->bat = cr_now();
+  return from_batch(q, sink, ud, signed_out);
 }
 
 int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout, int *signed_out) {
   own(q);
-  char vis[32];
-  snprintf(vis, sizeof vis, "%lld", q->vis_ms);
-  const char *argv[3] = {q->consumer, vis, (q->flags & CR_QUEUE_JOINABLE) ? "1" : "0"};
-  size_t lens[3] = {strlen(q->consumer), strlen(vis), 1};
-  double deadline = deadline_of(timeout);
   if (signed_out) *signed_out = 0;
-  int rc;
+  int rc = from_batch(q, sink, ud, signed_out);
+  if (rc != CR_EEMPTY) return rc;
+  char vis[32], count[16];
+  snprintf(vis, sizeof vis, "%lld", q->vis_ms);
+  snprintf(count, sizeof count, "%d", q->count);
+  int ack_now = !(q->flags & CR_QUEUE_JOINABLE) && q->count == 1;
+  const char *argv[4] = {q->consumer, vis, ack_now ? "1" : "0", count};
+  size_t lens[4] = {strlen(q->consumer), strlen(vis), 1, strlen(count)};
+  double deadline = deadline_of(timeout);
   cr_intr_begin();
   for (;;) {
     cr_redis_reply_t *r;
-    rc = run(q, GET, 3, argv, lens, budget(deadline), &r);
+    rc = run(q, GET, 4, argv, lens, budget(deadline), &r);
     if (rc < 0) break;
     if (cr_redis_reply_type(r) == CR_REDIS_ARRAY) {
-      rc = deliver(q, r, sink, ud, signed_out);
-      cr_redis_reply_free(r);
+      rc = take_entries(q, r, sink, ud, signed_out);
       break;
     }
     long long closed = cr_redis_reply_int(r);
@@ -323,27 +406,21 @@ int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout
       rc = CR_EEMPTY;
       break;
     }
-    const cr_redis_reply_t *e;
-    rc = block_read(q, left < SLICE ? left : SLICE, budget(deadline), &r, &e);
+    rc = block_read(q, left < SLICE ? left : SLICE, budget(deadline), &r);
     if (rc == CR_EREDIS && strstr(cr_redis_strerror(q->c), "NOGROUP")) continue; /* made again by GET */
-    if (rc == CR_EEMPTY) {
-      cr_redis_reply_free(r);
-      continue;
-    }
+    if (rc == CR_EEMPTY) continue;
     if (rc < 0) break;
-    if (!(q->flags & CR_QUEUE_JOINABLE)) {
+    if (ack_now) {
       /* taken into this consumer's hands: acknowledge it now (a death
        * before that leaves it to the visibility timeout, not lost) */
       size_t idlen;
-      const char *id = cr_redis_reply_str(cr_redis_reply_at(e, 0), &idlen);
+      const char *id = cr_redis_reply_str(cr_redis_reply_at(cr_redis_reply_at(r, 0), 0), &idlen);
       const char *av[1] = {id};
       size_t al[1] = {idlen};
       cr_redis_reply_t *a;
-      int arc = run(q, ACK, 1, av, al, -1, &a);
-      if (arc == 0) cr_redis_reply_free(a);
+      if (run(q, ACK, 1, av, al, -1, &a) == 0) cr_redis_reply_free(a);
     }
-    rc = deliver(q, e, sink, ud, signed_out);
-    cr_redis_reply_free(r);
+    rc = take_entries(q, r, sink, ud, signed_out);
     break;
   }
   cr_intr_end();

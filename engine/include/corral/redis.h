@@ -93,6 +93,8 @@ long long cr_redis_reply_int(const cr_redis_reply_t *r);
 /* ARRAY: its length and elements. */
 size_t cr_redis_reply_len(const cr_redis_reply_t *r);
 const cr_redis_reply_t *cr_redis_reply_at(const cr_redis_reply_t *r, size_t i);
+/* Takes element i out of array r: the caller frees it (and r, apart). */
+cr_redis_reply_t *cr_redis_reply_detach(cr_redis_reply_t *r, size_t i);
 
 /* Runs a Lua script on the server by its SHA-1 (EVALSHA), loading it
  * (EVAL) when the server does not have it; as cr_redis_call otherwise.
