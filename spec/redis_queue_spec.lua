@@ -90,6 +90,23 @@ describe("a Redis Queue", function()
     assert.equal("from the parent, through the child", q:get(5))
   end)
 
+  it("sends the puts of a process that ends with os.exit", function()
+    local name = qname()
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q }
+      for i = 1, 1000 do q:put(i) end
+      os.exit(0)
+    ]]):format(name), srv.url)
+    local _, code = m.wait()
+    assert.equal(0, code)
+    local q = mp.Queue{ url = srv.url, name = name }
+    assert.equal(1000, q:qsize())
+    local sum = 0
+    for _ = 1, 1000 do sum = sum + q:get(5) end
+    assert.equal(500500, sum)
+  end)
+
   it("holds a producer back at maxsize", function()
     local name = qname()
     local q = mp.Queue{ url = srv.url, name = name, maxsize = 2 }

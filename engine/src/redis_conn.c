@@ -205,8 +205,7 @@ const char *cr_redis_path(const cr_redis_t *c) { return c->path; }
 const char *cr_redis_strerror(const cr_redis_t *c) { return c->err; }
 void cr_redis_set_retry(cr_redis_t *c, double seconds) { c->retry = seconds; }
 
-/* Copies the connection's address for a heartbeat's own connection. */
-static int clone_conn(const cr_redis_t *c, cr_redis_t **out) {
+int cr__redis_clone(const cr_redis_t *c, cr_redis_t **out) {
   cr_redis_t *n = calloc(1, sizeof *n);
   if (!n) return CR_ENOMEM;
   n->url = strdup(c->url);
@@ -400,7 +399,7 @@ int cr_redis_beat_start(const cr_redis_t *c, const char *stream, const char *gro
   *out = NULL;
   cr_redis_beat_t *b = calloc(1, sizeof *b);
   if (!b) return CR_ENOMEM;
-  int rc = clone_conn(c, &b->conn);
+  int rc = cr__redis_clone(c, &b->conn);
   if (rc < 0) {
     free(b);
     return rc;

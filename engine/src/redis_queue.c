@@ -35,6 +35,7 @@ struct cr_rqueue {
   cr_redis_reply_t *batch; /* entries taken and not all handed out yet */
   size_t bnext, backed, blen;
   double bat;          /* when the batch was taken */
+  cr__feed_t *feed;    /* an unbounded Queue's feeder thread, once it put */
 };
 
 #define BATCH 64
@@ -105,6 +106,7 @@ static void own(cr_rqueue_t *q) {
   snprintf(q->consumer, sizeof q->consumer, "%s-%d-%u", host, pid, ++seq);
   q->pid = pid;
   q->nheld = q->hhead = 0;
+  if (q->feed && !cr__feed_mine(q->feed)) q->feed = NULL; /* the parent's thread, not here */
   if (q->batch) { /* the parent's: it hands them out itself */
     cr_redis_reply_free(q->batch);
     q->batch = NULL;
@@ -167,6 +169,7 @@ static void batch_done(cr_rqueue_t *q);
 
 void cr_rqueue_free(cr_rqueue_t *q) {
   if (!q) return;
+  if (q->feed) cr__feed_stop(q->feed); /* sends what waits first */
   if (q->batch && q->pid == getpid()) batch_done(q);
   cr_redis_reply_free(q->batch);
   cr_redis_free(q->c);
@@ -193,7 +196,22 @@ static double budget(double deadline) {
   return left > 0 ? left : 0;
 }
 
+/* This process's puts waiting in its feeder are sent before anything that
+ * should see them. */
+static void flush(cr_rqueue_t *q) {
+  if (q->feed && cr__feed_mine(q->feed)) cr__feed_flush(q->feed);
+}
+
 int cr_rqueue_put(cr_rqueue_t *q, const void *data, size_t len, double timeout) {
+  if (q->count > 1) { /* an unbounded Queue: the feeder sends it */
+    own(q);
+    if (!q->feed) cr__feed_start(q->c, q->stream, q->closed, &q->feed);
+    if (q->feed) {
+      unsigned char fsig[CR_HMAC_LEN];
+      if (q->klen) cr_hmac_sha256(q->key, q->klen, data, len, fsig);
+      return cr__feed_put(q->feed, data, len, fsig, q->klen ? CR_HMAC_LEN : 0);
+    }
+  }
   char max[32];
   snprintf(max, sizeof max, "%lld", (long long)q->maxsize);
   unsigned char sig[CR_HMAC_LEN];
@@ -372,6 +390,7 @@ static int take_entries(cr_rqueue_t *q, cr_redis_reply_t *es, cr_chan_sink_fn si
 
 int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout, int *signed_out) {
   own(q);
+  flush(q);
   if (signed_out) *signed_out = 0;
   int rc = from_batch(q, sink, ud, signed_out);
   if (rc != CR_EEMPTY) return rc;
@@ -428,6 +447,7 @@ int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout
 }
 
 static int sizes(cr_rqueue_t *q, int64_t *len, int64_t *pending) {
+  flush(q);
   cr_redis_reply_t *r;
   int rc = run(q, SIZE, 0, NULL, NULL, -1, &r);
   if (rc < 0) return rc;
@@ -450,6 +470,7 @@ int64_t cr_rqueue_unfinished(cr_rqueue_t *q) {
 }
 
 int cr_rqueue_close(cr_rqueue_t *q) {
+  flush(q);
   const char *argv[] = {"SET", q->closed, "1"};
   size_t lens[] = {3, strlen(q->closed), 1};
   cr_redis_reply_t *r;
@@ -459,6 +480,7 @@ int cr_rqueue_close(cr_rqueue_t *q) {
 }
 
 int cr_rqueue_is_closed(cr_rqueue_t *q) {
+  flush(q);
   const char *argv[] = {"EXISTS", q->closed};
   size_t lens[] = {6, strlen(q->closed)};
   cr_redis_reply_t *r;
