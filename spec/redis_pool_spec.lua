@@ -17,11 +17,7 @@ end
 
 local KEY = "spec-key"
 
-local function kind_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return mp.iserror(err) and err.kind or tostring(err), err
-end
+local kind_of = R.kind_of
 
 -- `corral worker URL/name --workers n` on another "machine".
 -- `corral worker URL/name --workers n` on another "machine".

@@ -15,11 +15,7 @@ local function qname()
   return ("q%d-%d"):format(mp.getpid(), names)
 end
 
-local function kind_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok, "expected an error")
-  return mp.iserror(err) and err.kind or tostring(err), err
-end
+local kind_of = R.kind_of
 
 describe("a Redis Queue", function()
   setup(function() srv = R.start() end)

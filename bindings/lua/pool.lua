@@ -845,43 +845,12 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
                              window = self._n * PREFETCH * max(4 * chunksize, 2 * BATCH_ITEMS) }, Source)
   self._sources[#self._sources + 1] = src
   local pool = self
-  local finished = false
-  local ubuf_head = 1
-  return function()
-    if finished then return nil end
-    local pos = job.yield_pos
-    local function have()
-      if ordered then
-        return job.buffer[pos] ~= nil or (not job.source_open and job.total and pos > job.total)
-      end
-      return job.buffer[ubuf_head] ~= nil or (not job.source_open and job.tasks_left == 0)
-    end
+  return jobs.imap_iterator(self, job, function()
     -- the source leaves the list when its window is full: put it back
     local present = false
     for _, s in ipairs(pool._sources) do if s == src then present = true break end end
     if not present and job.source_open then pool._sources[#pool._sources + 1] = src end
-    pool:_wait_until(have, nil, 2)
-    local e
-    if ordered then
-      e = job.buffer[pos]
-      job.buffer[pos] = nil
-    else
-      e = job.buffer[ubuf_head]
-      job.buffer[ubuf_head] = nil
-      if e then ubuf_head = ubuf_head + 1 end
-    end
-    if not e then
-      finished = true
-      return nil
-    end
-    job.yield_pos = pos + 1
-    if not e[1] then
-      finished = true
-      pool:_cancel(job)
-      error(e[2], 2)
-    end
-    return e[2]
-  end
+  end, function() pool:_cancel(job) end)
 end
 
 -- imap(f, iterable [, chunksize] [, opts]) -> iterator over f(item), in order
@@ -989,4 +958,6 @@ end
 return {
   Pool = new_pool,
   AsyncResult = jobs.AsyncResult,
+  -- the argument checks that the Pool on Redis (corral.pool_redis) shares
+  _checks = { opts = check_opts, chunksize = check_chunksize, count = check_count, callable = callable },
 }

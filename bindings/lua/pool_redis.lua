@@ -34,6 +34,7 @@
 local _, core = ...
 local mp = require "corral"
 local jobs = require "corral.pool_jobs"
+local worker = require "corral.pool_worker"
 
 local type, pairs, ipairs, error, pcall, xpcall, tostring, setmetatable, select =
   type, pairs, ipairs, error, pcall, xpcall, tostring, setmetatable, select
@@ -127,18 +128,16 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 ]]
 
+local traceback = worker.traceback
+
+-- A task's error as the caller gets it: the time limit kept by run_task
+-- stays a Timeout, anything else is a RemoteError.
 local function remote_error(e)
   local err = e.err
   if iserror(err) and err.kind == "Timeout" and err.task_timeout then
     return newerror("Timeout", err.message, { pid = core.getpid() })
   end
-  local fields = { traceback = e.tb, pid = core.getpid() }
-  if iserror(err) then fields.remote_kind = err.kind end
-  return newerror("RemoteError", tostring(err), fields)
-end
-
-local function traceback(err)
-  return { err = err, tb = debug.traceback(tostring(err), 2) }
+  return worker.remote_error(e)
 end
 
 -- Resolves "module.func" (the longest module name that loads).
@@ -346,18 +345,9 @@ Pool.__name = "corral.Pool"
 local OPTS = { broker = true, name = true, authkey = true, visibility = true, max_deliveries = true,
                context = true, _unsigned = true }
 
-local function check_count(v, what, level, zero)
-  if math.type(v) ~= "integer" or v < (zero and 0 or 1) then
-    raise("ValueError", ("%s must be a %s integer, got %s"):format(what, zero and "non-negative" or "positive",
-      tostring(v)), level + 1)
-  end
-end
-
-local function callable(f)
-  if type(f) == "function" then return true end
-  local mt = getmetatable(f)
-  return mt ~= nil and mt.__call ~= nil
-end
+local checks = require("corral.pool")._checks
+local check_opts, check_chunksize, callable, check_count = checks.opts, checks.chunksize, checks.callable,
+  checks.count
 
 -- Pool(n, {broker = url, name =, authkey =, visibility = 30, max_deliveries = 3})
 function M.new(n, opts)
@@ -366,7 +356,7 @@ function M.new(n, opts)
       .. "(it needs libhiredis-dev and libssl-dev)", 3)
   end
   if n == nil then n = core.cpu_count() end
-  check_count(n, "Pool size", 3, true)
+  if n ~= 0 then check_count(n, "Pool size", 3) end -- 0: a caller whose workers are elsewhere
   for k in pairs(opts) do
     if not OPTS[k] then raise("ValueError", "Pool: unknown option '" .. tostring(k) .. "' for a Redis pool", 3) end
   end
@@ -554,25 +544,6 @@ end
 local APPLY_OPTS = { callback = true, error_callback = true, timeout = true }
 local MAP_OPTS = { callback = true, error_callback = true, timeout = true, progress = true, chunksize = true }
 
-local function check_opts(opts, allowed, level)
-  if opts == nil then return NOTHING end
-  if type(opts) ~= "table" then raise("ValueError", "options must be a table", level + 1) end
-  for k in pairs(opts) do
-    if not allowed[k] then raise("ValueError", "unknown option '" .. tostring(k) .. "'", level + 1) end
-  end
-  local t = opts.timeout
-  if t ~= nil and (type(t) ~= "number" or t ~= t or t <= 0) then
-    raise("ValueError", "task timeout must be a positive number of seconds, got " .. tostring(t), level + 1)
-  end
-  return opts
-end
-
-local function check_chunksize(c, level)
-  if c ~= nil and (math.type(c) ~= "integer" or c < 1) then
-    raise("ValueError", "chunksize must be a positive integer, got " .. tostring(c), level + 1)
-  end
-end
-
 function Pool:apply_async(f, args, opts)
   check_running(self, 2)
   f = self:_fn(f, 2)
@@ -673,37 +644,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
   local src = setmetatable({ job = job, f = f, list = list, len = list and #list, i = 1, iter = iter,
                              chunksize = chunksize, window = max(self._n, 2) * 64 * chunksize }, Source)
   self._sources[#self._sources + 1] = src
-  local pool, finished, head = self, false, 1
-  return function()
-    if finished then return nil end
-    local pos = job.yield_pos
-    local function have()
-      if ordered then
-        return job.buffer[pos] ~= nil or (not job.source_open and job.total and pos > job.total)
-      end
-      return job.buffer[head] ~= nil or (not job.source_open and job.tasks_left == 0)
-    end
-    pool:_wait_until(have, nil, 2)
-    local e
-    if ordered then
-      e = job.buffer[pos]
-      job.buffer[pos] = nil
-    else
-      e = job.buffer[head]
-      job.buffer[head] = nil
-      if e then head = head + 1 end
-    end
-    if not e then
-      finished = true
-      return nil
-    end
-    job.yield_pos = pos + 1
-    if not e[1] then
-      finished = true
-      error(e[2], 2)
-    end
-    return e[2]
-  end
+  return jobs.imap_iterator(self, job)
 end
 
 function Pool:imap(f, iterable, chunksize, opts) return imap(self, MAP, f, iterable, chunksize, opts, true, 2) end

@@ -28,6 +28,9 @@ local function traceback(err)
   return { err = err, tb = debug.traceback(tostring(err), 2) }
 end
 
+-- xpcall's handler and the RemoteError it makes, for corral.pool_redis too
+M.remote_error, M.traceback = remote_error, traceback
+
 -- The reply for results that ended well, unless they cannot travel.
 local function reply(out)
   local ok, body = pcall(pack_results, out)

@@ -175,18 +175,8 @@ static int do_put(lua_State *L, rqueue_t *u, double t, int nowait) {
                        "(give the queue an authkey, or set CORRAL_AUTHKEY)");
   }
   int rc = cr_rqueue_put(u->q, p, len, t);
-  if (rc == 0) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  if (nowait && rc == CR_EFULL) return crL_error(L, "Full", "put_nowait: the queue is full");
-  if (nowait && rc == CR_ECLOSED) return crL_error(L, "Closed", "put_nowait: the queue is closed");
-  if (rc == CR_EFULL || rc == CR_ECLOSED) {
-    lua_pushboolean(L, 0);
-    lua_pushstring(L, rc == CR_EFULL ? "full" : "closed");
-    return 2;
-  }
-  return raise_code(L, cr_rqueue_conn(u->q), rc, "put");
+  int n = crL_queue_put_outcome(L, rc, nowait);
+  return n >= 0 ? n : raise_code(L, cr_rqueue_conn(u->q), rc, "put");
 }
 
 static int q_put(lua_State *L) {
@@ -195,8 +185,10 @@ static int q_put(lua_State *L) {
 }
 static int q_put_nowait(lua_State *L) { return do_put(L, check_rq(L), 0, 1); }
 
-/* As lqueue.c's get_one: 1 with the value pushed, or 0 with *why set. */
-static int get_one(lua_State *L, rqueue_t *u, double t, const char **why) {
+/* The getter of crL_queue_get (corral_lua.h) for the queue at idx. */
+static int get_one(lua_State *L, int idx, double t, const char **why) {
+  rqueue_t *u = lua_touserdata(L, idx);
+  if (!u->q) return crL_error_closed(L, "Queue");
   int top = lua_gettop(L), good = 0;
   int rc = cr_rqueue_get(u->q, sink_string, L, t, &good);
   if (rc == 0) {
@@ -218,49 +210,21 @@ static int get_one(lua_State *L, rqueue_t *u, double t, const char **why) {
   return 0;
 }
 
+static const crL_getter_t getter = {get_one};
+
 static int q_get(lua_State *L) {
-  rqueue_t *u = check_rq(L);
-  double t = crL_opttimeout(L, 2);
-  const char *why;
-  if (get_one(L, u, t, &why)) return 1;
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
+  check_rq(L);
+  return crL_queue_get(L, &getter);
 }
 
 static int q_get_nowait(lua_State *L) {
-  rqueue_t *u = check_rq(L);
-  const char *why;
-  if (get_one(L, u, 0, &why)) return 1;
-  if (why[0] == 't') return crL_error(L, "Empty", "get_nowait: the queue is empty");
-  return crL_error(L, "Closed", "get_nowait: the queue is closed and drained");
-}
-
-static int iter_next(lua_State *L) {
-  rqueue_t *u = lua_touserdata(L, lua_upvalueindex(1));
-  if (!u->q) return crL_error_closed(L, "Queue");
-  double t = lua_tonumber(L, lua_upvalueindex(2));
-  for (;;) {
-    const char *why;
-    if (get_one(L, u, t, &why)) {
-      if (lua_isnil(L, -1)) {
-        lua_pop(L, 1);
-        continue;
-      }
-      return 1;
-    }
-    if (why[0] == 'c') return 0;
-    return crL_error(L, "Timeout", "iter: no item within %f seconds", t);
-  }
+  check_rq(L);
+  return crL_queue_get_nowait(L, &getter);
 }
 
 static int q_iter(lua_State *L) {
   check_rq(L);
-  double t = crL_opttimeout(L, 2);
-  lua_settop(L, 1);
-  lua_pushnumber(L, t);
-  lua_pushcclosure(L, iter_next, 2);
-  return 1;
+  return crL_queue_iter(L, &getter);
 }
 
 static int64_t checked(lua_State *L, rqueue_t *u, int64_t n, const char *what) {

@@ -186,6 +186,17 @@ const char *cr_rqueue_name(const cr_rqueue_t *q) { return q->name; }
 unsigned cr_rqueue_flags(const cr_rqueue_t *q) { return q->flags; }
 int64_t cr_rqueue_maxsize(const cr_rqueue_t *q) { return q->maxsize; }
 
+/* Waits the next poll interval (doubling up to POLL_MAX), never past
+ * deadline: 0 to look again, 1 when the deadline has passed, CR_EINTR on
+ * SIGINT. */
+static int poll_pause(double deadline, double *poll) {
+  double left = deadline - cr_now();
+  if (left <= 0) return 1;
+  if (cr_sleep(*poll < left ? *poll : left) == CR_EINTR || cr_intr_pending()) return CR_EINTR;
+  *poll = *poll * 2 > POLL_MAX ? POLL_MAX : *poll * 2;
+  return 0;
+}
+
 static double deadline_of(double timeout) { return timeout < 0 ? 1e300 : cr_now() + timeout; }
 
 /* The reconnect budget of a call made before deadline: what is left of
@@ -232,16 +243,11 @@ int cr_rqueue_put(cr_rqueue_t *q, const void *data, size_t len, double timeout) 
       rc = CR_ECLOSED;
       break;
     }
-    double left = deadline - cr_now();
-    if (left <= 0) {
-      rc = CR_EFULL;
+    int w = poll_pause(deadline, &poll);
+    if (w != 0) {
+      rc = w == 1 ? CR_EFULL : w;
       break;
     }
-    if (cr_sleep(poll < left ? poll : left) == CR_EINTR || cr_intr_pending()) {
-      rc = CR_EINTR;
-      break;
-    }
-    poll = poll * 2 > POLL_MAX ? POLL_MAX : poll * 2;
   }
   cr_intr_end();
   return rc;
@@ -515,16 +521,11 @@ int cr_rqueue_join(cr_rqueue_t *q, double timeout) {
     rc = sizes(q, &n, &p);
     if (rc < 0) break;
     if (n == 0) break;
-    double left = deadline - cr_now();
-    if (left <= 0) {
-      rc = CR_ETIMEDOUT;
+    int w = poll_pause(deadline, &poll);
+    if (w != 0) {
+      rc = w == 1 ? CR_ETIMEDOUT : w;
       break;
     }
-    if (cr_sleep(poll < left ? poll : left) == CR_EINTR || cr_intr_pending()) {
-      rc = CR_EINTR;
-      break;
-    }
-    poll = poll * 2 > POLL_MAX ? POLL_MAX : poll * 2;
   }
   cr_intr_end();
   return rc;
