@@ -829,9 +829,8 @@ function Pool:_cancel(job)
   if job.tasks_left == 0 then self:_job_done(job) end
 end
 
-local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
-  check_running(self, level + 1)
-  if not callable(f) then raise("ValueError", "f must be a function, got " .. type(f), level + 1) end
+-- imap's arguments, checked: list or iter, chunksize, opts.
+local function imap_args(iterable, chunksize, opts, level)
   local list, iter
   if type(iterable) == "table" then list = iterable
   elseif type(iterable) == "function" then iter = iterable
@@ -840,6 +839,14 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
   opts = check_opts(opts, MAP_OPTS, level + 1)
   chunksize = chunksize or opts.chunksize or 1
   check_chunksize(chunksize, level + 1)
+  return list, iter, chunksize, opts
+end
+
+local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
+  check_running(self, level + 1)
+  if not callable(f) then raise("ValueError", "f must be a function, got " .. type(f), level + 1) end
+  local list, iter
+  list, iter, chunksize, opts = imap_args(iterable, chunksize, opts, level + 1)
   local job = jobs.imap_job(self, opts, mode, ordered, list and #list or nil)
   local src = setmetatable({ job = job, f = f, list = list, i = 1, iter = iter, chunksize = chunksize,
                              window = self._n * PREFETCH * max(4 * chunksize, 2 * BATCH_ITEMS) }, Source)
@@ -958,6 +965,7 @@ end
 return {
   Pool = new_pool,
   AsyncResult = jobs.AsyncResult,
-  -- the argument checks that the Pool on Redis (corral.pool_redis) shares
-  _checks = { opts = check_opts, chunksize = check_chunksize, count = check_count, callable = callable },
+  -- what the Pool on Redis (corral.pool_redis) shares: argument checks, job ends
+  _shared = { opts = check_opts, chunksize = check_chunksize, count = check_count, callable = callable,
+              imap_args = imap_args, job_done = Pool._job_done, task_counted = Pool._task_counted },
 }

@@ -345,9 +345,9 @@ Pool.__name = "corral.Pool"
 local OPTS = { broker = true, name = true, authkey = true, visibility = true, max_deliveries = true,
                context = true, _unsigned = true }
 
-local checks = require("corral.pool")._checks
-local check_opts, check_chunksize, callable, check_count = checks.opts, checks.chunksize, checks.callable,
-  checks.count
+local shared = require("corral.pool")._shared
+local check_opts, check_chunksize, callable, check_count = shared.opts, shared.chunksize, shared.callable,
+  shared.count
 
 -- Pool(n, {broker = url, name =, authkey =, visibility = 30, max_deliveries = 3})
 function M.new(n, opts)
@@ -462,18 +462,7 @@ function Pool:_flush()
   self._conn:eval(SUBMIT, 1, self._K.tasks, self._res, tunpack(out))
 end
 
-function Pool:_job_done(job)
-  if job.done then return end
-  job.done = true
-  if job.timeout then self._timed = self._timed - 1 end
-  job:complete()
-end
-
-function Pool:_task_counted(job, count)
-  job.tasks_left = job.tasks_left - 1
-  if job.progress then job.progress:advance(count) end
-  if job.tasks_left == 0 and job:finished() then self:_job_done(job) end
-end
+Pool._job_done, Pool._task_counted = shared.job_done, shared.task_counted
 
 -- One answer: the first for its task is its result; later ones are dropped.
 function Pool:_on_answer(f)
@@ -633,13 +622,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
   check_running(self, level + 1)
   f = self:_fn(f, level + 1)
   local list, iter
-  if type(iterable) == "table" then list = iterable
-  elseif type(iterable) == "function" then iter = iterable
-  else raise("ValueError", "expected an array table or an iterator function, got " .. type(iterable), level + 1) end
-  if type(chunksize) == "table" and opts == nil then opts, chunksize = chunksize, nil end
-  opts = check_opts(opts, MAP_OPTS, level + 1)
-  chunksize = chunksize or opts.chunksize or 1
-  check_chunksize(chunksize, level + 1)
+  list, iter, chunksize, opts = shared.imap_args(iterable, chunksize, opts, level + 1)
   local job = jobs.imap_job(self, opts, mode, ordered, list and #list or nil)
   local src = setmetatable({ job = job, f = f, list = list, len = list and #list, i = 1, iter = iter,
                              chunksize = chunksize, window = max(self._n, 2) * 64 * chunksize }, Source)
