@@ -283,6 +283,10 @@ end
 -- processes for the pool and starts a new one when one dies, until SIGINT
 -- or SIGTERM. The key comes from CORRAL_AUTHKEY.
 function M.serve(argv)
+  if not core._redis then
+    raise("ValueError", "corral worker: this corral was built without the Redis backend "
+      .. "(it needs libhiredis-dev and libssl-dev)", 2)
+  end
   local url, n = nil, mp.cpu_count()
   local i = 1
   while i <= #argv do
