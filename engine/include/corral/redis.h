@@ -25,11 +25,21 @@
  * entry (a Lua script checks closed and maxsize in the same step); get
  * takes the oldest entry not yet delivered, or first an entry that another
  * consumer took and did not acknowledge within the visibility timeout (a
- * consumer that died: XAUTOCLAIM). A Queue acknowledges and deletes the
- * entry as soon as it has it; a JoinableQueue on task_done (the oldest
- * item this handle got and has not marked done), so an item whose
- * consumer died before task_done goes to another consumer. join waits for
- * the stream to be empty: every item put has been marked done somewhere.
+ * consumer that died: XAUTOCLAIM). A bounded Queue acknowledges and
+ * deletes the entry in the step that takes it; an unbounded one takes up
+ * to 64 entries at once and acknowledges them just before it hands out
+ * the last (a batch older than half the visibility timeout is let go
+ * unacknowledged: its entries may be another's by then); a JoinableQueue
+ * on task_done (the oldest item this handle got and has not marked done),
+ * so an item whose consumer died before task_done goes to another
+ * consumer. join waits for the stream to be empty: every item put has
+ * been marked done somewhere.
+ *
+ * An unbounded Queue's put hands the item to a feeder thread of the
+ * process (redis_feed.c) that appends up to 256 items per script call;
+ * every other call of the queue, the queue's free and the process's exit
+ * wait until the feeder sent what it holds. A bounded Queue's and a
+ * JoinableQueue's put return once the server has the item.
  *
  * Signing: with a key, every item travels with an HMAC-SHA256 of its bytes
  * under that key, and a get refuses (acknowledges and drops) an item
@@ -145,7 +155,9 @@ unsigned cr_rqueue_flags(const cr_rqueue_t *q);
 int64_t cr_rqueue_maxsize(const cr_rqueue_t *q);
 
 /* As cr_queue_put: 0, CR_EFULL, CR_ECLOSED, CR_EINTR, or a connection
- * code (cr_redis_call). A put repeated after a lost reply may land twice. */
+ * code (cr_redis_call). A put repeated after a lost reply may land twice.
+ * An unbounded Queue's put only hands the item to the feeder: 0, or
+ * CR_ECLOSED once the feeder learnt that the queue is closed. */
 int cr_rqueue_put(cr_rqueue_t *q, const void *data, size_t len, double timeout);
 /* As cr_queue_get: hands the item's bytes to sink (valid during the call).
  * 0 (or the sink's negative return); CR_EEMPTY, CR_ECLOSED (closed and
