@@ -9,6 +9,13 @@ local mp = H.mp
 
 local R = {}
 
+-- Servers still running when the Lua state closes (a spec that broke off
+-- before its teardown) are stopped then.
+local running = setmetatable({}, { __gc = function(t)
+  for srv in pairs(t) do pcall(srv.stop) end
+end })
+R._running = running
+
 local function sh(cmd)
   local ok = os.execute(cmd)
   return ok == true or ok == 0
@@ -89,6 +96,7 @@ function R.start(opts)
     srv.launch()
   end
   function srv.stop()
+    running[srv] = nil
     if srv.pid then
       sh("kill " .. srv.pid .. " 2>/dev/null")
       wait_gone()
@@ -97,6 +105,7 @@ function R.start(opts)
     sh("rm -rf " .. H.shell_quote(srv.dir))
   end
   srv.launch()
+  running[srv] = true
   return srv
 end
 
