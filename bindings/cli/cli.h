@@ -35,6 +35,11 @@ void cli_message(const char *msg);
  * value) and pops it. Returns status. */
 int cli_report(lua_State *L, int status);
 
+/* ---- worker.c --------------------------------------------------------------- */
+/* `corral worker URL [--workers N]` with argv the words after "worker":
+ * serves the pool until SIGINT. Returns a lua_pcall status (reported). */
+int cli_worker(lua_State *L, int argc, char **argv);
+
 /* ---- repl.c ----------------------------------------------------------------- */
 /* Runs the REPL on stdin until end of input. Errors are reported and the
  * loop goes on; only os.exit leaves it early. */

@@ -38,6 +38,7 @@ static void print_version(void) {
 static void print_usage(FILE *f) {
   fprintf(f,
           "usage: corral [options] [script [args]]\n"
+          "       corral worker redis://host:port/name [--workers N]\n"
           "Available options are:\n"
           "  -e stat        execute string 'stat'\n"
           "  -i             enter interactive mode after executing 'script'\n"
@@ -238,6 +239,10 @@ static int pmain(lua_State *L) {
   luaL_openlibs(L);
   luaL_requiref(L, "corral", luaopen_corral, 1);
   lua_pop(L, 1);
+  if (script == 1 && argc > 1 && strcmp(argv[1], "worker") == 0) { /* corral worker URL ... */
+    lua_pushboolean(L, cli_worker(L, argc - 2, argv + 2) == LUA_OK);
+    return 1;
+  }
   createargtable(L, argv, argc, script);
   lua_gc(L, LUA_GCRESTART);
   lua_gc(L, LUA_GCGEN, 0, 0);

@@ -109,6 +109,7 @@ end
 
 -- Pool(n, {initializer=, initargs=, maxtasksperchild=, context=})
 local function new_pool(n, opts)
+  if type(opts) == "table" and opts.broker ~= nil then return require("corral.pool_redis").new(n, opts) end
   if n == nil then n = core.cpu_count() end
   check_count(n, "Pool size", 3)
   opts = opts or {}
@@ -840,9 +841,8 @@ function Pool:_cancel(job)
   if job.tasks_left == 0 then self:_job_done(job) end
 end
 
-local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
-  check_running(self, level + 1)
-  if not callable(f) then raise("ValueError", "f must be a function, got " .. type(f), level + 1) end
+-- imap's arguments, checked: list or iter, chunksize, opts.
+local function imap_args(iterable, chunksize, opts, level)
   local list, iter
   if type(iterable) == "table" then list = iterable
   elseif type(iterable) == "function" then iter = iterable
@@ -851,48 +851,25 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
   opts = check_opts(opts, MAP_OPTS, level + 1)
   chunksize = chunksize or opts.chunksize or 1
   check_chunksize(chunksize, level + 1)
+  return list, iter, chunksize, opts
+end
+
+local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
+  check_running(self, level + 1)
+  if not callable(f) then raise("ValueError", "f must be a function, got " .. type(f), level + 1) end
+  local list, iter
+  list, iter, chunksize, opts = imap_args(iterable, chunksize, opts, level + 1)
   local job = jobs.imap_job(self, opts, mode, ordered, list and #list or nil)
   local src = setmetatable({ job = job, f = f, list = list, i = 1, iter = iter, chunksize = chunksize,
                              window = self._n * PREFETCH * max(4 * chunksize, 2 * BATCH_ITEMS) }, Source)
   self._sources[#self._sources + 1] = src
   local pool = self
-  local finished = false
-  local ubuf_head = 1
-  return function()
-    if finished then return nil end
-    local pos = job.yield_pos
-    local function have()
-      if ordered then
-        return job.buffer[pos] ~= nil or (not job.source_open and job.total and pos > job.total)
-      end
-      return job.buffer[ubuf_head] ~= nil or (not job.source_open and job.tasks_left == 0)
-    end
+  return jobs.imap_iterator(self, job, function()
     -- the source leaves the list when its window is full: put it back
     local present = false
     for _, s in ipairs(pool._sources) do if s == src then present = true break end end
     if not present and job.source_open then pool._sources[#pool._sources + 1] = src end
-    pool:_wait_until(have, nil, 2)
-    local e
-    if ordered then
-      e = job.buffer[pos]
-      job.buffer[pos] = nil
-    else
-      e = job.buffer[ubuf_head]
-      job.buffer[ubuf_head] = nil
-      if e then ubuf_head = ubuf_head + 1 end
-    end
-    if not e then
-      finished = true
-      return nil
-    end
-    job.yield_pos = pos + 1
-    if not e[1] then
-      finished = true
-      pool:_cancel(job)
-      error(e[2], 2)
-    end
-    return e[2]
-  end
+  end, function() pool:_cancel(job) end)
 end
 
 -- imap(f, iterable [, chunksize] [, opts]) -> iterator over f(item), in order
@@ -1007,4 +984,7 @@ end
 return {
   Pool = new_pool,
   AsyncResult = jobs.AsyncResult,
+  -- what the Pool on Redis (corral.pool_redis) shares: argument checks, job ends
+  _shared = { opts = check_opts, chunksize = check_chunksize, count = check_count, callable = callable,
+              imap_args = imap_args, job_done = Pool._job_done, task_counted = Pool._task_counted },
 }

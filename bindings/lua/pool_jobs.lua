@@ -179,4 +179,45 @@ end
 
 function ImapJob:complete() if self.progress then self.progress:finish() end end
 
+-- The iterator that imap returns for job: each call waits in the pool
+-- (pool:_wait_until) for the next result, by position or in the order
+-- they came, and raises a task's error once its turn comes. before_wait()
+-- runs before each wait; on_error() before the error is raised (the rest
+-- of the job is abandoned).
+function M.imap_iterator(pool, job, before_wait, on_error)
+  local ordered, finished, head = job.ordered, false, 1
+  return function()
+    if finished then return nil end
+    local pos = job.yield_pos
+    local function have()
+      if ordered then
+        return job.buffer[pos] ~= nil or (not job.source_open and job.total and pos > job.total)
+      end
+      return job.buffer[head] ~= nil or (not job.source_open and job.tasks_left == 0)
+    end
+    if before_wait then before_wait() end
+    pool:_wait_until(have, nil, 2)
+    local e
+    if ordered then
+      e = job.buffer[pos]
+      job.buffer[pos] = nil
+    else
+      e = job.buffer[head]
+      job.buffer[head] = nil
+      if e then head = head + 1 end
+    end
+    if not e then
+      finished = true
+      return nil
+    end
+    job.yield_pos = pos + 1
+    if not e[1] then
+      finished = true
+      if on_error then on_error() end
+      error(e[2], 2)
+    end
+    return e[2]
+  end
+end
+
 return M

@@ -30,7 +30,8 @@ local function traceback(err)
 end
 
 -- A task's error as its caller gets it: xpcall(f, M.traceback, ...) and,
--- when it fails, M.remote_error(e) (also used by pipeline workers).
+-- when it fails, M.remote_error(e) (also used by pipeline workers and
+-- corral.pool_redis).
 M.traceback, M.remote_error = traceback, remote_error
 
 -- The reply for results that ended well, unless they cannot travel.

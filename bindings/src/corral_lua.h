@@ -236,6 +236,28 @@ int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void
 int crL_is_spawn_child(void);
 int crL_spawn_child_run(lua_State *L);
 
+/* ---- what a Queue and a Redis Queue share (lqueue.c) -----------------------
+ * A getter takes one item from the queue object at stack index idx: 1 with
+ * the value pushed, or 0 with nothing pushed and *why "timeout" or
+ * "closed"; it raises on any other failure (a released queue: Closed). */
+typedef struct {
+  int (*get)(lua_State *L, int idx, double t, const char **why);
+} crL_getter_t;
+/* q:get([t]), q:get_nowait(), q:iter([t]) for the checked queue at 1. */
+int crL_queue_get(lua_State *L, const crL_getter_t *g);
+int crL_queue_get_nowait(lua_State *L, const crL_getter_t *g);
+int crL_queue_iter(lua_State *L, const crL_getter_t *g);
+/* A put's engine code as the methods return it: 0 pushes true; CR_EFULL
+ * and CR_ECLOSED push false and "full"/"closed" (nowait: raise Full /
+ * Closed). Returns the values pushed, or -1 (nothing pushed) for any other
+ * code, for the caller to raise. */
+int crL_queue_put_outcome(lua_State *L, int rc, int nowait);
+
+/* ---- the Redis backend (lredis.c) -------------------------------------------
+ * Queue{url=...} and JoinableQueue{url=...}: the options table at 1;
+ * pushes the queue. Raises a ValueError in a build without the backend. */
+int crL_redis_queue(lua_State *L, unsigned flags);
+
 /* ---- the parts ------------------------------------------------------------- */
 #define CRL_PART(name) void crL_open_##name(lua_State *L);
 #include "parts.h"

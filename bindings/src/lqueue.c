@@ -76,8 +76,15 @@ static int new_queue(lua_State *L, int64_t maxsize, unsigned flags) {
   return 1;
 }
 
-static int l_queue(lua_State *L) { return new_queue(L, check_maxsize(L, "Queue"), 0); }
-static int l_jqueue(lua_State *L) { return new_queue(L, check_maxsize(L, "JoinableQueue"), CR_QUEUE_JOINABLE); }
+/* Queue(maxsize), or Queue{url=...} for a queue on a Redis server (lredis.c). */
+static int l_queue(lua_State *L) {
+  if (lua_istable(L, 1)) return crL_redis_queue(L, 0);
+  return new_queue(L, check_maxsize(L, "Queue"), 0);
+}
+static int l_jqueue(lua_State *L) {
+  if (lua_istable(L, 1)) return crL_redis_queue(L, CR_QUEUE_JOINABLE);
+  return new_queue(L, check_maxsize(L, "JoinableQueue"), CR_QUEUE_JOINABLE);
+}
 static int l_squeue(lua_State *L) { return new_queue(L, 0, CR_QUEUE_SIMPLE); }
 
 /* ---- put and get ------------------------------------------------------------------ */
@@ -101,11 +108,16 @@ static int do_put(lua_State *L, crL_handle_t *u, double t, int nowait) {
     p = crL_encode(L, 2, "item", &len);
     rc = cr_queue_put(arena(L), u->off, p, len, t);
   }
+  if (rc != 0 && p) crL_decode_drop(L, p, len); /* the references the message took on handles */
+  int n = crL_queue_put_outcome(L, rc, nowait);
+  return n >= 0 ? n : crL_error_code(L, rc, "put");
+}
+
+int crL_queue_put_outcome(lua_State *L, int rc, int nowait) {
   if (rc == 0) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (p) crL_decode_drop(L, p, len); /* the references the message took on handles */
   if (nowait && rc == CR_EFULL) return crL_error(L, "Full", "put_nowait: the queue is full");
   if (nowait && rc == CR_ECLOSED) return crL_error(L, "Closed", "put_nowait: the queue is closed");
   if (rc == CR_EFULL || rc == CR_ECLOSED) {
@@ -113,7 +125,7 @@ static int do_put(lua_State *L, crL_handle_t *u, double t, int nowait) {
     lua_pushstring(L, rc == CR_EFULL ? "full" : "closed");
     return 2;
   }
-  return crL_error_code(L, rc, "put");
+  return -1;
 }
 
 static int q_put(lua_State *L) {
@@ -123,9 +135,12 @@ static int q_put(lua_State *L) {
 
 static int q_put_nowait(lua_State *L) { return do_put(L, check_queue(L), 0, 1); }
 
-/* Gets one item: 1 with the value pushed, or 0 with nothing pushed and
- * *why set to "timeout"/"closed". Raises on other failures. */
-static int get_one(lua_State *L, crL_handle_t *u, double t, const char **why) {
+/* Gets one item from the queue handle at idx: 1 with the value pushed,
+ * or 0 with nothing pushed and *why set to "timeout"/"closed". Raises on
+ * other failures. */
+static int get_one(lua_State *L, int idx, double t, const char **why) {
+  crL_handle_t *u = lua_touserdata(L, idx);
+  if (u->off == 0) return crL_error_closed(L, crL_handle_name(L, idx));
   crL_sink_t s;
   s.L = L;
   s.raw = 0;
@@ -143,31 +158,31 @@ static int get_one(lua_State *L, crL_handle_t *u, double t, const char **why) {
   return 0;
 }
 
-static int q_get(lua_State *L) {
-  crL_handle_t *u = check_queue(L);
+static const crL_getter_t getter = {get_one};
+
+int crL_queue_get(lua_State *L, const crL_getter_t *g) {
   double t = crL_opttimeout(L, 2);
   const char *why;
-  if (get_one(L, u, t, &why)) return 1;
+  if (g->get(L, 1, t, &why)) return 1;
   lua_pushnil(L);
   lua_pushstring(L, why);
   return 2;
 }
 
-static int q_get_nowait(lua_State *L) {
-  crL_handle_t *u = check_queue(L);
+int crL_queue_get_nowait(lua_State *L, const crL_getter_t *g) {
   const char *why;
-  if (get_one(L, u, 0, &why)) return 1;
+  if (g->get(L, 1, 0, &why)) return 1;
   if (why[0] == 't') return crL_error(L, "Empty", "get_nowait: the queue is empty");
   return crL_error(L, "Closed", "get_nowait: the queue is closed and drained");
 }
 
+/* upvalues: the queue, t, the getter */
 static int iter_next(lua_State *L) {
-  crL_handle_t *u = lua_touserdata(L, lua_upvalueindex(1));
-  if (u->off == 0) return crL_error_closed(L, crL_handle_name(L, lua_upvalueindex(1)));
+  const crL_getter_t *g = lua_touserdata(L, lua_upvalueindex(3));
   double t = lua_tonumber(L, lua_upvalueindex(2));
   for (;;) {
     const char *why;
-    if (get_one(L, u, t, &why)) {
+    if (g->get(L, lua_upvalueindex(1), t, &why)) {
       if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         continue;
@@ -179,14 +194,29 @@ static int iter_next(lua_State *L) {
   }
 }
 
-/* iter([t]) -> iterator for a generic for (upvalues: the queue, t) */
-static int q_iter(lua_State *L) {
-  check_queue(L);
+int crL_queue_iter(lua_State *L, const crL_getter_t *g) {
   double t = crL_opttimeout(L, 2);
   lua_settop(L, 1);
   lua_pushnumber(L, t);
-  lua_pushcclosure(L, iter_next, 2);
+  lua_pushlightuserdata(L, (void *)g);
+  lua_pushcclosure(L, iter_next, 3);
   return 1;
+}
+
+static int q_get(lua_State *L) {
+  check_queue(L);
+  return crL_queue_get(L, &getter);
+}
+
+static int q_get_nowait(lua_State *L) {
+  check_queue(L);
+  return crL_queue_get_nowait(L, &getter);
+}
+
+/* iter([t]) -> iterator for a generic for */
+static int q_iter(lua_State *L) {
+  check_queue(L);
+  return crL_queue_iter(L, &getter);
 }
 
 /* ---- sizes, close, joinable -------------------------------------------------------- */

@@ -10,6 +10,7 @@ CRL_PART(queue)
 CRL_PART(pipe)
 CRL_PART(manager)
 CRL_PART(trace)
+CRL_PART(redis)
 #ifdef CORRAL_TESTING
 CRL_PART(testing)
 #endif

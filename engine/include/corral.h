@@ -11,7 +11,9 @@
  *   managed.h managed objects: the shared lists, dicts, namespaces of Manager
  *   refs.h    the references each process holds, given back when it ends
  *   trace.h   the trace sink: Chrome trace events from every process
- *   log.h     the logger: leveled lines on stderr */
+ *   log.h     the logger: leveled lines on stderr
+ *   redis.h   the Redis backend: queues and pools across machines (only
+ *             when built with CORRAL_REDIS) */
 #ifndef CORRAL_H
 #define CORRAL_H
 
@@ -28,5 +30,8 @@
 #include "corral/refs.h"
 #include "corral/trace.h"
 #include "corral/log.h"
+#ifdef CORRAL_REDIS
+#include "corral/redis.h"
+#endif
 
 #endif

@@ -130,6 +130,15 @@ static struct {
 } fork_hooks[8];
 static int n_fork_hooks;
 
+static void (*child_exit_hooks[8])(void);
+static int n_child_exit_hooks;
+
+int cr_proc_on_child_exit(void (*fn)(void)) {
+  if (n_child_exit_hooks == 8) return CR_ENOMEM;
+  child_exit_hooks[n_child_exit_hooks++] = fn;
+  return 0;
+}
+
 int cr_proc_on_fork(cr_proc_fork_parent_fn parent, cr_proc_fork_child_fn child, void *arg) {
   if (n_fork_hooks == 8) return CR_ENOMEM;
   fork_hooks[n_fork_hooks].parent = parent;
@@ -172,6 +181,7 @@ int cr_proc_fork(cr_engine_t *e, const cr_proc_options_t *o, cr_proc_t **out) {
     for (int i = 0; i < n_fork_hooks; i++)
       if (fork_hooks[i].child) fork_hooks[i].child(fork_hooks[i].arg);
     int code = o->child_fn(o->child_arg);
+    for (int i = 0; i < n_child_exit_hooks; i++) child_exit_hooks[i]();
     cr_engine_finish(e);
     fflush(NULL);
     cr_trace_flush();

@@ -21,7 +21,10 @@
   XX(EMPTY,     "Empty",         "empty")                                     \
   XX(OVERFLOW,  "OverflowError", "value out of range")                        \
   XX(CORRUPT,   "CorruptError",  "shared data is corrupt")                    \
-  XX(TOOMANY,   "ValueError",    "released more often than acquired")
+  XX(TOOMANY,   "ValueError",    "released more often than acquired")         \
+  XX(CONN,      "ConnectionError", "cannot reach the server")                 \
+  XX(AUTH,      "AuthError",     "authentication failed")                     \
+  XX(REDIS,     "RedisError",    "the Redis server refused the command")
 
 typedef enum {
   CR__EBASE = -5000,

@@ -79,5 +79,10 @@ int cr_proc_count_running(cr_engine_t *e);
 typedef void (*cr_proc_fork_parent_fn)(int pid, void *arg);
 typedef void (*cr_proc_fork_child_fn)(void *arg);
 int cr_proc_on_fork(cr_proc_fork_parent_fn parent, cr_proc_fork_child_fn child, void *arg);
+/* fn runs in a child of cr_proc_fork when child_fn returned, before the
+ * child's _exit (which runs no atexit handler): for work a process must
+ * finish before it ends (a Redis Queue's unsent puts). At most 8; returns
+ * 0 or CR_ENOMEM. */
+int cr_proc_on_child_exit(void (*fn)(void));
 
 #endif
