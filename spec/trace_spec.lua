@@ -270,6 +270,29 @@ describe("trace (" .. H.method .. ")", function()
     assert.are.same({ ["pipeline etl / parse queue"] = true, ["pipeline etl / double queue"] = true }, queues)
   end)
 
+  it("a pipeline item past its stage's time limit gives Timeout instants on its worker's track", function()
+    local t, out = run_traced([[
+      local mp = require "corral"
+      local r, stats = mp.pipeline({ 1, 2, 3, 4 }, { on_error = "collect" })
+        :map(function(x) if x == 3 then mp.sleep(60) end return x end, { timeout = 0.2 })
+        :run()
+      assert(#r == 3 and mp.iserror(stats.errors[1], "Timeout"), tostring(stats.errors[1]))
+      print("pid " .. stats.errors[1].pid)
+    ]])
+    local pid = tonumber(out:match("pid (%d+)"))
+    assert.are.equal("pipeline 1 / map #1", t.names[pid])
+    local kill, item
+    for _, e in ipairs(t.instants) do
+      if e.name == "Timeout" and e.pid == pid then
+        if e.args.item then item = e else kill = e end
+      end
+    end
+    assert.is_table(kill, "no Timeout instant at the kill")
+    assert.are.same({ limit = 0.2 }, kill.args)
+    assert.are.same({ item = 3, limit = 0.2 }, item.args)
+    assert.is_table(find_instant(t, "worker died", pid))
+  end)
+
   it("--trace on a script that starts no process gives a valid file with the main track", function()
     local t = run_traced([[local x = 1 + 1]])
     local pids = {}

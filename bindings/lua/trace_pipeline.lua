@@ -45,7 +45,12 @@ end
 
 -- err (WorkerLost or Timeout) is the error of the item worker w was running.
 function P.item_lost(w, err)
-  if trace.on then instant(err.kind, "fault", w.pid, "item", err.index, "exitcode", err.exitcode) end
+  if not trace.on then return end
+  if err.kind == "Timeout" then
+    instant("Timeout", "fault", w.pid, "item", err.index, "limit", w.stage.timeout)
+  else
+    instant(err.kind, "fault", w.pid, "item", err.index, "exitcode", err.exitcode)
+  end
 end
 
 -- Worker w is killed: its item ran past its stage's limit of `limit` seconds.
