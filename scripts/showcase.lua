@@ -1,15 +1,24 @@
 -- showcase: what corral does, in one short run.
---   corral scripts/showcase.lua [files]
+--   corral scripts/showcase.lua [--trace FILE] [files]
 -- Counts the words of generated text files with a pipeline:
 --   read (1 worker) -> tokenize (N workers) -> count (M workers) -> merge (here)
 -- Items go from stage to stage through shared-memory queues, each stage in
 -- processes of its own, with a live line per stage on a terminal. One file
 -- is poisoned: the worker that reads it dies, that file alone fails with
--- WorkerLost, and everything else is counted exactly once.
+-- WorkerLost, and everything else is counted exactly once. --trace FILE
+-- (as `corral --trace FILE scripts/showcase.lua` does) writes the run's
+-- timeline for Perfetto (docs/observability.md).
 local mp = require "corral"
 local tmpdir = dofile((arg[0]:match("^(.*)/") or ".") .. "/lib/tmpdir.lua")
 
-local nfiles = tonumber(arg and arg[1]) or 400
+local args = { ... }
+if args[1] == "--trace" then
+  if not args[2] then error("showcase: '--trace' needs a file name", 0) end
+  mp.trace(args[2])
+  table.remove(args, 1)
+  table.remove(args, 1)
+end
+local nfiles = tonumber(args[1]) or 400
 local workers = math.max(2, mp.cpu_count())
 local WORDS = { "the", "process", "queue", "lock", "pipe", "pool", "worker", "lua", "shared", "memory",
                 "fork", "spawn", "signal", "event", "barrier", "value", "array", "manager", "closure", "stage" }

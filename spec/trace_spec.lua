@@ -2,7 +2,8 @@
 -- trace-event file for every process, loadable (by a strict JSON reader,
 -- once the open array is closed as a viewer does) even when a worker is
 -- SIGKILLed; named tracks, a slice per task that never overlaps another
--- on its track, instants for faults, counters for a pool's backlog.
+-- on its track, instants for faults, counters for a pool's backlog; a
+-- pipeline's worker tracks, chunk slices and queue counters.
 -- Runs under both start methods.
 local H = require "spec.helper"
 local J = require "spec.json"
@@ -195,6 +196,101 @@ describe("trace (" .. H.method .. ")", function()
     local e = find_instant(t, "Timeout", pid)
     assert.is_table(e)
     assert.are.equal(0.2, e.args.limit)
+  end)
+
+  it("a traced pipeline run: a track per worker, a slice per chunk, queue counters, WorkerLost", function()
+    local t, out = run_traced([[
+      local mp = require "corral"
+      local src = {}
+      for i = 1, 300 do src[i] = i end
+      local r, stats = mp.pipeline(src, { name = "etl", on_error = "collect" })
+        :map(function(x)
+          if x == 77 then os.execute("kill -9 " .. mp.getpid()); mp.sleep(60) end
+          return x
+        end, { workers = 2, name = "parse" })
+        :map(function(x) return 2 * x end, { name = "double" })
+        :run()
+      assert(#r == 299 and #stats.errors == 1, tostring(stats.errors[1]))
+      print("lost " .. stats.errors[1].pid .. " main " .. mp.getpid())
+    ]])
+    assert_nested(t)
+    local victim, main = out:match("lost (%d+) main (%d+)")
+    victim, main = tonumber(victim), tonumber(main)
+    assert.are.equal("main", t.names[main])
+    -- every process that ran has a named track: the main one, or a worker's
+    local labels = {}
+    for pid in pairs(t.pids) do
+      local name = t.names[pid]
+      assert.is_string(name, "no name for pid " .. pid)
+      assert.are.equal(name, t.threads[pid])
+      assert.are.equal("process", t.slices[pid][1].name)
+      if pid ~= main then labels[name] = true end
+    end
+    assert.are.same({ ["pipeline etl / parse #1"] = true, ["pipeline etl / parse #2"] = true,
+                      ["pipeline etl / double #1"] = true }, labels)
+    -- a slice per chunk on its worker's track: every item that reached the
+    -- last stage is in exactly one of them
+    local seen, items = {}, 0
+    for pid, s in pairs(t.slices) do
+      for _, e in ipairs(s) do
+        if e.cat == "pipeline" then
+          assert.are.equal(t.names[pid]:match("/ (%a+) #"), e.name)
+          assert.is_number(e.args.first)
+          assert.is_true(e.args.items >= 1)
+          if e.name == "double" then
+            items = items + e.args.items
+            assert.is_nil(seen[e.args.seq])
+            seen[e.args.seq] = true
+          end
+        end
+      end
+    end
+    assert.are.equal(299, items)
+    -- the killed worker's item, its death and its replacement
+    assert.truthy(t.names[victim]:match("^pipeline etl / parse #%d$"))
+    local lost = find_instant(t, "WorkerLost", victim)
+    assert.is_table(lost, "no WorkerLost instant on the killed worker's track")
+    assert.are.same({ 77, -9 }, { lost.args.item, lost.args.exitcode })
+    assert.is_table(find_instant(t, "worker died", victim))
+    local replaced
+    for _, e in ipairs(t.instants) do
+      if e.name == "worker replaced" and e.args.old_pid == victim then replaced = e end
+    end
+    assert.is_table(replaced)
+    assert.are.equal(main, replaced.pid)
+    assert.are.equal("parse", replaced.args.stage)
+    assert.is_string(t.names[replaced.args.new_pid])
+    -- a fill counter for each stage's queue, on the main track
+    local queues = {}
+    for _, c in ipairs(t.counters) do
+      assert.are.equal(main, c.pid)
+      assert.is_number(c.args.chunks)
+      queues[c.name] = true
+    end
+    assert.are.same({ ["pipeline etl / parse queue"] = true, ["pipeline etl / double queue"] = true }, queues)
+  end)
+
+  it("a pipeline item past its stage's time limit gives Timeout instants on its worker's track", function()
+    local t, out = run_traced([[
+      local mp = require "corral"
+      local r, stats = mp.pipeline({ 1, 2, 3, 4 }, { on_error = "collect" })
+        :map(function(x) if x == 3 then mp.sleep(60) end return x end, { timeout = 0.2 })
+        :run()
+      assert(#r == 3 and mp.iserror(stats.errors[1], "Timeout"), tostring(stats.errors[1]))
+      print("pid " .. stats.errors[1].pid)
+    ]])
+    local pid = tonumber(out:match("pid (%d+)"))
+    assert.are.equal("pipeline 1 / map #1", t.names[pid])
+    local kill, item
+    for _, e in ipairs(t.instants) do
+      if e.name == "Timeout" and e.pid == pid then
+        if e.args.item then item = e else kill = e end
+      end
+    end
+    assert.is_table(kill, "no Timeout instant at the kill")
+    assert.are.same({ limit = 0.2 }, kill.args)
+    assert.are.same({ item = 3, limit = 0.2 }, item.args)
+    assert.is_table(find_instant(t, "worker died", pid))
   end)
 
   it("--trace on a script that starts no process gives a valid file with the main track", function()

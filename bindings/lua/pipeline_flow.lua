@@ -27,6 +27,8 @@ local mp = require "corral"
 local wire = require "corral.pipeline_wire"
 local worker = require "corral.pipeline_worker"
 local progress = require "corral.progress"
+local obs = require "corral.trace_pipeline"
+local trace = obs.trace
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable = type, pairs, ipairs, error, pcall, tostring,
   setmetatable
@@ -93,6 +95,7 @@ local function new(p)
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
   }, Flow)
   for g = 1, S do self.q[g] = mp.Queue(qcap) end
+  obs.flow_new(self)
   local reduces = S > 0 and stages[S].kind == "reduce"
   -- a reduce pipeline's output is its accumulator: its chunks need no order
   if reduces then self.ordered = false end
@@ -135,6 +138,7 @@ local function new(p)
     self:cancel()
     error(err, 0)
   end
+  if trace.on then obs.queues(self) end
   return self
 end
 
@@ -152,6 +156,7 @@ function Flow:start_worker(s, slot, k, rescue)
   end
   local proc = self.ctx.Process{ target = batch and worker.batch_main or worker.stage_main, args = { cfg },
                                  daemon = true, name = ("%s-%d"):format(s.name, k) }
+  proc._track = obs.track(self, s.name, k)
   self.workers[slot] = { proc = proc, held = held, slot = slot, stage = s, k = k, wid = cfg.wid }
   proc:start()
   self.workers[slot].pid = proc.pid
@@ -170,6 +175,7 @@ function Flow:start_producer(slot, k)
                 seqc = self.seqc, idxc = self.idxc }
   local proc = self.ctx.Process{ target = worker.produce_main, args = { cfg }, daemon = true,
                                  name = ("%s-%d"):format(src.name, k) }
+  proc._track = obs.track(self, src.name, k)
   self.workers[slot] = { proc = proc, slot = slot, producer = true, k = k }
   proc:start()
   self.workers[slot].pid = proc.pid
@@ -547,6 +553,11 @@ function Flow:worker_died(w, s)
     end
   end
   self:start_worker(s, w.slot, w.k, held)
+  if trace.on then
+    obs.worker_died(w)
+    if failed then obs.item_lost(w, failed) end
+    obs.worker_replaced(self, w.slot, w.pid)
+  end
   if failed then self:item_failed(failed) end
 end
 
@@ -558,6 +569,7 @@ function Flow:essential_died(w)
   local err = newerror("WorkerLost", ("%s pid %d of '%s' %s before it passed everything on"):format(
     w.producer and "producer" or "worker", w.pid, name, how_it_ended(code)), { pid = w.pid, exitcode = code })
   err.stage = name
+  if trace.on then obs.worker_died(w) end
   self:cancel()
   error(err, 0)
 end
@@ -601,6 +613,7 @@ function Flow:check_deadlines()
         local deadline = st[b + wire.START] + s.timeout
         if t >= deadline and st[b + wire.POS] == pos then
           w.timed_out = true
+          if trace.on then obs.timeout_kill(w, s.timeout) end
           w.proc:kill()
           soonest = min(soonest, t + KILL_POLL)
         else
@@ -651,6 +664,7 @@ function Flow:step()
     if got and not self.sized then self:size_chunks() end
     local t = now()
     if self.out_closed then
+      if trace.on then obs.queues(self) end
       self:drain()
       self:flush_waiting()
       self.done = true
@@ -671,6 +685,7 @@ function Flow:step()
       if self.timed then self:check_deadlines() end
       self:size_chunks()
       if self.board then self.board:draw(self:view()) end
+      if trace.on then obs.queues(self) end
     end
   end
   return true

@@ -15,6 +15,8 @@ local _, core = ...
 
 local wire = require "corral.pipeline_wire"
 local pool_worker = require "corral.pool_worker"
+local obs = require "corral.trace_pipeline"
+local trace = obs.trace
 
 local type, xpcall, pcall, tostring, pairs, ipairs = type, xpcall, pcall, tostring, pairs, ipairs
 local tsort = table.sort
@@ -72,6 +74,7 @@ function M.stage_main(cfg)
   local retries, timed = cfg.retries or 0, cfg.timed
   local reduce, is_map, is_filter = kind == "reduce", kind == "map", kind == "filter"
   local c = counters(st, b)
+  local tracing = trace.on
   local acc = reduce and unpack(cfg.init) or nil
   -- messages in `held`; of them, the first nworked were worked on (a
   -- reduce worker's, folded or left to another worker)
@@ -159,6 +162,7 @@ function M.stage_main(cfg)
     end
     c[5] = c[5] + (now() - t0)
     c[1], c[2] = c[1] + n, c[2] + m
+    if tracing then obs.chunk(name, t0, seq, n, ix and ix[1] or lo) end
     st[POS] = P_PASSING
     -- reduce passes on an empty chunk: what the parent counts to let more in
     local reply = pack_chunk_or_drop(seq, lo, out, m, oix, not (ix == nil and m == n), fail, getpid())
@@ -245,10 +249,12 @@ function M.batch_main(cfg)
   local size, qin, qout, st, g = cfg.size, cfg.qin, cfg.qout, cfg.st, cfg.g
   local b = wire.base(cfg.slot)
   local c = counters(st, b)
+  local tracing = trace.on
   local waiting, next_seq, last_seq, seen = {}, 1, 0, {}
   local group, gn, gindex = {}, 0, 0
 
   local function emit(seq, lo, items, n, ix)
+    local t0 = tracing and now()
     local out, oix, m = {}, {}, 0
     for k = 1, n do
       gn = gn + 1
@@ -261,6 +267,7 @@ function M.batch_main(cfg)
       end
     end
     c[1], c[2] = c[1] + n, c[2] + m
+    if tracing then obs.chunk(cfg.name, t0, seq, n, ix and ix[1] or lo) end
     put_timed(qout, pack_chunk(seq, lo, out, m, oix), c)
   end
 
