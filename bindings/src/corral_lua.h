@@ -177,6 +177,10 @@ const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
  * can be copied to its destination straight from the Lua string. */
 #define CRL_STRHEAD_MAX 16
 size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
+/* The other way: for a message p[0..len) that is a lone string, returns
+ * the length of its header and sets *n to the string's; 0 for any other
+ * message. */
+size_t crL_decode_strhead(const char *p, size_t len, size_t *n);
 
 /* Keys compared by their bytes (a shared dict's): the value at idx, a
  * string, number or boolean, encoded as a message that is the same for
@@ -232,6 +236,13 @@ int crL_codec_each_handle(const char *p, size_t len, crL_each_handle_fn fn, void
  * crL_spawn_child_run(L) as the exit code. */
 int crL_is_spawn_child(void);
 int crL_spawn_child_run(lua_State *L);
+
+/* embed.c: the corral executable set by the host (corral_set_worker), or
+ * NULL. */
+extern const char *crL_worker_exe;
+/* lwatch.c: hands the error message on top of L's stack (with its
+ * traceback) to the host's error handler, or prints it; leaves it there. */
+void crL_callback_error(lua_State *L);
 
 /* ---- the parts ------------------------------------------------------------- */
 #define CRL_PART(name) void crL_open_##name(lua_State *L);

@@ -9,6 +9,7 @@ CRL_PART(shm)
 CRL_PART(queue)
 CRL_PART(pipe)
 CRL_PART(manager)
+CRL_PART(watch)
 #ifdef CORRAL_TESTING
 CRL_PART(testing)
 #endif

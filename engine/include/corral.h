@@ -9,7 +9,9 @@
  *   shm.h     shared Values and Arrays
  *   chan.h    channels: the queue and pipe under Queue and Pipe
  *   managed.h managed objects: the shared lists, dicts, namespaces of Manager
- *   refs.h    the references each process holds, given back when it ends */
+ *   refs.h    the references each process holds, given back when it ends
+ *   watch.h   watches: a queue's messages served from the engine's loop
+ *   embed.h   embedding: the engine on a host's loop, the Lua module in its state */
 #ifndef CORRAL_H
 #define CORRAL_H
 
@@ -24,5 +26,7 @@
 #include "corral/chan.h"
 #include "corral/managed.h"
 #include "corral/refs.h"
+#include "corral/watch.h"
+#include "corral/embed.h"
 
 #endif
