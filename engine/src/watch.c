@@ -48,14 +48,16 @@ static void ctl_wake(cr_watch_t *w) {
   syscall(SYS_futex, (uint32_t *)&w->ctl, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
-/* Sets bits `set`, clears bits `clear`; wakes the thread if it is parked. */
+/* Sets bits `set`, clears bits `clear`; wakes the thread if it is parked
+ * and now has something to do (watch, or stop). */
 static void ctl_change(cr_watch_t *w, uint32_t set, uint32_t clear) {
   uint32_t old = atomic_load(&w->ctl), nv;
   do {
     nv = (old | set) & ~clear;
     if (nv == old) return;
   } while (!atomic_compare_exchange_weak(&w->ctl, &old, nv));
-  if (old & C_PARKED) ctl_wake(w);
+  int runs = (nv & C_STOP) || ((nv & C_ARMED) && !(nv & C_PAUSED));
+  if ((old & C_PARKED) && runs) ctl_wake(w);
 }
 
 /* Flags w and rings: the doorbell for waits, the async for a loop. */
