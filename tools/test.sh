@@ -8,8 +8,9 @@
 #   tools/test.sh            everything
 #   SANITIZE=1 tools/test.sh the same, built with ASan and UBSan
 #   tools/test.sh SPEC...    busted runs only these spec files or directories
-#   STAGES="ctest busted fuzz" (the default) names the stages to run, of
-#                            ctest busted chaos fuzz; the build always
+#   STAGES="ctest busted install fuzz" (the default) names the stages to
+#                            run, of ctest busted install chaos fuzz
+#                            (install: tools/install_check.sh); the build always
 #                            runs, a stage left out says so. chaos is not
 #                            in the default yet: it finds arena bytes that
 #                            killed producers and consumers never give back
@@ -31,7 +32,7 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   opts="-DCORRAL_SANITIZE=ON"
 fi
 
-STAGES=${STAGES:-ctest busted fuzz}
+STAGES=${STAGES:-ctest busted install fuzz}
 SPECS=("$@")
 [ ${#SPECS[@]} -eq 0 ] && SPECS=(spec)
 
@@ -156,6 +157,21 @@ if wanted chaos; then
     run_busted "$method" "chaos-$method" $((2 * ${CHAOS_SECONDS:-60} + 120)) tools/chaos.lua
     grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'
   done
+fi
+
+# --- as users get it: install, stock lua5.4, the embedding example built
+# with pkg-config (and under ASan), luarocks (tools/install_check.sh); the
+# sanitizer build is not one to install
+if [ "${SANITIZE:-0}" = 1 ]; then
+  echo "== install: skipped (a sanitizer build)"
+elif wanted install; then
+  begin install
+  bash tools/install_check.sh >"$LOG/install" 2>&1
+  rc=$?
+  grep -A25 -E "^not ok [0-9]+" "$LOG/install" | head -80
+  check_account install "$LOG/install" "$(grep -cE "^ok [0-9]+" "$LOG/install")" \
+    "$(grep -cE "^not ok [0-9]+" "$LOG/install")" "$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$LOG/install")" \
+    "TAP plan (1..N)" "$rc"
 fi
 
 # --- bounded fuzz run of the decoder (clang + libFuzzer)
