@@ -1,6 +1,7 @@
 /* corral engine tests: watches (corral/watch.h): a queue's messages are
  * served on the host's loop by uv_run, by a blocking wait and by a sleep,
  * and uv_loop_close returns 0 after cr_engine_close. */
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -112,5 +113,35 @@ void test_watch_served_in_waits(void) {
   cr_watch_stop(w);
   cr_queue_release(s.a, s.q);
   cr_queue_release(s.a, other);
+  cr_engine_close(e);
+}
+
+static int exit_now(void *arg) {
+  (void)arg;
+  return 7;
+}
+
+/* With signal handling off the engine installs no SIGCHLD handler; the
+ * host's cr_engine_serve (corral_reap) notices the child's end. */
+void test_engine_no_signals(void) {
+  cr_engine_handle_signals(0);
+  cr_engine_t *e;
+  CHECK_OK(cr_engine_open(&e, NULL, 0));
+  cr_proc_options_t o;
+  memset(&o, 0, sizeof o);
+  o.child_fn = exit_now;
+  cr_proc_t *p;
+  CHECK_OK(cr_proc_fork(e, &o, &p));
+  struct sigaction sa;
+  sigaction(SIGCHLD, NULL, &sa);
+  CHECK(!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_DFL);
+  double t0 = cr_now();
+  while (cr_proc_state(p) == CR_PROC_RUNNING && cr_now() - t0 < 10) {
+    cr_engine_serve(e);
+    usleep(1000);
+  }
+  CHECK_EQ(cr_proc_state(p), CR_PROC_EXITED);
+  CHECK_EQ(cr_proc_exitcode(p), 7);
+  cr_proc_release(p);
   cr_engine_close(e);
 }
