@@ -3,6 +3,8 @@ rockspec_format = "3.0"
 package = "corral"
 version = "scm-1"
 source = {
+  -- `luarocks make` builds the checkout it runs in and never fetches this;
+  -- the project has no public repository address yet
   url = "git+https://example.invalid/corral.git",
 }
 description = {
