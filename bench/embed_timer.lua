@@ -17,7 +17,7 @@ local function sh(cmd)
   return ok, out
 end
 
-local dir = sh and io.popen("mktemp -d /tmp/corral-bench.XXXXXX"):read("l")
+local dir = io.popen("mktemp -d /tmp/corral-bench.XXXXXX"):read("l")
 local exe = dir .. "/host"
 local abs_build = io.popen("cd " .. build .. " && pwd"):read("l")
 local ok, out = sh(("cc -O2 -o %s examples/embed/host.c -Iengine/include %s/libcorral.a "
