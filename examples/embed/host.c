@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uv.h>
 
 #ifndef CORRAL_WORKER
@@ -66,6 +67,11 @@ static struct {
   unsigned ticks, ticks_in_pool;
   uint64_t last_tick_ns;
   double worst_late_ms;
+  uv_prepare_t before_poll; /* with after_poll: how long callbacks hold the loop */
+  uv_check_t after_poll;
+  uint64_t poll_start_ns, poll_start_idle;
+  double poll_start_cpu_ms;
+  double longest_busy_ms, longest_cpu_ms;
 } host;
 
 static void check(int rc, const char *what) {
@@ -119,6 +125,29 @@ static void on_answer(cr_watch_t *w, void *data) {
   maybe_stop();
 }
 
+static double thread_cpu_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* Around each poll: the time its callbacks (corral's among them) ran is
+ * the poll's length less the time the loop slept in it; the CPU they used
+ * leaves out the time this process waited for a CPU on a busy machine. */
+static void on_before_poll(uv_prepare_t *h) {
+  host.poll_start_ns = uv_hrtime();
+  host.poll_start_idle = uv_metrics_idle_time(h->loop);
+  host.poll_start_cpu_ms = thread_cpu_ms();
+}
+
+static void on_after_poll(uv_check_t *h) {
+  uint64_t slept = uv_metrics_idle_time(h->loop) - host.poll_start_idle;
+  double busy = (double)(uv_hrtime() - host.poll_start_ns - slept) / 1e6;
+  double cpu = thread_cpu_ms() - host.poll_start_cpu_ms;
+  if (busy > host.longest_busy_ms) host.longest_busy_ms = busy;
+  if (cpu > host.longest_cpu_ms) host.longest_cpu_ms = cpu;
+}
+
 static void on_lua_error(lua_State *L, void *ud) {
   (void)ud;
   fprintf(stderr, "host: a callback failed: %s\n", lua_tostring(L, -1));
@@ -128,7 +157,10 @@ int main(void) {
   printf("corral %s (headers %d.%d.%d)\n", corral_version(), CORRAL_VERSION_MAJOR, CORRAL_VERSION_MINOR,
          CORRAL_VERSION_PATCH);
   check(uv_loop_init(&host.loop), "uv_loop_init");
+  check(uv_loop_configure(&host.loop, UV_METRICS_IDLE_TIME), "uv_loop_configure");
   uv_timer_init(&host.loop, &host.timer);
+  uv_prepare_init(&host.loop, &host.before_poll);
+  uv_check_init(&host.loop, &host.after_poll);
 
   corral_options_t opts = {.loop = &host.loop, .worker = CORRAL_WORKER};
   check(corral_open(&host.engine, &opts), "corral_open");
@@ -155,6 +187,10 @@ int main(void) {
   for (int i = 0; i < MESSAGES; i++)
     check(corral_put_string(host.engine, host.jobs, words[i], strlen(words[i]), -1), "put");
 
+  uv_prepare_start(&host.before_poll, on_before_poll);
+  uv_check_start(&host.after_poll, on_after_poll);
+  uv_unref((uv_handle_t *)&host.before_poll); /* measuring keeps nothing alive */
+  uv_unref((uv_handle_t *)&host.after_poll);
   uv_timer_start(&host.timer, on_tick, TICK_MS, TICK_MS);
   uv_run(&host.loop, UV_RUN_DEFAULT); /* ends when the timer stops: corral's handles do not hold it */
 
@@ -168,9 +204,13 @@ int main(void) {
   cr_queue_release(arena, host.answers);
   corral_close(host.engine);
   uv_close((uv_handle_t *)&host.timer, NULL);
+  uv_close((uv_handle_t *)&host.before_poll, NULL);
+  uv_close((uv_handle_t *)&host.after_poll, NULL);
   uv_run(&host.loop, UV_RUN_DEFAULT);
   printf("timer: %u ticks, %u while the pool worked, worst lateness %.2f ms\n", host.ticks,
          host.ticks_in_pool, host.worst_late_ms);
+  printf("loop: callbacks held it at most %.2f ms at a time, using at most %.2f ms of CPU\n",
+         host.longest_busy_ms, host.longest_cpu_ms);
   int rc = uv_loop_close(&host.loop);
   printf("uv_loop_close: %d\n", rc);
   return rc == 0 && host.map_done && host.answers_got == MESSAGES ? 0 : 1;
