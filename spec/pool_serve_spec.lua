@@ -84,6 +84,30 @@ describe("Pool served in every wait (" .. H.method .. ")", function()
     assert.are.equal(7, pool:apply(function() return 7 end))
   end)
 
+  it("Ctrl-C while a callback runs inside a wait interrupts that wait", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool = mp.Pool(1)
+      local lock = mp.Lock()
+      lock:acquire()
+      pool:apply_async(function() return 1 end, {}, { callback = function()
+        print("callback " .. mp.getpid()); io.stdout:flush()
+        local t = mp.time()
+        while mp.time() - t < 1 do end -- still in the callback when SIGINT comes
+      end })
+      local ok, err = pcall(lock.acquire, lock) -- held already: only Ctrl-C ends it
+      print(ok, mp.iserror(err, "Interrupted"))
+      pool:terminate()
+    ]])
+    local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
+      .. "{ read -r tag pid; kill -INT $pid; cat; }"):format(H.method, H.shell_quote(H.build .. "/?.so"),
+      H.shell_quote(script))
+    local f = io.popen("env -u LD_PRELOAD bash -c " .. H.shell_quote(cmd))
+    local out = f:read("a")
+    f:close()
+    assert.are.equal("false\ttrue\n", out)
+  end)
+
   it("an error raised by a callback is printed with its traceback and the wait goes on", function()
     local path = H.script([[
       local mp = require "corral"

@@ -45,6 +45,9 @@ int crL_error(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error for an engine code: kind from cr_err_kind, message
  * "what: <message>". Clears a pending SIGINT flag for CR_EINTR. */
 int crL_error_code(lua_State *L, int code, const char *what);
+/* Whether the value at idx is an error object, of that kind unless kind
+ * is NULL. Raises nothing. */
+int crL_iserror_kind(lua_State *L, int idx, const char *kind);
 /* Raises "attempt to use a closed <Type>" (kind "Closed"). */
 int crL_error_closed(lua_State *L, const char *tname);
 

@@ -33,8 +33,11 @@ void corral_set_error_handler(lua_State *L, corral_error_fn fn, void *ud) {
   error_ud = ud;
 }
 
+static int interrupted; /* the callback's error was an Interrupted */
+
 /* Message handler: the error as a string, with a traceback. */
 static int traceback(lua_State *L) {
+  interrupted = crL_iserror_kind(L, 1, "Interrupted");
   const char *msg = luaL_tolstring(L, 1, NULL);
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -51,9 +54,13 @@ static void on_ring(cr_watch_t *w, void *data) {
   lwatch_t *lw = data;
   lua_State *T = lw->T;
   lua_settop(T, 1);
+  interrupted = 0;
   lua_pushcfunction(T, traceback);
   lua_pushvalue(T, 1);
-  if (lua_pcall(T, 0, 0, 2) != LUA_OK) crL_callback_error(T);
+  if (lua_pcall(T, 0, 0, 2) != LUA_OK) {
+    crL_callback_error(T);
+    if (interrupted) cr_intr_post(); /* Ctrl-C is the waiting caller's */
+  }
   lua_settop(T, 1);
 }
 

@@ -367,6 +367,15 @@ int cr_intr_pending(void) {
 
 void cr_intr_clear(void) { intr_flag = 0; }
 
+void cr_intr_post(void) {
+  if (intr_depth > 0) {
+    intr_flag = 1;
+    intr_seen = 0;
+  } else {
+    raise(SIGINT);
+  }
+}
+
 void cr_intr_pass(void) {
   if (!intr_flag) return;
   if (intr_depth > 0) {

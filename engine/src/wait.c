@@ -104,9 +104,10 @@ int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d) {
   if (!cr__engine_may_serve()) return cr__futex_sleep(w, val, d);
   /* The bell before the watches' flags: a ring after this load moves it. */
   uint32_t b = atomic_load(&bell);
-  if (cr__engine_serve_waiting()) return 0;
+  /* A SIGINT that came while the callbacks ran is this wait's. */
+  if (cr__engine_serve_waiting()) return cr_intr_pending() ? CR_EINTR : 0;
   int rc = sleep_two(w, val, b, d);
-  if (atomic_load(&bell) != b) cr__engine_serve_waiting();
+  if (atomic_load(&bell) != b && cr__engine_serve_waiting() && rc == 0 && cr_intr_pending()) rc = CR_EINTR;
   return rc == CR_ETIMEDOUT || rc == CR_EINTR || rc < 0 ? rc : 0;
 }
 

@@ -68,8 +68,9 @@ int cr__futex_sleep(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d);
  * served), CR_ETIMEDOUT, CR_EINTR. */
 void cr__bell_ring(void);
 int cr__bell_sleep(const cr__deadline_t *d);
-/* engine.c: whether this wait may serve; serve what rang (1 when something
- * was served). */
+/* engine.c: whether this wait may serve. watch.c: serves what rang, after
+ * running the engine's own loop if it has events waiting (1 when anything
+ * ran). */
 int cr__engine_may_serve(void);
 int cr__engine_serve_waiting(void);
 /* Wakes up to n sleepers on w (INT32_MAX: all). */

@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
@@ -207,9 +208,24 @@ void cr_engine_serve(cr_engine_t *e) {
   e->serving = 0;
 }
 
+/* Whether the engine's own loop has events waiting (a SIGCHLD that came
+ * outside any wait is one: libuv's handler wrote it to the loop). */
+static int loop_pending(cr_engine_t *e) {
+  struct pollfd p = {uv_backend_fd(e->loop), POLLIN, 0};
+  return p.fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 int cr__engine_serve_waiting(void) {
   cr_engine_t *e = cr_engine_default();
-  if (!e || !atomic_load(&e->rung)) return 0;
+  if (!e) return 0;
+  /* A host's loop is the host's to run; the engine's own is run here, so
+   * that what it noticed (a child's end) rings the watches. */
+  int ran = 0;
+  if (!atomic_load(&e->rung) && e->owns_loop && !e->serving && loop_pending(e)) {
+    cr__engine_run_nowait(e);
+    ran = 1;
+  }
+  if (!atomic_load(&e->rung)) return ran;
   cr_engine_serve(e);
   return 1;
 }
