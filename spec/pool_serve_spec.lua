@@ -102,7 +102,7 @@ describe("Pool served in every wait (" .. H.method .. ")", function()
     local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
       .. "{ read -r tag pid; kill -INT $pid; cat; }"):format(H.method, H.shell_quote(H.build .. "/?.so"),
       H.shell_quote(script))
-    local f = io.popen("env -u LD_PRELOAD bash -c " .. H.shell_quote(cmd))
+    local f = io.popen("bash -c " .. H.shell_quote(cmd)) -- a sanitizer runtime stays preloaded for lua5.4
     local out = f:read("a")
     f:close()
     assert.are.equal("false\ttrue\n", out)
