@@ -8,10 +8,11 @@
 #   tools/test.sh            everything
 #   SANITIZE=1 tools/test.sh the same, built with ASan and UBSan
 #   tools/test.sh SPEC...    busted runs only these spec files or directories
-#   STAGES="ctest busted chaos fuzz" (the default; with SANITIZE=1,
-#                            "ctest busted": the sanitizers slow every
-#                            process several times over, and the fuzz
-#                            build has its own) names the stages to run;
+#   STAGES="ctest busted install chaos fuzz" (the default; with
+#                            SANITIZE=1, "ctest busted": the sanitizers slow
+#                            every process several times over, and the
+#                            install and fuzz stages build their own) names
+#                            the stages to run (install: tools/install_check.sh);
 #                            the build always runs, a stage left out says so
 #   CHAOS_SECONDS=60 (the default) bounds each chaos run's time of kills;
 #                            CHAOS_SEED=N replays its choices
@@ -34,7 +35,7 @@ fi
 if [ "${SANITIZE:-0}" = 1 ]; then
   STAGES=${STAGES:-ctest busted}
 else
-  STAGES=${STAGES:-ctest busted chaos fuzz}
+  STAGES=${STAGES:-ctest busted install chaos fuzz}
 fi
 SPECS=("$@")
 [ ${#SPECS[@]} -eq 0 ] && SPECS=(spec)
@@ -162,6 +163,21 @@ if wanted chaos; then
     run_busted "$method" "chaos-$method" $((2 * ${CHAOS_SECONDS:-60} + 120)) tools/chaos.lua
     grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'
   done
+fi
+
+# --- as users get it: install, stock lua5.4, the embedding example built
+# with pkg-config (and under ASan), luarocks (tools/install_check.sh); the
+# sanitizer build is not one to install
+if [ "${SANITIZE:-0}" = 1 ]; then
+  echo "== install: skipped (a sanitizer build)"
+elif wanted install; then
+  begin install
+  bash tools/install_check.sh >"$LOG/install" 2>&1
+  rc=$?
+  grep -A25 -E "^not ok [0-9]+" "$LOG/install" | head -80
+  check_account install "$LOG/install" "$(grep -cE "^ok [0-9]+" "$LOG/install")" \
+    "$(grep -cE "^not ok [0-9]+" "$LOG/install")" "$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$LOG/install")" \
+    "TAP plan (1..N)" "$rc"
 fi
 
 # --- bounded fuzz run of the decoder (clang + libFuzzer)

@@ -17,7 +17,10 @@
 --   * A function is packed into a message only the first time it goes to a
 --     given worker; the worker keeps it by id.
 --   * The parent feeds and collects while the caller waits in a pool call
---     (get, wait, map, imap, join...). A worker holds at most PREFETCH
+--     (get, wait, map, imap, join...), and also from the engine's loop:
+--     a watch on the outbox (core._watch) serves the pool in every other
+--     corral wait (sleep, a queue's get, a lock...) and in a host's
+--     uv_run, so callbacks run without a get. A worker holds at most PREFETCH
 --     batches, so an imap over an endless iterator keeps the parent's
 --     memory bounded.
 --   * The parent never waits more than SLICE at a time, so a worker's death
@@ -151,7 +154,31 @@ local function new_pool(n, opts)
   }, Pool)
   obs.pool_new(self)
   for slot = 1, n do self:_start_worker(slot) end
+  self._waiting = 0 -- pool calls running now: the watch leaves the outbox to them
+  self._watch = core._watch(self._outbox, function() self:_serve() end)
+  self._end_hold = setmetatable({}, { __close = function()
+    self._waiting = self._waiting - 1
+    if self._waiting == 0 then self._watch:pause(false) end
+  end })
   return self
+end
+
+-- For the length of a pool call that waits on the outbox itself: the
+-- watch stays quiet (a to-be-closed value ends it, however the call ends).
+function Pool:_hold()
+  self._waiting = self._waiting + 1
+  if self._waiting == 1 then self._watch:pause(true) end
+  return self._end_hold
+end
+
+-- Serves the pool from the engine's loop (its watch rang: an answer came
+-- or a child ended), unless a pool call is running: takes in the answers,
+-- runs callbacks, notices dead workers, hands out work.
+function Pool:_serve()
+  if self._state == "terminated" or self._waiting > 0 then return end
+  self:_drain()
+  self:_check_workers()
+  self:_pump()
 end
 
 function Pool:_start_worker(slot)
@@ -637,6 +664,7 @@ function Pool:_wait_until(cond, timeout, level)
   end
   local deadline = timeout and now() + timeout or huge
   local last_check = now()
+  local _ <close> = self:_hold()
   while true do
     self:_pump()
     if trace.on then obs.backlog(self) end
@@ -895,6 +923,7 @@ function Pool:join(timeout)
   if self._state == "running" then raise("StateError", "close or terminate the pool before join", 2) end
   local ok = self:_wait_until(function() return not self:_busy() end, timeout, 2)
   if not ok then return false end
+  local _ <close> = self:_hold()
   for slot = 1, self._n do
     local w = self._workers[slot]
     if w and not w.stopping then
@@ -965,6 +994,7 @@ function Pool:_shut_down(err)
     self:_job_done(job)
   end
   self._outbox:close()
+  self._watch:stop()
 end
 
 Pool.__close = Pool.terminate

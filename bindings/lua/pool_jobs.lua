@@ -30,7 +30,11 @@ local function new_result(pool, kind)
   return setmetatable({ _pool = pool, _kind = kind, _ready = false }, AsyncResult)
 end
 
-function AsyncResult:ready() return self._ready end
+-- ready(): takes in what already arrived (without waiting), then tells.
+function AsyncResult:ready()
+  if not self._ready then self._pool:_serve() end
+  return self._ready
+end
 
 -- successful(): whether it ended without error; a StateError before ready.
 function AsyncResult:successful()

@@ -975,6 +975,27 @@ size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]) {
   return 3 + (size_t)varint_write(o + 3, (uint64_t)n);
 }
 
+size_t crL_decode_strhead(const char *p, size_t len, size_t *n) {
+  const unsigned char *q = (const unsigned char *)p;
+  if (len < 3 || q[0] != CODEC_MAGIC || q[1] != CODEC_VERSION) return 0;
+  if (q[2] >= T_SHORTSTR && q[2] < T_SHORTSTR + 32) {
+    *n = (size_t)(q[2] - T_SHORTSTR);
+    return 3 + *n == len ? 3 : 0;
+  }
+  if (q[2] != T_STR) return 0;
+  uint64_t v = 0;
+  size_t i = 3;
+  for (int shift = 0; i < len && shift < 64; shift += 7) {
+    v |= (uint64_t)(q[i] & 0x7f) << shift;
+    if (!(q[i++] & 0x80)) {
+      if (v != len - i) return 0;
+      *n = (size_t)v;
+      return i;
+    }
+  }
+  return 0;
+}
+
 const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len) {
   return encode(L, idx, root, len, 0);
 }

@@ -45,6 +45,9 @@ int crL_error(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error for an engine code: kind from cr_err_kind, message
  * "what: <message>". Clears a pending SIGINT flag for CR_EINTR. */
 int crL_error_code(lua_State *L, int code, const char *what);
+/* Whether the value at idx is an error object, of that kind unless kind
+ * is NULL. Raises nothing. */
+int crL_iserror_kind(lua_State *L, int idx, const char *kind);
 /* Raises "attempt to use a closed <Type>" (kind "Closed"). */
 int crL_error_closed(lua_State *L, const char *tname);
 
@@ -179,6 +182,10 @@ const char *crL_encode(lua_State *L, int idx, const char *root, size_t *len);
  * can be copied to its destination straight from the Lua string. */
 #define CRL_STRHEAD_MAX 16
 size_t crL_encode_strhead(size_t n, char out[CRL_STRHEAD_MAX]);
+/* The other way: for a message p[0..len) that is a lone string, returns
+ * the length of its header and sets *n to the string's; 0 for any other
+ * message. */
+size_t crL_decode_strhead(const char *p, size_t len, size_t *n);
 
 /* Keys compared by their bytes (a shared dict's): the value at idx, a
  * string, number or boolean, encoded as a message that is the same for
@@ -257,6 +264,13 @@ int crL_queue_put_outcome(lua_State *L, int rc, int nowait);
  * Queue{url=...} and JoinableQueue{url=...}: the options table at 1;
  * pushes the queue. Raises a ValueError in a build without the backend. */
 int crL_redis_queue(lua_State *L, unsigned flags);
+
+/* embed.c: the corral executable set by the host (corral_set_worker), or
+ * NULL. */
+extern const char *crL_worker_exe;
+/* lwatch.c: hands the error message on top of L's stack (with its
+ * traceback) to the host's error handler, or prints it; leaves it there. */
+void crL_callback_error(lua_State *L);
 
 /* ---- the parts ------------------------------------------------------------- */
 #define CRL_PART(name) void crL_open_##name(lua_State *L);

@@ -247,19 +247,26 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
-/* iserror(v [, kind]): v is an error object (of that kind). */
-static int l_iserror(lua_State *L) {
+int crL_iserror_kind(lua_State *L, int idx, const char *kind) {
+  idx = lua_absindex(L, idx);
   int ok = 0;
-  if (lua_getmetatable(L, 1)) {
+  if (lua_getmetatable(L, idx)) {
     luaL_getmetatable(L, ERROR_MT);
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
-  if (ok && !lua_isnoneornil(L, 2)) {
-    const char *want = crL_checkstring(L, 2);
-    lua_getfield(L, 1, "kind");
-    ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), want) == 0;
+  if (ok && kind) {
+    lua_getfield(L, idx, "kind");
+    ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) == 0;
+    lua_pop(L, 1);
   }
+  return ok;
+}
+
+/* iserror(v [, kind]): v is an error object (of that kind). */
+static int l_iserror(lua_State *L) {
+  int ok = crL_iserror_kind(L, 1, NULL);
+  if (ok && !lua_isnoneornil(L, 2)) ok = crL_iserror_kind(L, 1, crL_checkstring(L, 2));
   lua_pushboolean(L, ok);
   return 1;
 }

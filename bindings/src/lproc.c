@@ -189,9 +189,12 @@ int crL_spawn_child_run(lua_State *L) {
 
 /* ---- the parent side -------------------------------------------------------- */
 
-/* Path of the corral executable for spawn: $CORRAL_EXE, this executable if
- * it is corral, else "corral" beside the module's .so file. */
+/* Path of the corral executable for spawn: the host's choice
+ * (corral_set_worker), $CORRAL_EXE, this executable if it is corral, else
+ * "corral" beside the module's .so file, or where an install puts it
+ * relative to the module (PREFIX/lib/lua/5.4/corral.so, PREFIX/bin/corral). */
 static const char *corral_exe(lua_State *L) {
+  if (crL_worker_exe) return crL_worker_exe;
   const char *env = getenv("CORRAL_EXE");
   if (env && *env) return env;
   static char path[4096];
@@ -205,8 +208,9 @@ static const char *corral_exe(lua_State *L) {
   if (dladdr((void *)luaopen_corral, &info) && info.dli_fname) {
     snprintf(path, sizeof path, "%s", info.dli_fname);
     char *slash = strrchr(path, '/');
-    if (slash) {
-      snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "corral");
+    static const char *const rel[] = {"corral", "../../../bin/corral"};
+    for (size_t i = 0; slash && i < sizeof rel / sizeof rel[0]; i++) {
+      snprintf(slash + 1, sizeof path - (size_t)(slash + 1 - path), "%s", rel[i]);
       if (access(path, X_OK) == 0) return path;
     }
   }

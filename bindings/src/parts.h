@@ -11,6 +11,7 @@ CRL_PART(pipe)
 CRL_PART(manager)
 CRL_PART(trace)
 CRL_PART(redis)
+CRL_PART(watch)
 #ifdef CORRAL_TESTING
 CRL_PART(testing)
 #endif

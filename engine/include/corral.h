@@ -13,7 +13,9 @@
  *   trace.h   the trace sink: Chrome trace events from every process
  *   log.h     the logger: leveled lines on stderr
  *   redis.h   the Redis backend: queues and pools across machines (only
- *             when built with CORRAL_REDIS) */
+ *             when built with CORRAL_REDIS)
+ *   watch.h   watches: a queue's messages served from the engine's loop
+ *   embed.h   embedding: the engine on a host's loop, the Lua module in its state */
 #ifndef CORRAL_H
 #define CORRAL_H
 
@@ -33,5 +35,7 @@
 #ifdef CORRAL_REDIS
 #include "corral/redis.h"
 #endif
+#include "corral/watch.h"
+#include "corral/embed.h"
 
 #endif

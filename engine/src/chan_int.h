@@ -24,5 +24,7 @@ void cr__queue_wake_getters(cr_arena_t *a, cr_off_t q);
 /* Messages waiting, as cr_queue_size but without its repairs (no system
  * call): for a quick look. */
 int64_t cr__queue_backlog(cr_arena_t *a, cr_off_t q);
+/* The word getters sleep on (for a watch's thread, corral/watch.h). */
+_Atomic uint32_t *cr__queue_get_ev(cr_arena_t *a, cr_off_t q);
 
 #endif

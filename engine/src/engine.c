@@ -4,6 +4,8 @@
 #include "corral/errors.h"
 #include "corral/log.h"
 #include "corral/trace.h"
+#include "corral/watch.h"
+#include "wait_int.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -29,6 +31,26 @@ static void on_exit_finish(void) {
 static void on_wake(uv_async_t *h) { (void)h; }
 static void on_timer(uv_timer_t *h) { (void)h; }
 
+/* A watch rang: serve from the loop (a wait's uv_run, or the host's). */
+static void on_serve(uv_async_t *h) {
+  cr_engine_t *e = h->data;
+  if (e->serving) return; /* the serve running now sees the ring */
+  e->loop_serving = 1;
+  cr_engine_serve(e);
+  e->loop_serving = 0;
+}
+
+/* The engine's own handles on its loop, none keeping the loop alive. */
+static void init_handles(cr_engine_t *e) {
+  uv_async_init(e->loop, &e->wake, on_wake);
+  uv_unref((uv_handle_t *)&e->wake);
+  uv_timer_init(e->loop, &e->timer);
+  uv_unref((uv_handle_t *)&e->timer);
+  uv_async_init(e->loop, &e->serve_async, on_serve);
+  e->serve_async.data = e;
+  uv_unref((uv_handle_t *)&e->serve_async);
+}
+
 /* Sets up loop, handles and bookkeeping around an arena. */
 static int engine_init(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *arena) {
   cr_engine_t *e = calloc(1, sizeof *e);
@@ -48,10 +70,7 @@ static int engine_init(cr_engine_t **out, uv_loop_t *loop, cr_arena_t *arena) {
   e->arena = arena;
   e->pid = getpid();
   e->refs_slot = -1;
-  uv_async_init(e->loop, &e->wake, on_wake);
-  uv_unref((uv_handle_t *)&e->wake);
-  uv_timer_init(e->loop, &e->timer);
-  uv_unref((uv_handle_t *)&e->timer);
+  init_handles(e);
   if (!default_engine) default_engine = e;
   if (!atexit_registered) {
     atexit_registered = 1;
@@ -93,6 +112,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 void cr_engine_close(cr_engine_t *e) {
   if (!e) return;
+  if (e->pid == getpid()) cr__watch_close_all(e);
   cr__refs_close(e);
   cr__proc_forget_all(e);
   if (e->owns_loop) {
@@ -102,6 +122,7 @@ void cr_engine_close(cr_engine_t *e) {
   } else {
     uv_close((uv_handle_t *)&e->wake, NULL);
     uv_close((uv_handle_t *)&e->timer, NULL);
+    uv_close((uv_handle_t *)&e->serve_async, NULL);
     if (e->sigchld_on) uv_close((uv_handle_t *)&e->sigchld, NULL);
     uv_run(e->loop, UV_RUN_NOWAIT);
   }
@@ -115,8 +136,12 @@ static void on_sigchld(uv_signal_t *h, int signum) {
   cr__proc_reap(h->data);
 }
 
+static int signals_off;
+
+void cr_engine_handle_signals(int on) { signals_off = !on; }
+
 int cr__engine_watch_children(cr_engine_t *e) {
-  if (e->sigchld_on) return 0;
+  if (e->sigchld_on || signals_off) return 0;
   int rc = uv_signal_init(e->loop, &e->sigchld);
   if (rc < 0) return rc;
   e->sigchld.data = e;
@@ -147,10 +172,8 @@ void cr__engine_after_fork(cr_engine_t *e) {
   if (uv_loop_init(&e->own_loop) < 0) _exit(70);
   e->loop = &e->own_loop;
   e->owns_loop = 1;
-  uv_async_init(e->loop, &e->wake, on_wake);
-  uv_unref((uv_handle_t *)&e->wake);
-  uv_timer_init(e->loop, &e->timer);
-  uv_unref((uv_handle_t *)&e->timer);
+  cr__watch_after_fork(e);
+  init_handles(e);
   default_engine = e;
 }
 
@@ -158,6 +181,7 @@ void cr__engine_after_fork(cr_engine_t *e) {
  * all on a loop with no referenced handle, and ours are unreferenced (so as
  * not to keep a host's loop alive): hold a reference for the call. */
 void cr__engine_run_nowait(cr_engine_t *e) {
+  if (e->loop_serving) return; /* inside the loop already: it comes round */
   uv_ref((uv_handle_t *)&e->wake);
   uv_run(e->loop, UV_RUN_NOWAIT);
   uv_unref((uv_handle_t *)&e->wake);
@@ -223,6 +247,15 @@ double cr_now(void) {
 int cr_sleep(double seconds) {
   if (seconds <= 0) return 0;
   cr_intr_begin();
+  if (cr__engine_may_serve()) { /* sleep on the doorbell, serving */
+    cr__deadline_t d;
+    cr__deadline_set(&d, seconds);
+    int rc;
+    do rc = cr_intr_pending() ? CR_EINTR : cr__bell_sleep(&d);
+    while (rc == 0);
+    cr_intr_end();
+    return rc == CR_ETIMEDOUT ? 0 : rc;
+  }
   struct timespec deadline;
   clock_gettime(CLOCK_MONOTONIC, &deadline);
   double whole = (double)(time_t)seconds;
@@ -276,7 +309,18 @@ static void intr_handler(int sig, siginfo_t *si, void *uc) {
   if (default_engine && default_engine->pid == getpid()) uv_async_send(&default_engine->wake);
 }
 
-static void chld_handler(int sig, siginfo_t *si, void *uc) { chain(&chld_prev, sig, si, uc); }
+/* A child's end, during a wait: the handler before us (libuv's) first,
+ * then the engine's watches ring, so that whoever serves a pool hears of
+ * it in any wait (cr_engine_serve reaps, and rings them all). */
+static void chld_handler(int sig, siginfo_t *si, void *uc) {
+  chain(&chld_prev, sig, si, uc);
+  cr_engine_t *e = default_engine;
+  if (e && e->nwatches > 0 && e->pid == getpid()) {
+    atomic_store(&e->child_rang, 1);
+    atomic_store(&e->rung, 1);
+    cr__bell_ring();
+  }
+}
 
 /* Installs h for sig without SA_RESTART, so that blocking calls see EINTR. */
 static int take_signal(int sig, void (*h)(int, siginfo_t *, void *), struct sigaction *prev) {
@@ -306,6 +350,7 @@ void cr_intr_begin(void) {
   if (intr_depth++ > 0) return;
   intr_flag = 0;
   intr_seen = 0;
+  if (signals_off) return;
   take_signal(SIGINT, intr_handler, &intr_prev);
   /* SIGCHLD only matters where libuv (or a host) handles it; with the
    * default action the signal is discarded and would never interrupt. */
@@ -333,6 +378,15 @@ int cr_intr_pending(void) {
 
 void cr_intr_clear(void) { intr_flag = 0; }
 
+void cr_intr_post(void) {
+  if (intr_depth > 0) {
+    intr_flag = 1;
+    intr_seen = 0;
+  } else {
+    raise(SIGINT);
+  }
+}
+
 void cr_intr_pass(void) {
   if (!intr_flag) return;
   if (intr_depth > 0) {
@@ -352,6 +406,11 @@ static void intr_after_fork(void) {
   intr_depth = 0;
   intr_flag = 0;
   intr_seen = 0;
+}
+
+int cr__engine_may_serve(void) {
+  cr_engine_t *e = default_engine;
+  return e && e->nwatches > 0 && intr_depth > 0 && !e->serving && !e->finished && e->pid == getpid();
 }
 
 void cr_engine_service(cr_engine_t *e) {

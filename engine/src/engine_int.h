@@ -6,6 +6,7 @@
 #include "corral/proc.h"
 
 #include <stdint.h>
+#include <stdatomic.h>
 
 struct cr_proc_s {
   cr_engine_t *engine;
@@ -40,6 +41,14 @@ struct cr_engine_s {
   cr_proc_t *children;
   int finished;
   int refs_slot;                 /* this process's slot in the process table, -1: none */
+  uv_async_t serve_async;        /* a watch rang (corral/watch.h) */
+  struct cr_watch_s *watches;    /* this process's watches */
+  int nwatches;
+  int serving;                   /* inside cr_engine_serve */
+  int loop_serving;              /* ... called from the loop (inside uv_run) */
+  _Atomic int rung;              /* a watch rang since the last serve */
+  _Atomic int child_rang;        /* SIGCHLD came during a wait: every watch rings */
+  int no_signals;                /* the host handles SIGINT and SIGCHLD itself */
 };
 
 /* proc.c: reaps forked children that exited (SIGCHLD or before a wait). */
@@ -52,6 +61,12 @@ void cr__engine_after_fork(cr_engine_t *e);
 void cr__engine_run_nowait(cr_engine_t *e);
 /* engine.c: make sure SIGCHLD is watched before a child starts. */
 int cr__engine_watch_children(cr_engine_t *e);
+
+/* watch.c: every watch rings (a child ended); a forked child forgets its
+ * parent's watches; close stops every watch. */
+void cr__watch_ring_all(cr_engine_t *e);
+void cr__watch_after_fork(cr_engine_t *e);
+void cr__watch_close_all(cr_engine_t *e);
 
 /* refs.c: the process table and this process's ledger (corral/refs.h).
  * open: creates the table (a new arena) or finds it (attach), and takes a

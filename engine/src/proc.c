@@ -85,8 +85,10 @@ static void proc_exited(cr_proc_t *p, int exitcode) {
     uv_close((uv_handle_t *)&p->uvp, on_uv_close);
   p->exitcode = exitcode;
   if (p->on_exit) p->on_exit(p, exitcode, p->data);
-  unlink_child(p->engine, p);
+  cr_engine_t *e = p->engine;
+  unlink_child(e, p);
   proc_unref(p);
+  cr__watch_ring_all(e); /* whoever serves a pool learns of a dead worker */
 }
 
 void cr__proc_reap(cr_engine_t *e) {

@@ -572,6 +572,7 @@ int64_t cr_queue_size(cr_arena_t *a, cr_off_t qo) {
 }
 
 int64_t cr__queue_backlog(cr_arena_t *a, cr_off_t q) { return queue_count(qp(a, q)); }
+_Atomic uint32_t *cr__queue_get_ev(cr_arena_t *a, cr_off_t q) { return &qp(a, q)->get_ev; }
 
 int64_t cr_queue_maxsize(cr_arena_t *a, cr_off_t q) { return qp(a, q)->maxsize; }
 unsigned cr_queue_flags(cr_arena_t *a, cr_off_t q) { return qp(a, q)->qflags; }

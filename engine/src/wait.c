@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -50,14 +51,86 @@ void cr__deadline_min(cr__deadline_t *out, const cr__deadline_t *d, double slice
 
 /* ---- sleeping on a word ------------------------------------------------------ */
 
-int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d) {
-  cr_trace_flush(); /* what this process traced is written before it sleeps */
+int cr__futex_sleep(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d) {
   long rc = syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_BITSET, val, d->forever ? NULL : &d->ts,
                     NULL, FUTEX_BITSET_MATCH_ANY);
   if (rc == 0 || errno == EAGAIN) return 0;
   if (errno == ETIMEDOUT) return CR_ETIMEDOUT;
   if (errno == EINTR) return cr_intr_pending() ? CR_EINTR : 0;
   return -errno;
+}
+
+/* ---- the doorbell -------------------------------------------------------------
+ * One private word per process, moved by cr__bell_ring (a watch's thread,
+ * corral/watch.h). A wait that may serve sleeps on it and on its own word
+ * at once (futex_waitv); a kernel without futex_waitv (before 5.16) gets
+ * the same effect from short sleeps. */
+
+static _Atomic uint32_t bell;
+static int no_waitv; /* futex_waitv answered ENOSYS */
+
+#define BELL_POLL 0.005 /* seconds: a sleep's slice without futex_waitv */
+
+void cr__bell_ring(void) {
+  atomic_fetch_add(&bell, 1);
+  syscall(SYS_futex, (uint32_t *)&bell, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/* Sleeps on w (shared, while == val) and on the bell (while == b) until
+ * the deadline; the codes of cr__futex_sleep. */
+static int sleep_two(_Atomic uint32_t *w, uint32_t val, uint32_t b, const cr__deadline_t *d) {
+  if (!no_waitv) {
+    struct futex_waitv v[2];
+    memset(v, 0, sizeof v);
+    v[0].val = val;
+    v[0].uaddr = (uintptr_t)w;
+    v[0].flags = FUTEX_32;
+    v[1].val = b;
+    v[1].uaddr = (uintptr_t)&bell;
+    v[1].flags = FUTEX_32 | FUTEX_PRIVATE_FLAG;
+    long rc = syscall(SYS_futex_waitv, v, 2, 0, d->forever ? NULL : &d->ts, CLOCK_MONOTONIC);
+    if (rc >= 0 || errno == EAGAIN) return 0;
+    if (errno == ETIMEDOUT) return CR_ETIMEDOUT;
+    if (errno == EINTR) return cr_intr_pending() ? CR_EINTR : 0;
+    if (errno != ENOSYS) return -errno;
+    no_waitv = 1;
+  }
+  cr__deadline_t sl;
+  cr__deadline_min(&sl, d, BELL_POLL);
+  int rc = cr__futex_sleep(w, val, &sl);
+  return rc == CR_ETIMEDOUT && !cr__deadline_expired(d) ? 0 : rc;
+}
+
+int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d) {
+  cr_trace_flush(); /* what this process traced is written before it sleeps */
+  if (!cr__engine_may_serve()) return cr__futex_sleep(w, val, d);
+  /* The bell before the watches' flags: a ring after this load moves it. */
+  uint32_t b = atomic_load(&bell);
+  /* A SIGINT that came while the callbacks ran is this wait's. */
+  if (cr__engine_serve_waiting()) return cr_intr_pending() ? CR_EINTR : 0;
+  int rc = sleep_two(w, val, b, d);
+  if (atomic_load(&bell) != b && cr__engine_serve_waiting() && rc == 0 && cr_intr_pending()) rc = CR_EINTR;
+  return rc == CR_ETIMEDOUT || rc == CR_EINTR || rc < 0 ? rc : 0;
+}
+
+int cr__bell_sleep(const cr__deadline_t *d) {
+  uint32_t b = atomic_load(&bell);
+  if (cr__engine_serve_waiting()) return 0;
+  int rc;
+  if (!no_waitv) {
+    long r = syscall(SYS_futex, (uint32_t *)&bell, FUTEX_WAIT_BITSET_PRIVATE, b, d->forever ? NULL : &d->ts,
+                     NULL, FUTEX_BITSET_MATCH_ANY);
+    rc = r == 0 || errno == EAGAIN ? 0 : errno == ETIMEDOUT ? CR_ETIMEDOUT
+         : errno == EINTR ? (cr_intr_pending() ? CR_EINTR : 0) : -errno;
+  } else {
+    cr__deadline_t sl;
+    cr__deadline_min(&sl, d, BELL_POLL);
+    struct timespec rel = { 0, (long)(cr__deadline_left(&sl) * 1e9) };
+    rc = nanosleep(&rel, NULL) < 0 && errno == EINTR && cr_intr_pending() ? CR_EINTR : 0;
+    if (rc == 0 && cr__deadline_expired(d)) rc = CR_ETIMEDOUT;
+  }
+  if (atomic_load(&bell) != b) cr__engine_serve_waiting();
+  return rc;
 }
 
 void cr__futex_wake(_Atomic uint32_t *w, int n) {

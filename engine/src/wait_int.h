@@ -51,6 +51,28 @@ void cr__deadline_min(cr__deadline_t *out, const cr__deadline_t *d, double slice
  * the kernel settles that race, which is what lets a waker count on its
  * wake being consumed. */
 int cr__futex_wait(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d);
+/* The same sleep without the doorbell (below): for a watch's own thread,
+ * and for whatever must not serve. */
+int cr__futex_sleep(_Atomic uint32_t *w, uint32_t val, const cr__deadline_t *d);
+
+/* ---- the doorbell ------------------------------------------------------------
+ * A process with watches (corral/watch.h) serves them from its waits: when
+ * the engine says a wait may serve (cr__engine_may_serve: a watch exists,
+ * this is the engine's process and thread, inside a cr_intr_begin/end
+ * bracket, not already serving), cr__futex_wait serves what already rang,
+ * then sleeps on its word and on the process's doorbell at once, and
+ * serves again when the bell rang (returning 0: the caller re-checks its
+ * condition and waits again). cr__bell_ring moves the bell and wakes its
+ * sleepers, from any thread. cr__bell_sleep sleeps on the bell alone until
+ * the deadline (cr_sleep), serving as cr__futex_wait does: 0 (woken, or
+ * served), CR_ETIMEDOUT, CR_EINTR. */
+void cr__bell_ring(void);
+int cr__bell_sleep(const cr__deadline_t *d);
+/* engine.c: whether this wait may serve. watch.c: serves what rang, after
+ * running the engine's own loop if it has events waiting (1 when anything
+ * ran). */
+int cr__engine_may_serve(void);
+int cr__engine_serve_waiting(void);
 /* Wakes up to n sleepers on w (INT32_MAX: all). */
 void cr__futex_wake(_Atomic uint32_t *w, int n);
 

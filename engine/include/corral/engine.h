@@ -76,6 +76,18 @@ void cr_intr_end(void);
 int cr_intr_pending(void);
 void cr_intr_clear(void);
 void cr_intr_pass(void);
+/* A SIGINT that a nested wait took (a callback run from a wait, which
+ * raised Interrupted) goes back to whom it belongs: inside a wait, the
+ * flag is set again (that wait returns CR_EINTR); outside any, SIGINT is
+ * raised for the process's own handler. */
+void cr_intr_post(void);
+
+/* on 0: the engine installs no signal handling of its own from now on: no
+ * SIGINT handler during waits (waits are then not interrupted by Ctrl-C),
+ * no SIGCHLD watcher for forked children (the host calls cr_engine_serve
+ * on SIGCHLD). Spawned children are libuv's, which watches SIGCHLD itself.
+ * on 1: the default. */
+void cr_engine_handle_signals(int on);
 
 /* Handles events that are ready (child exits, ...) without blocking. */
 void cr_engine_service(cr_engine_t *e);
