@@ -12,11 +12,12 @@
  * the memory and keeps that invariant for free.
  *
  * A process can die inside the allocator (SIGKILL while it holds the lock).
- * Each operation first writes what it is doing (op_*: which block, of which
+ * Each operation first writes what it is doing (op: which block, of which
  * order) and orders its edits so that block headers always tile the heap;
- * whoever takes the lock over finishes the dead one's work in one direction
- * (the block goes back to being free) and rebuilds the free lists and the
- * counts from the headers (recover). */
+ * whoever takes the lock over settles the dead one's operation (the block
+ * goes back to being free, unless the caller's record in the arena already
+ * names it) and rebuilds the free lists and the counts from the headers
+ * (recover). */
 #define _GNU_SOURCE
 #include "corral/arena.h"
 #include "corral/errors.h"
@@ -57,6 +58,7 @@ typedef struct {
    * order << 48 | block. The block of that order becomes free again; the
    * headers that may lie inside it are at block + 2^j, target <= j < order. */
   uint64_t op;
+  uint64_t op_out; /* OP_ALLOC: where in the arena the caller records the block, or 0 */
   _Atomic uint64_t objects;            /* shared objects alive */
   _Atomic uint64_t roots[CR_ARENA_ROOTS];
 } arena_hdr_t;
@@ -167,11 +169,13 @@ static void op_set(arena_hdr_t *h, uint64_t kind, uint64_t b, unsigned order, un
   STEP();
 }
 
-/* Takes over from a process that died holding the lock. Its operation is
- * undone or finished so that op_block is one free block of order op_order
- * (an allocation the caller never received is as good as not made; a free
- * is finished), with zero bytes beyond its header: the only headers inside
- * it that the dead process may have written are the halves a split pushed
+/* Takes over from a process that died holding the lock. An allocation
+ * whose caller's record in the arena (op_out) already names its block
+ * stands: the block is what that record says. Otherwise the operation is
+ * undone or finished so that its block is one free block of its order (an
+ * allocation the caller never received is as good as not made; a free is
+ * finished), with zero bytes beyond its header: the only headers inside it
+ * that the dead process may have written are the halves a split pushed
  * (OP_ALLOC) or the upper half of the merge under way (OP_FREE). Then the
  * free lists and the counts are rebuilt by walking the headers, which tile
  * the heap at every step of both operations. */
@@ -180,11 +184,17 @@ static void recover(cr_arena_t *a) {
   if (h->op >> 62 != OP_NONE) {
     uint64_t at = h->op & ((UINT64_C(1) << 48) - 1);
     unsigned o = (unsigned)(h->op >> 48) & 63u, target = (unsigned)(h->op >> 54) & 63u;
-    for (unsigned j = target; j < o; j++) memset(blk_at(a, at + ((uint64_t)1 << j)), 0, sizeof(blk_t));
     blk_t *b = blk_at(a, at);
-    b->magic = BLK_MAGIC;
-    b->order = (uint8_t)o;
-    b->is_free = 1;
+    if (h->op >> 62 == OP_ALLOC && h->op_out && *(uint64_t *)(a->base + h->op_out) == at + BLK_HDR) {
+      /* the caller's record has it: the allocation stands (its split is done) */
+      b->order = (uint8_t)target;
+      b->is_free = 0;
+    } else {
+      for (unsigned j = target; j < o; j++) memset(blk_at(a, at + ((uint64_t)1 << j)), 0, sizeof(blk_t));
+      b->magic = BLK_MAGIC;
+      b->order = (uint8_t)o;
+      b->is_free = 1;
+    }
     h->op = 0;
   }
   memset(h->free_head, 0, sizeof h->free_head);
@@ -284,6 +294,11 @@ int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off) {
     return CR_ENOMEM;
   }
   uint64_t b = a->hdr->free_head[k];
+  /* where the caller records the block, if that is in the arena: zero until
+   * the block is its (recover tells a done allocation by it) */
+  char *o8 = (char *)off;
+  a->hdr->op_out = o8 >= a->base && o8 + sizeof *off <= a->base + a->map_size ? (uint64_t)(o8 - a->base) : 0;
+  if (a->hdr->op_out) *off = 0;
   op_set(a->hdr, OP_ALLOC, b, k, order);
   list_remove(a, b);
   while (k > order) { /* split, keeping the lower half (b's header still covers it all) */
