@@ -213,6 +213,19 @@ describe("Pool (" .. H.method .. ")", function()
       end
     end)
 
+    it("prints its workers, its pending tasks and its state", function()
+      local pool = mp.Pool(2)
+      assert.are.equal("Pool(workers=2, pending=0, running)", tostring(pool))
+      local ev = mp.Event()
+      local r = pool:map_async(function() ev:wait(30) end, { 1, 2, 3 }, 1)
+      assert.are.equal("Pool(workers=2, pending=3, running)", tostring(pool))
+      ev:set()
+      r:get(30)
+      pool:close()
+      assert.are.equal("Pool(workers=2, pending=0, closed)", tostring(pool))
+      pool:terminate()
+    end)
+
     it("rejects bad sizes and options", function()
       for _, n in ipairs{ 0, -1, 1.5, "2" } do
         assert.are.equal("ValueError", errkind(mp.Pool, n))

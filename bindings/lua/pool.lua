@@ -981,8 +981,16 @@ end
 Pool.__close = Pool.terminate
 Pool.__gc = function(self) if rawget(self, "_state") ~= "terminated" then pcall(Pool.terminate, self) end end
 
+-- "Pool(workers=4, pending=3, running)": pending counts the tasks queued
+-- or sent and not yet answered.
 function Pool.__tostring(self)
-  return ("Pool (%d workers, %s)"):format(self._n, self._state)
+  local pending = 0
+  for i = self._phead, self._ptail do
+    local r = self._pending[i]
+    if r.n > 0 and not r.job.cancelled then pending = pending + (r.n + r.c - 1) // r.c end
+  end
+  for _, b in pairs(self._inflight) do pending = pending + b.ntasks - b.answered end
+  return ("Pool(workers=%d, pending=%d, %s)"):format(self._n, pending, self._state)
 end
 
 return {
