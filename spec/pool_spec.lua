@@ -213,6 +213,16 @@ describe("Pool (" .. H.method .. ")", function()
       end
     end)
 
+    it("retired workers exit by themselves, so close then join returns", function()
+      -- under spawn the worker never saw its maxtasksperchild (its arguments
+      -- had a hole where the initializer was) and went on waiting for work
+      local pool = mp.Pool(2, { maxtasksperchild = 1 })
+      assert.are.same({ 1, 2, 3, 4, 5, 6 }, pool:map(function(x) return x end, { 1, 2, 3, 4, 5, 6 }, 1))
+      pool:close()
+      assert.is_true(pool:join(15))
+      assert.are.same({}, mp.active_children())
+    end)
+
     it("prints its workers, its pending tasks and its state", function()
       local pool = mp.Pool(2)
       assert.are.equal("Pool(workers=2, pending=0, running)", tostring(pool))

@@ -156,7 +156,7 @@ function Pool:_start_worker(slot)
   local inbox = mp.Queue()
   local p = self._ctx.Process{
     target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
-    args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks },
+    args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks, n = 7 },
   }
   p:start()
   self._workers[slot] = { proc = p, inbox = inbox, slot = slot, sent = {}, held = {}, nheld = 0,
