@@ -389,6 +389,30 @@ describe("Process (" .. H.method .. ")", function()
       assert.are.equal(0, p.exitcode)
     end)
 
+    it("is_alive: the current process is alive, and a child's parent while it runs", function()
+      assert.is_true(mp.current_process():is_alive())
+      local q = mp.Queue()
+      local p = run_to_end{ target = function(out)
+        out:put({ mp.current_process():is_alive(), mp.parent_process():is_alive() })
+      end, args = { q } }
+      assert.are.equal(0, p.exitcode)
+      assert.are.same({ true, true }, q:get(10))
+    end)
+
+    it("a child's default start method is the one that started it", function()
+      for _, m in ipairs{ "fork", "spawn" } do
+        local q = mp.Queue()
+        local p = mp.get_context(m).Process{ target = function(out)
+          local g = mp.Process{ target = function() end }
+          g:start(); g:join()
+          out:put({ mp.get_start_method(), g._start_method })
+        end, args = { q } }
+        p:start()
+        assert.is_true(p:join(30))
+        assert.are.same({ m, m }, q:get(10))
+      end
+    end)
+
     it("sets and reads the start method, and makes contexts", function()
       local was = mp.get_start_method()
       mp.set_start_method("spawn")
