@@ -426,6 +426,21 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.equal(16, pool:apply(square, 4))
     end)
 
+    it("raises the input iterator's error as the iterator raised it, not as a RemoteError", function()
+      local pool <close> = mp.Pool(2)
+      local function broken(what)
+        local i = 0
+        return function() i = i + 1; if i == 3 then error(what) end return i end
+      end
+      local ok, err = pcall(function() for _ in pool:imap(square, broken("source broke")) do end end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*pool_spec%.lua:%d+: source broke$", err) -- the iterator's own string
+      local mine = { code = 7 }
+      ok, err = pcall(function() for _ in pool:imap_unordered(square, broken(mine)) do end end)
+      assert.is_false(ok)
+      assert.are.equal(mine, err)
+    end)
+
     it("stops the pool with the error when the initializer raises, instead of starting workers forever", function()
       local pool <close> = mp.Pool(2, { initializer = function() error("no database") end })
       local r = pool:map_async(square, { 1, 2, 3 }, 1)

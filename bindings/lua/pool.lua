@@ -784,10 +784,7 @@ function Source:pull(pool, w)
     else
       ok, v = pcall(self.iter)
     end
-    if not ok then
-      return self:fail(pool, chunk, n, iserror(v) and v or newerror("RemoteError",
-        "the input iterator raised: " .. tostring(v), {}))
-    end
+    if not ok then return self:fail(pool, chunk, n, v) end -- it ran here: its own error, as raised
     if v == nil then
       job.source_open = false
       break
@@ -877,7 +874,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
     if not e[1] then
       finished = true
       pool:_cancel(job)
-      error(e[2], 2)
+      error(e[2], 0) -- an error object, or the input iterator's own value as it raised it
     end
     return e[2]
   end
