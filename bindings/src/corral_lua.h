@@ -38,6 +38,12 @@ cr_engine_t *crL_engine(lua_State *L);
  * caller of the running C function; the innermost of corral's own when
  * there is no other, "" when there is no Lua function at all. */
 void crL_where(lua_State *L);
+/* crL_where counted from stack level `level` (0: the running function, as
+ * a hook sees it). */
+void crL_where_from(lua_State *L, int level);
+/* Whether the value at idx is an error object of that kind (any kind for
+ * NULL). */
+int crL_iserror(lua_State *L, int idx, const char *kind);
 /* Pushes a new error object, with no where. */
 void crL_pusherror(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error object. Never returns. */

@@ -18,10 +18,12 @@
  * can be taken for corral's own. */
 #define CORRAL_CHUNK "=corral/"
 
-void crL_where(lua_State *L) {
+void crL_where(lua_State *L) { crL_where_from(L, 1); }
+
+void crL_where_from(lua_State *L, int from) {
   lua_Debug ar;
   int fallback = 0;
-  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+  for (int level = from; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
     if (ar.currentline <= 0) continue; /* a C function, or no line information */
     if (strncmp(ar.source, CORRAL_CHUNK, sizeof CORRAL_CHUNK - 1) != 0) {
@@ -247,20 +249,26 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
-/* iserror(v [, kind]): v is an error object (of that kind). */
-static int l_iserror(lua_State *L) {
+int crL_iserror(lua_State *L, int idx, const char *kind) {
   int ok = 0;
-  if (lua_getmetatable(L, 1)) {
+  idx = lua_absindex(L, idx);
+  if (lua_getmetatable(L, idx)) {
     luaL_getmetatable(L, ERROR_MT);
     ok = lua_rawequal(L, -1, -2);
     lua_pop(L, 2);
   }
-  if (ok && !lua_isnoneornil(L, 2)) {
-    const char *want = crL_checkstring(L, 2);
-    lua_getfield(L, 1, "kind");
-    ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), want) == 0;
+  if (ok && kind) {
+    lua_getfield(L, idx, "kind");
+    ok = lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), kind) == 0;
+    lua_pop(L, 1);
   }
-  lua_pushboolean(L, ok);
+  return ok;
+}
+
+/* iserror(v [, kind]): v is an error object (of that kind). */
+static int l_iserror(lua_State *L) {
+  const char *want = lua_isnoneornil(L, 2) ? NULL : crL_checkstring(L, 2);
+  lua_pushboolean(L, crL_iserror(L, 1, want));
   return 1;
 }
 
