@@ -5,7 +5,11 @@
  * calls the registered bootstrap function with obj, and returns a
  * "corral.ProcHandle" to watch it. fork: the child is a copy of this state.
  * spawn: obj is encoded into the arena and a fresh corral executable
- * decodes it (CORRAL_CHILD=off:len:ppid:daemon in its environment). */
+ * decodes it (CORRAL_CHILD=off:len:ppid:daemon in its environment), after
+ * taking the parent's package.path and package.cpath (CORRAL_CHILD_PATH,
+ * CORRAL_CHILD_CPATH), so that the modules the parent found, which the
+ * decoder requires by name, are found in the child too (as Python's spawn
+ * passes sys.path). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -21,6 +25,8 @@
 #define PROC_MT "corral.ProcHandle"
 #define BOOTSTRAP_KEY "corral.bootstrap"
 #define CHILD_ENV "CORRAL_CHILD"
+#define PATH_ENV CHILD_ENV "_PATH"
+#define CPATH_ENV CHILD_ENV "_CPATH"
 
 extern char **environ;
 
@@ -112,6 +118,20 @@ static int fork_child_fn(void *arg) {
 
 int crL_is_spawn_child(void) { return getenv(CHILD_ENV) != NULL; }
 
+/* package[field] = $var, when var is set (then unset: not for our own
+ * children, who get ours from us). */
+static void take_path(lua_State *L, const char *var, const char *field) {
+  const char *v = getenv(var);
+  if (!v) return;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "package") == LUA_TTABLE) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, field);
+  }
+  lua_pop(L, 2);
+  unsetenv(var);
+}
+
 static int decode_payload(lua_State *L) {
   const char *p = lua_touserdata(L, 1);
   size_t n = (size_t)lua_tointeger(L, 2);
@@ -133,6 +153,8 @@ int crL_spawn_child_run(lua_State *L) {
   }
   cr_engine_t *e = crL_engine(L); /* attaches to the inherited arena */
   unsetenv(CHILD_ENV);            /* not for our own children */
+  take_path(L, PATH_ENV, "path");
+  take_path(L, CPATH_ENV, "cpath");
   cr_arena_t *a = cr_engine_arena(e);
   if (!cr_arena_contains(a, off, len) || cr_arena_block_size(a, off) < len) {
     fprintf(stderr, "corral: spawn payload is not in the arena\n");
@@ -179,20 +201,43 @@ static const char *corral_exe(lua_State *L) {
   return NULL;
 }
 
-/* environ with CHILD_ENV=value put in (replacing any). Lives in a userdata
- * pushed on the stack. */
-static char **child_env(lua_State *L, const char *value) {
+/* Whether the environment entry s ("NAME=value") sets one of the nvals
+ * names of vals (each "NAME=value"). */
+static int replaced(const char *s, char *const *vals, int nvals) {
+  for (int k = 0; k < nvals; k++) {
+    size_t klen = (size_t)(strchr(vals[k], '=') - vals[k]) + 1;
+    if (strncmp(s, vals[k], klen) == 0) return 1;
+  }
+  return 0;
+}
+
+/* environ with the nvals entries of vals ("NAME=value") put in, replacing
+ * any of those names. Lives in a userdata pushed on the stack. */
+static char **child_env(lua_State *L, char *const *vals, int nvals) {
   size_t n = 0;
   while (environ[n]) n++;
-  char **env = lua_newuserdatauv(L, (n + 2) * sizeof(char *), 0);
+  char **env = lua_newuserdatauv(L, (n + (size_t)nvals + 1) * sizeof(char *), 0);
   size_t j = 0;
-  size_t klen = strlen(CHILD_ENV);
   for (size_t i = 0; i < n; i++)
-    if (!(strncmp(environ[i], CHILD_ENV, klen) == 0 && environ[i][klen] == '='))
-      env[j++] = environ[i];
-  env[j++] = (char *)value;
+    if (!replaced(environ[i], vals, nvals)) env[j++] = environ[i];
+  for (int k = 0; k < nvals; k++) env[j++] = vals[k];
   env[j] = NULL;
   return env;
+}
+
+/* Pushes "var=package[field]" (the current value: a script may have changed
+ * it); "var=" followed by Lua's default when package has no such string. */
+static char *push_path_env(lua_State *L, const char *var, const char *field) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "package");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, field);
+  else lua_pushnil(L);
+  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (!v) v = strcmp(field, "path") == 0 ? LUA_PATH_DEFAULT : LUA_CPATH_DEFAULT;
+  char *s = (char *)lua_pushfstring(L, "%s=%s", var, v);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+  return s;
 }
 
 static void push_proc(lua_State *L, cr_proc_t *p) {
@@ -227,13 +272,16 @@ static int l_start(lua_State *L) {
     rc = cr_arena_alloc(a, len ? len : 1, &off);
     if (rc < 0) return crL_error_code(L, rc, "start");
     memcpy(cr_arena_ptr(a, off), bytes, len);
-    char *value = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off,
-                                          (lua_Integer)len, (int)getpid(), daemon);
+    char *vals[3];
+    vals[0] = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off, (lua_Integer)len,
+                                      (int)getpid(), daemon);
+    vals[1] = push_path_env(L, PATH_ENV, "path");
+    vals[2] = push_path_env(L, CPATH_ENV, "cpath");
     const char *exe = corral_exe(L);
     char *args[] = {(char *)exe, "--child", (char *)name, NULL};
     o.file = exe;
     o.args = args;
-    o.env = child_env(L, value);
+    o.env = child_env(L, vals, 3);
     rc = cr_proc_spawn(e, &o, &p);
     if (rc < 0) {
       crL_decode_drop(L, bytes, len); /* the references its handles took */
