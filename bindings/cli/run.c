@@ -51,10 +51,14 @@ static void on_sigint(int sig) {
 }
 
 /* Message handler: any error value becomes a string, then gets a traceback;
- * an Interrupted error only its one line (Ctrl-C is no bug to trace). */
+ * an Interrupted error only its one line (Ctrl-C is no bug to trace), an
+ * error from another process (a RemoteError: it carries its traceback)
+ * only its own text, which shows where it was raised there: the parent's
+ * side, corral's wait, would hide it. */
 static int msghandler(lua_State *L) {
-  if (crL_iserror(L, 1, "Interrupted")) {
-    cli_interrupted = 1;
+  int interrupted = crL_iserror(L, 1, "Interrupted");
+  if (interrupted || (crL_iserror(L, 1, NULL) && lua_getfield(L, 1, "traceback") == LUA_TSTRING)) {
+    cli_interrupted = interrupted;
     luaL_tolstring(L, 1, NULL);
     return 1;
   }

@@ -874,7 +874,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
     if not e[1] then
       finished = true
       pool:_cancel(job)
-      error(e[2], 0) -- an error object, or the input iterator's own value as it raised it
+      jobs.raise(e[2]) -- an error object, or the input iterator's own value as it raised it
     end
     return e[2]
   end

@@ -12,12 +12,19 @@ local _, core = ...
 local progress = require "corral.progress"
 local wire = require "corral.pool_wire"
 
-local setmetatable, error = setmetatable, error
+local setmetatable, error, rawget = setmetatable, error, rawget
 local tunpack = table.unpack
-local raise = core._raise
+local raise, iserror, where = core._raise, core.iserror, core._where
 local unpack_results, unpack_results_into = wire.unpack_results, wire.unpack_results_into
 
 local M = {}
+
+-- Raises err, a job's failure, in the caller: an error object made in a
+-- worker or in the pool's wait gets the caller's line as its where.
+function M.raise(err)
+  if iserror(err) and rawget(err, "where") == nil then err.where = where() end
+  error(err, 0)
+end
 
 -- ---- AsyncResult ---------------------------------------------------------------
 
@@ -47,7 +54,7 @@ end
 -- Raises the task's error, or a Timeout error when t passes first.
 function AsyncResult:get(timeout)
   if not self:wait(timeout) then raise("Timeout", "the result was not ready in time", 2) end
-  if self._err then error(self._err, 0) end
+  if self._err then M.raise(self._err) end
   local v = self._value
   if self._kind == "apply" then return tunpack(v, 1, v.n) end
   return v
@@ -119,6 +126,10 @@ end
 
 function MapJob:on_error(index, err, ndone, partial)
   for i = 1, ndone do self:deliver(index + i - 1, true, partial[i]) end
+  -- a task's error names the item it raised on
+  if iserror(err, "RemoteError") and rawget(err, "remote_kind") and rawget(err, "index") == nil then
+    err.index = index + ndone
+  end
   self:deliver(index + ndone, false, err)
 end
 
