@@ -41,7 +41,28 @@ describe("Pool in a terminal (" .. H.method .. ")", function()
     term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
     term:wait_match("mapped 40")
     local screen = term:screen()
-    assert.matches("%[#+%] 40/40 [%d%.]+/s ETA %d+s", screen)
+    assert.matches("%[#+%] 40/40 [%d%.]+/s in [%d%.]+s", screen)
+  end)
+
+  it("counts failed tasks in the bar, and draws it again after the workers' output", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool <close> = mp.Pool(2)
+      local items = {}
+      for i = 1, 20 do items[i] = i end
+      local ok = pcall(pool.map, pool, function(x)
+        if x == 4 then io.stderr:write("worker line\n") mp.sleep(0.5) end
+        if x == 7 or x == 13 then error("bad") end
+        return x
+      end, items, 1, { progress = true })
+      print("mapped " .. tostring(ok))
+    ]])
+    term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+    term:wait_match("mapped false")
+    local screen = term:screen()
+    assert.matches("%[#+%] 20/20 %(2 failed%) [%d%.]+/s in [%d%.]+s\nmapped false", screen)
+    -- while the worker sleeps after its line, the bar is drawn again below it
+    assert.matches("worker line\n%[[#.]+%] %d+/20", screen)
   end)
 
   it("draws nothing when stderr is not a terminal", function()

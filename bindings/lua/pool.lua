@@ -28,6 +28,7 @@ local mp = require "corral"
 local wire = require "corral.pool_wire"
 local worker = require "corral.pool_worker"
 local jobs = require "corral.pool_jobs"
+local progress_redraw = require("corral.progress").REDRAW
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable =
   type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable
@@ -145,6 +146,7 @@ local function new_pool(n, opts)
     _pid = core.getpid(),
     _timed = 0,         -- jobs with a time limit, not finished
     _batches_sent = 0,  -- messages sent to workers (for tests and tuning)
+    _bars = {},         -- progress bars of unfinished jobs -> true
   }, Pool)
   for slot = 1, n do self:_start_worker(slot) end
   return self
@@ -386,11 +388,19 @@ function Pool:_job_done(job)
   job:complete()
 end
 
--- Counts a task of job's that ended, over `count` items.
-function Pool:_task_counted(job, count)
+-- Counts a task of job's that ended, over `count` items, `nfailed` of
+-- them (the last ones) without a result.
+function Pool:_task_counted(job, count, nfailed)
   job.tasks_left = job.tasks_left - 1
   local bar = job.progress
-  if bar then bar:advance(count) end
+  if bar then
+    if nfailed and nfailed > 0 then
+      if count > nfailed then bar:advance(count - nfailed) end
+      bar:fail(nfailed)
+    else
+      bar:advance(count)
+    end
+  end
   if job.tasks_left == 0 and job:finished() then self:_job_done(job) end
 end
 
@@ -405,7 +415,7 @@ end
 function Pool:_task_failed(b, k, err, ndone, partial)
   local index, count = task_span(b, k)
   b.job:on_error(index, err, ndone or 0, partial or NOTHING)
-  self:_task_counted(b.job, count)
+  self:_task_counted(b.job, count, count - (ndone or 0))
 end
 
 -- Forgets batch b as held by worker w.
@@ -617,6 +627,14 @@ end
 
 -- ---- the parent's wait --------------------------------------------------------------
 
+-- Redraws the progress bars that are due (after workers wrote to the
+-- terminal, the bar comes back below their output); returns how soon to
+-- look again.
+function Pool:_tick_bars()
+  for bar in pairs(self._bars) do bar:tick() end
+  return progress_redraw
+end
+
 -- The parent's wait: feeds, collects, watches workers and time limits until
 -- cond() holds or timeout passes. Returns whether cond() holds.
 function Pool:_wait_until(cond, timeout, level)
@@ -633,6 +651,7 @@ function Pool:_wait_until(cond, timeout, level)
     if t_now >= deadline then return false end
     local soonest = self._timed > 0 and self:_check_deadlines() or huge
     local slice = min(deadline, soonest, t_now + SLICE) - t_now
+    if next(self._bars) then slice = min(slice, self:_tick_bars()) end
     local msg, why = self._outbox:get(max(slice, 0))
     if not why then
       self:_on_result(msg)

@@ -70,12 +70,12 @@ local Job = {}
 Job.__index = Job
 
 -- A new job of class (ApplyJob, MapJob, ImapJob) with options opts. Every
--- job has tasks_left (tasks added and not ended), done and timeout (each
+-- job has pool, tasks_left (tasks added and not ended), done and timeout (each
 -- task's time limit, or nil); the pool adds cost (the seconds a task takes,
 -- a moving average), single_until (positions up to which tasks travel one
 -- at a time) and cancelled (an abandoned imap).
 local function new_job(pool, class, opts)
-  local job = setmetatable({ tasks_left = 0, done = false, timeout = opts.timeout }, class)
+  local job = setmetatable({ pool = pool, tasks_left = 0, done = false, timeout = opts.timeout }, class)
   if job.timeout then pool._timed = pool._timed + 1 end
   return job
 end
@@ -117,6 +117,7 @@ function M.map_job(pool, opts, n)
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(pool, "map")
   if opts.progress then job.progress = progress.new{ total = n } end
+  if job.progress then pool._bars[job.progress] = true end
   return job
 end
 
@@ -141,8 +142,17 @@ function MapJob:deliver(pos, ok, v)
   end
 end
 
+-- Ends the job's progress bar, if it has one.
+function Job:end_progress()
+  local bar = self.progress
+  if bar then
+    self.pool._bars[bar] = nil
+    bar:finish()
+  end
+end
+
 function MapJob:complete()
-  if self.progress then self.progress:finish() end
+  self:end_progress()
   local r = self.result
   r._ready = true
   if self.err then
@@ -169,6 +179,7 @@ function M.imap_job(pool, opts, mode, ordered, total)
   job.next_pos, job.yield_pos = 1, 1
   job.source_open = true
   if opts.progress then job.progress = progress.new{ total = total } end
+  if job.progress then pool._bars[job.progress] = true end
   return job
 end
 
@@ -188,6 +199,6 @@ function ImapJob:deliver(pos, ok, v)
   end
 end
 
-function ImapJob:complete() if self.progress then self.progress:finish() end end
+function ImapJob:complete() self:end_progress() end
 
 return M

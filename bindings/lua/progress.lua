@@ -4,7 +4,12 @@
 --   local progress = require "corral.progress"
 --   local bar = progress.new{ total = 100, label = "files", stream = io.stderr }
 --   bar:advance(n)  -- n more items done (default 1)
---   bar:finish()    -- the last drawing, then a newline; once
+--   bar:fail(n)     -- n more items ended without a result (default 1):
+--                   -- they count as done, and the bar shows how many failed
+--   bar:tick()      -- redraws when REDRAW seconds passed since the last
+--                   -- drawing, whether or not anything advanced
+--   bar:finish()    -- the last drawing, with the total elapsed time, then a
+--                   -- newline; once
 --
 -- new{} takes, all optional:
 --   total   how many items there are; without it the bar shows only the
@@ -15,10 +20,14 @@
 --           only when they are a terminal; any other stream is always drawn
 --           on, as the caller chose it.
 --
--- With a total the line reads "[#####.....] done/total rate/s ETA Ns". The
--- line is redrawn in place ("\r", then clear to the end of the line) at most
--- every REDRAW seconds, and always when done reaches total; so advance() is
--- cheap enough to call once per item. A bar that does not draw only counts.
+-- With a total the line reads "[#####.....] done/total rate/s ETA Ns", with
+-- " (N failed)" after the count once some failed; the last drawing reads
+-- "... rate/s in 12.3s". The line is redrawn in place ("\r", clear to the
+-- end of the line, the line) at most every REDRAW seconds, and always when
+-- done reaches total; so advance() is cheap enough to call once per item.
+-- tick(), called while waiting, redraws it even when nothing ended, so that
+-- after what other processes wrote to the terminal (a Pool's workers) the
+-- bar comes back below it. A bar that does not draw only counts.
 local _, core = ...
 
 local setmetatable, type, tostring, mtype = setmetatable, type, tostring, math.type
@@ -48,24 +57,30 @@ local function new(opts)
   if label ~= nil and type(label) ~= "string" then
     core._raise("ValueError", "progress label must be a string", 2)
   end
-  return setmetatable({ total = total, label = label, stream = stream, done = 0, t0 = now(), last = 0,
+  return setmetatable({ total = total, label = label, stream = stream, done = 0, failed = 0, t0 = now(), last = 0,
                         on = draws_on(stream), finished = false }, Progress)
 end
 
-function Progress:_draw(t)
+-- Draws the line; `final`: with the elapsed time instead of the ETA.
+function Progress:_draw(t, final)
   self.last = t
   local done, total = self.done, self.total
-  local rate = done / max(t - self.t0, 1e-9)
+  local elapsed = t - self.t0
+  local rate = done / max(elapsed, 1e-9)
+  local failed = self.failed > 0 and (" (%d failed)"):format(self.failed) or ""
   local line
   if total then
     local fill = floor(WIDTH * done / max(total, 1))
     if fill > WIDTH then fill = WIDTH end
-    local eta = rate > 0 and max(total - done, 0) / rate or 0
-    line = ("[%s%s] %d/%d %.1f/s ETA %ds"):format(("#"):rep(fill), ("."):rep(WIDTH - fill), done, total, rate,
-      ceil(eta))
+    line = ("[%s%s] %d/%d%s %.1f/s"):format(("#"):rep(fill), ("."):rep(WIDTH - fill), done, total, failed, rate)
+    if not final then
+      local eta = rate > 0 and max(total - done, 0) / rate or 0
+      line = line .. (" ETA %ds"):format(ceil(eta))
+    end
   else
-    line = ("%d done %.1f/s"):format(done, rate)
+    line = ("%d done%s %.1f/s"):format(done, failed, rate)
   end
+  if final then line = line .. (" in %.1fs"):format(elapsed) end
   if self.label then line = self.label .. " " .. line end
   local stream = self.stream
   stream:write("\r" .. line .. "\27[K")
@@ -81,11 +96,26 @@ function Progress:advance(n)
   self:_draw(t)
 end
 
--- finish(): draws the final count and ends the line; later calls do nothing.
+-- fail(n): n more items (default 1) ended without a result; they count
+-- as done.
+function Progress:fail(n)
+  self.failed = self.failed + (n or 1)
+  self:advance(n)
+end
+
+-- tick(): redraws when it is time, as after output of other processes.
+function Progress:tick()
+  if not self.on or self.finished then return end
+  local t = now()
+  if t - self.last >= REDRAW then self:_draw(t) end
+end
+
+-- finish(): draws the final count and the elapsed time, and ends the line;
+-- later calls do nothing.
 function Progress:finish()
   if not self.on or self.finished then return end
   self.finished = true
-  self:_draw(now())
+  self:_draw(now(), true)
   self.stream:write("\n")
 end
 
@@ -95,4 +125,5 @@ end
 
 return {
   new = new,
+  REDRAW = REDRAW,
 }
