@@ -675,8 +675,8 @@ function Pool:_drop_job(job, run)
   if job.timeout then self._timed = self._timed - 1 end
 end
 
--- apply_async(f, args, {callback=, error_callback=, timeout=}) -> AsyncResult
-function Pool:apply_async(f, args, opts)
+-- apply_async(f, args, {callback=, error_callback=, timeout=}) -> AsyncResult, job
+local function apply_async(self, f, args, opts)
   check_running(self, 2)
   if not callable(f) then raise("ValueError", "apply_async: f must be a function, got " .. type(f), 2) end
   if args ~= nil and type(args) ~= "table" then raise("ValueError", "apply_async: args must be a table", 2) end
@@ -695,14 +695,55 @@ function Pool:apply_async(f, args, opts)
       error(err, 2)
     end
   end
-  return job.result
+  return job.result, job
+end
+
+function Pool:apply_async(f, args, opts) return (apply_async(self, f, args, opts)) end
+
+-- ---- Ctrl-C in a blocking call ---------------------------------------------------------
+--
+-- A blocking call (apply, map, starmap, imap's iterator) that Ctrl-C
+-- interrupts gives up its job: the job fails with the Interrupted error, its
+-- queued tasks are dropped, and the workers running its tasks are killed and
+-- replaced at once, so that the next call does not wait behind them.
+
+function Pool:_abandon(job, err)
+  if job.done or self._state == "terminated" then return end
+  job:on_error(0, err, 0, NOTHING)
+  self:_job_done(job)
+  self:_cancel(job)
+  self:_drain()
+  local killed = {}
+  for slot = 1, self._n do
+    local w = self._workers[slot]
+    local running -- the batch it runs: the first one it holds
+    for id, b in pairs(w and not w.dead and w.held or NOTHING) do
+      if not running or id < running.id then running = b end
+    end
+    if running and running.job == job then
+      w.proc:kill()
+      killed[#killed + 1] = w
+    end
+  end
+  for _, w in ipairs(killed) do w.proc:join(1) end
+  if #killed > 0 then self:_check_workers() end
+end
+
+-- The results of a blocking call of job's (pcall's), or its error raised,
+-- after giving up the job when it is Interrupted.
+local function blocking_result(self, job, ok, ...)
+  if ok then return ... end
+  local err = ...
+  if iserror(err, "Interrupted") then self:_abandon(job, err) end
+  error(err, 0)
 end
 
 -- apply(f, ...) -> all of f's results
 function Pool:apply(f, ...)
   check_running(self, 2)
   if not callable(f) then raise("ValueError", "apply: f must be a function, got " .. type(f), 2) end
-  return self:apply_async(f, table.pack(...)):get()
+  local r, job = apply_async(self, f, table.pack(...))
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 -- ---- map, starmap ----------------------------------------------------------------------
@@ -743,25 +784,27 @@ local function map_async(self, mode, f, list, chunksize, opts, level)
     self:_add_run(job, mode, f, list, n, chunksize, 1)
     self:_pump()
   end
-  return job.result
+  return job.result, job
 end
 
 -- map(f, list [, chunksize] [, opts]) -> array of f(item)
 function Pool:map(f, list, chunksize, opts)
-  return map_async(self, MAP, f, list, chunksize, opts, 2):get()
+  local r, job = map_async(self, MAP, f, list, chunksize, opts, 2)
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 function Pool:map_async(f, list, chunksize, opts)
-  return map_async(self, MAP, f, list, chunksize, opts, 2)
+  return (map_async(self, MAP, f, list, chunksize, opts, 2))
 end
 
 -- starmap(f, list_of_arg_tables [, chunksize] [, opts])
 function Pool:starmap(f, list, chunksize, opts)
-  return map_async(self, STAR, f, list, chunksize, opts, 2):get()
+  local r, job = map_async(self, STAR, f, list, chunksize, opts, 2)
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 function Pool:starmap_async(f, list, chunksize, opts)
-  return map_async(self, STAR, f, list, chunksize, opts, 2)
+  return (map_async(self, STAR, f, list, chunksize, opts, 2))
 end
 
 -- ---- imap --------------------------------------------------------------------------------
@@ -875,7 +918,14 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
     local present = false
     for _, s in ipairs(pool._sources) do if s == src then present = true break end end
     if not present and job.source_open then pool._sources[#pool._sources + 1] = src end
-    pool:_wait_until(have, nil, 2)
+    local ok, err = pcall(pool._wait_until, pool, have, nil, 2)
+    if not ok then
+      if iserror(err, "Interrupted") then
+        finished = true
+        pool:_abandon(job, err)
+      end
+      error(err, 0)
+    end
     local e
     if ordered then
       e = job.buffer[pos]
