@@ -1001,14 +1001,6 @@ static int enc_function(enc_t *e, int idx) {
   size_t n = e->b->len - lpos - 4;
   if (n > UINT32_MAX) return enc_fail(e, "cannot encode a function this large");
   put_u32_at(e->b->p + lpos, (uint32_t)n);
-  /* the globals it may carry: read from its bytecode now, while the buffer
-   * holds it (encoding values may move the buffer) */
-  int carry = 0;
-  if (!(e->flags & ENC_CHECK_ONLY) && main_chunk_function(e, idx)) {
-    scan_globals(L, e->b->p + lpos + 4, n);
-    if (lua_isnil(L, -1)) lua_pop(L, 1);
-    else carry = lua_gettop(L);
-  }
   lua_Debug ar;
   lua_pushvalue(L, idx);
   lua_getinfo(L, ">u", &ar);
@@ -1017,6 +1009,14 @@ static int enc_function(enc_t *e, int idx) {
   if (nups == 0) {
     e->depth--;
     return 0;
+  }
+  /* the globals it may carry: read from its bytecode, still in the buffer
+   * (at lpos + 4, wherever the buffer is now) */
+  int carry = 0;
+  if (!(e->flags & ENC_CHECK_ONLY) && main_chunk_function(e, idx)) {
+    scan_globals(L, e->b->p + lpos + 4, n);
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else carry = lua_gettop(L);
   }
   if (lua_isnil(L, e->upvals)) {
     lua_newtable(L);
