@@ -22,17 +22,24 @@
 --
 -- With a total the line reads "[#####.....] done/total rate/s ETA Ns", with
 -- " (N failed)" after the count once some failed; the last drawing reads
--- "... rate/s in 12.3s". The line is redrawn in place ("\r", clear to the
--- end of the line, the line) at most every REDRAW seconds, and always when
--- done reaches total; so advance() is cheap enough to call once per item.
--- tick(), called while waiting, redraws it even when nothing ended, so that
--- after what other processes wrote to the terminal (a Pool's workers) the
--- bar comes back below it. A bar that does not draw only counts.
+-- "... rate/s in 12.3s". The line is redrawn at most every REDRAW seconds,
+-- and always when done reaches total; so advance() is cheap enough to call
+-- once per item. tick(), called while waiting, redraws it even when
+-- nothing ended. A bar that does not draw only counts.
+--
+-- On a terminal (io.stderr or io.stdout) the bar keeps the terminal's last
+-- row to itself: the rows above it are made the scrolling region, and each
+-- drawing goes to the last row and puts the cursor back where it was. So
+-- what other processes write meanwhile (a Pool's workers) scrolls above
+-- the bar and never breaks its line. finish() gives the row back and draws
+-- the last line where the output stands. On another stream (or a terminal
+-- of fewer than 3 rows) the line is redrawn in place: "\r", the line, then
+-- clear to the end of the line.
 local _, core = ...
 
-local setmetatable, type, tostring, mtype = setmetatable, type, tostring, math.type
+local setmetatable, type, tostring, mtype, pcall = setmetatable, type, tostring, math.type, pcall
 local max, floor, ceil = math.max, math.floor, math.ceil
-local now, isatty = core.time, core._isatty
+local now, isatty, term_rows = core.time, core._isatty, core._term_rows
 
 local REDRAW = 0.1 -- seconds between two drawings
 local WIDTH = 30   -- cells of the bar
@@ -41,10 +48,11 @@ local Progress = {}
 Progress.__index = Progress
 Progress.__name = "corral.Progress"
 
--- Whether stream is a terminal, or a stream the caller chose to draw on.
+-- Whether to draw on stream (a terminal, or a stream the caller chose to
+-- draw on), and the terminal's fd.
 local function draws_on(stream)
-  if stream == io.stderr then return isatty(2) end
-  if stream == io.stdout then return isatty(1) end
+  if stream == io.stderr then return isatty(2), isatty(2) and 2 or nil end
+  if stream == io.stdout then return isatty(1), isatty(1) and 1 or nil end
   return true
 end
 
@@ -57,8 +65,9 @@ local function new(opts)
   if label ~= nil and type(label) ~= "string" then
     core._raise("ValueError", "progress label must be a string", 2)
   end
+  local on, fd = draws_on(stream)
   return setmetatable({ total = total, label = label, stream = stream, done = 0, failed = 0, t0 = now(), last = 0,
-                        on = draws_on(stream), finished = false }, Progress)
+                        on = on, fd = fd, rows = nil, pid = core.getpid(), finished = false }, Progress)
 end
 
 -- Draws the line; `final`: with the elapsed time instead of the ETA.
@@ -83,8 +92,30 @@ function Progress:_draw(t, final)
   if final then line = line .. (" in %.1fs"):format(elapsed) end
   if self.label then line = self.label .. " " .. line end
   local stream = self.stream
-  stream:write("\r" .. line .. "\27[K")
+  local rows = not final and self.fd and term_rows(self.fd)
+  if rows and rows >= 3 then
+    local out = ""
+    if self.rows ~= rows then -- the first drawing, or the terminal was resized
+      -- a row for the bar below the cursor (scrolling if the cursor is on the
+      -- last one), then the rows above it scroll on their own
+      if not self.rows then out = "\n\27[A" end
+      out = out .. ("\0277\27[1;%dr\0278"):format(rows - 1)
+      self.rows = rows
+    end
+    stream:write(out .. ("\0277\27[%d;1H\27[2K%s\0278"):format(rows, line))
+  else
+    self:_unpin()
+    stream:write("\r" .. line .. "\27[K")
+  end
   stream:flush()
+end
+
+-- Gives the terminal's last row back, if the bar holds it.
+function Progress:_unpin()
+  local rows = self.rows
+  if not rows then return end
+  self.rows = nil
+  self.stream:write(("\0277\27[%d;1H\27[2K\27[r\0278"):format(rows))
 end
 
 -- advance(n): n more items done (default 1); redraws when it is time.
@@ -117,6 +148,12 @@ function Progress:finish()
   self.finished = true
   self:_draw(now(), true)
   self.stream:write("\n")
+end
+
+-- A bar dropped unfinished gives the terminal's row back (in the process
+-- that drew it: not in a forked copy).
+function Progress.__gc(self)
+  if self.rows and self.pid == core.getpid() then pcall(self._unpin, self) end
 end
 
 function Progress.__tostring(self)
