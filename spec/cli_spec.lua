@@ -64,17 +64,10 @@ describe("corral executable (" .. H.method .. ")", function()
     end)
 
     it("requires -l modules into globals, -l g=mod under another name", function()
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir " .. H.shell_quote(dir)))
-      local f = assert(io.open(dir .. "/clispecmod.lua", "w"))
-      f:write("return { answer = 42 }\n")
-      f:close()
+      local dir = H.module("clispecmod", "return { answer = 42 }\n")
       local env = { LUA_PATH = dir .. "/?.lua;;" }
       local out, err, code = H.run({ "-l", "clispecmod", "-e", "print(clispecmod.answer)",
                                      "-lm=clispecmod", "-e", "print(m.answer, m == clispecmod)" }, nil, env)
-      os.remove(dir .. "/clispecmod.lua")
-      os.remove(dir)
       assert.are.equal(0, code, err)
       assert.are.equal("42\n42\ttrue\n", out)
     end)

@@ -5,6 +5,11 @@ local Terminal = require "spec.terminal"
 
 describe("Pool in a terminal (" .. H.method .. ")", function()
   local term, history
+
+  -- Runs the script file in a new terminal.
+  local function in_terminal(script)
+    return Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+  end
   after_each(function()
     if term then term:kill() end
     term = nil
@@ -38,7 +43,7 @@ describe("Pool in a terminal (" .. H.method .. ")", function()
       local r = pool:map(function(x) mp.sleep(0.01) return x end, items, 1, { progress = true })
       print("mapped " .. #r)
     ]])
-    term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+    term = in_terminal(script)
     term:wait_match("mapped 40")
     local screen = term:screen()
     assert.matches("%[#+%] 40/40 [%d%.]+/s in [%d%.]+s", screen)
@@ -58,7 +63,7 @@ describe("Pool in a terminal (" .. H.method .. ")", function()
       end, items, 1, { progress = true })
       print("mapped " .. tostring(ok))
     ]])
-    term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+    term = in_terminal(script)
     -- while the worker sleeps after its line: the line on its own, the bar
     -- on the terminal's last row
     local visible

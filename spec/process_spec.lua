@@ -275,12 +275,7 @@ describe("Process (" .. H.method .. ")", function()
 
   describe("module paths", function()
     it("children and pool workers find the modules the parent found through package.path", function()
-      local dir = os.tmpname()
-      os.remove(dir)
-      assert(os.execute("mkdir " .. H.shell_quote(dir)))
-      local f = assert(io.open(dir .. "/spec_util_mod.lua", "w"))
-      f:write("return { twice = function(x) return 2 * x end }\n")
-      f:close()
+      local dir = H.module("spec_util_mod", "return { twice = function(x) return 2 * x end }\n")
       local script = H.script(([[
         package.path = %q .. "/?.lua;" .. package.path
         local mp = require "corral"
@@ -293,8 +288,6 @@ describe("Process (" .. H.method .. ")", function()
         print(pool:apply(function(x) return util.twice(x) end, 4))
       ]]):format(dir))
       local out, err, code = H.run({ script }, nil, { CORRAL_START_METHOD = H.method })
-      os.remove(dir .. "/spec_util_mod.lua")
-      os.remove(dir)
       assert.are.equal("", err)
       assert.are.equal("42\t0\n8\n", out)
       assert.are.equal(0, code)

@@ -52,10 +52,16 @@ describe("progress (" .. H.method .. ")", function()
     assert.matches("^files 5 done [%d%.]+/s in [%d%.]+s$", d[2])
   end)
 
-  it("shows failed items, and ends with the total elapsed time", function()
+  -- A bar of 4 items drawn on a sink, its first item done.
+  local function started_bar()
     local s = sink()
     local bar = progress.new{ total = 4, stream = s }
     bar:advance()
+    return s, bar
+  end
+
+  it("shows failed items, and ends with the total elapsed time", function()
+    local s, bar = started_bar()
     bar:fail()
     bar:advance(2)
     bar:finish()
@@ -65,9 +71,7 @@ describe("progress (" .. H.method .. ")", function()
   end)
 
   it("tick redraws once REDRAW seconds passed, even with nothing done", function()
-    local s = sink()
-    local bar = progress.new{ total = 4, stream = s }
-    bar:advance()
+    local s, bar = started_bar()
     bar:tick()
     assert.are.equal(1, #drawings(s)) -- too soon
     local t = H.mp.time()
