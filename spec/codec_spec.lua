@@ -49,6 +49,46 @@ end
 
 local HDR = "\203\1"
 
+describe("carried globals (" .. H.method .. ")", function()
+  after_each(function() H.cleanup() end)
+
+  it("a main-chunk function carries the globals it names that the receiver lacks, not library tables", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool <close> = mp.Pool(1)
+      function fact(n) if n <= 1 then return 1 end return n * fact(n - 1) end
+      function g(x) return fact(x) + base + helper(x) + #string.rep("a", 2) end
+      function helper(x) return data.k[x] end
+      base, data = 10, { k = { 100, 200, 300 } }
+      print(table.concat(pool:map(g, { 1, 2, 3 }), " "))
+      -- the receiver keeps a global it has (here: its own string library)
+      local s = mp.decode(mp.encode(g), { trusted = true })
+      print(s(2), rawequal(string, _G.string))
+      co = coroutine.create(print) -- cannot travel: stays behind
+      print(pool:apply(function() return type(co) end))
+    ]])
+    local out, err, code = H.run({ script }, nil, { CORRAL_START_METHOD = H.method })
+    assert.are.equal("", err)
+    assert.are.equal(0, code)
+    assert.are.equal("113 214 318\n214\ttrue\nnil\n", out)
+  end)
+
+  it("says how to do without when a function names too many globals", function()
+    local lines = { "local mp = require 'corral'" }
+    local names = {}
+    for i = 1, 300 do
+      lines[#lines + 1] = ("g%d = %d"):format(i, i)
+      names[#names + 1] = "g" .. i
+    end
+    lines[#lines + 1] = "local function f() return " .. table.concat(names, " + ") .. " end"
+    lines[#lines + 1] = "local ok, err = pcall(mp.encode, f)"
+    lines[#lines + 1] = "print(mp.iserror(err, 'EncodeError'), err.message)"
+    local out, err = H.run({ H.script(table.concat(lines, "\n")) })
+    assert.are.equal("", err)
+    assert.matches("^true\t[^\n]*cannot carry more than 256 globals", out)
+  end)
+end)
+
 describe("codec #codec", function()
   describe("scalars", function()
     it("round-trips nil and booleans", function()

@@ -185,7 +185,7 @@ local TYPES = {
     { "readable" }, { "writable" }, { "close" },
   }, mp.Lock },
   { "Lock", function() return mp.Lock() end, concat(LOCK_METHODS, { { "locked" } }), mp.Queue },
-  { "RLock", function() return mp.RLock() end, concat(LOCK_METHODS, { { "depth" } }), mp.Queue },
+  { "RLock", function() return mp.RLock() end, concat(LOCK_METHODS, { { "depth" }, { "locked" } }), mp.Queue },
   { "Semaphore", function() return mp.Semaphore(1) end, concat(LOCK_METHODS, { { "get_value" } }), mp.Queue },
   { "BoundedSemaphore", function() return mp.BoundedSemaphore(1) end, concat(LOCK_METHODS, { { "get_value" } }),
     mp.Queue },
@@ -231,14 +231,14 @@ local TYPES = {
     { "index", pack(1, 1, 3), { "value", "integer", "integer" } },
     { "count", pack(1), { "value" } },
     { "sort", pack(nil), { { 5, "x", {} } } },
-    { "totable" },
+    { "totable" }, { "reverse" }, { "clear" },
   }, mp.Queue },
   { "DictProxy", function(m) return m:dict{ a = 1 } end, {
     { "get", pack("a"), { "key" } },
     { "pop", pack("a", 0), { "key" } },
     { "update", pack({}), { { 5, "x", true } } },
     { "setdefault", pack("b", 0), { "key" } },
-    { "keys" }, { "values" }, { "items" }, { "totable" },
+    { "keys" }, { "values" }, { "items" }, { "totable" }, { "copy" }, { "popitem" }, { "clear" },
   }, mp.Queue },
 }
 

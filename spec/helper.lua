@@ -127,6 +127,21 @@ function H.script(src)
   return path
 end
 
+-- Makes a temporary directory holding the module `name`.lua with source
+-- `src` and returns its path (both removed by cleanup()).
+function H.module(name, src)
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir " .. shell_quote(dir)))
+  local path = dir .. "/" .. name .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(src)
+  f:close()
+  temps[#temps + 1] = path
+  temps[#temps + 1] = dir
+  return dir
+end
+
 function H.cleanup()
   for _, p in ipairs(temps) do os.remove(p); os.remove((p:gsub("%.lua$", ""))) end
   temps = {}

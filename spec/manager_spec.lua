@@ -199,6 +199,44 @@ describe("Manager (" .. H.method .. ")", function()
     assert.are.equal("data", d:get("keys"))
   end)
 
+  it("has Python's list.clear and reverse, dict.clear, copy and popitem", function()
+    local m <close> = mp.Manager()
+    local l = m:list { 1, "two", 3, { 4 } }
+    l:reverse()
+    assert.are.same({ { 4 }, 3, "two", 1 }, l:totable())
+    local p = start(function(lst) lst:reverse() end, l) -- seen by another process
+    join_ok(p)
+    assert.are.same({ 1, "two", 3, { 4 } }, l:totable())
+    collectgarbage()
+    local objects = mp.arena_stats().objects
+    l:append(mp.Queue()) -- a stored handle is given back by clear
+    l:clear()
+    assert.are.equal(0, #l)
+    collectgarbage()
+    assert.are.equal(objects, mp.arena_stats().objects)
+    l:clear()
+    assert.are.same({}, l:totable())
+    local d = m:dict()
+    d.a = 1; d.b = { 2 }; d.c = 3
+    local c = d:copy()
+    assert.are.same({ a = 1, b = { 2 }, c = 3 }, c)
+    assert.are.equal("table", type(c)) -- a plain copy, as Python's dict.copy
+    local k, v = d:popitem()
+    assert.are.equal("c", k); assert.are.equal(3, v)
+    d.z = mp.Queue()
+    p = start(function(dd) local key, val = dd:popitem(); dd.got = key .. tostring(val:qsize()) end, d)
+    join_ok(p)
+    assert.are.same({ "a", "b", "got" }, d:keys())
+    assert.are.equal("z0", d.got)
+    d:clear()
+    assert.are.equal(0, #d)
+    assert.are.same({}, d:keys())
+    collectgarbage()
+    assert.are.equal(objects + 1, mp.arena_stats().objects) -- the dict itself
+    local kind = kind_of(d.popitem, d)
+    assert.are.equal("KeyError", kind)
+  end)
+
   it("carries proxies to children as arguments, upvalues and in messages", function()
     local m <close> = mp.Manager()
     local l, d = m:list(), m:dict()

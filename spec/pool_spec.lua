@@ -213,6 +213,29 @@ describe("Pool (" .. H.method .. ")", function()
       end
     end)
 
+    it("retired workers exit by themselves, so close then join returns", function()
+      -- under spawn the worker never saw its maxtasksperchild (its arguments
+      -- had a hole where the initializer was) and went on waiting for work
+      local pool = mp.Pool(2, { maxtasksperchild = 1 })
+      assert.are.same({ 1, 2, 3, 4, 5, 6 }, pool:map(function(x) return x end, { 1, 2, 3, 4, 5, 6 }, 1))
+      pool:close()
+      assert.is_true(pool:join(15))
+      assert.are.same({}, mp.active_children())
+    end)
+
+    it("prints its workers, its pending tasks and its state", function()
+      local pool = mp.Pool(2)
+      assert.are.equal("Pool(workers=2, pending=0, running)", tostring(pool))
+      local ev = mp.Event()
+      local r = pool:map_async(function() ev:wait(30) end, { 1, 2, 3 }, 1)
+      assert.are.equal("Pool(workers=2, pending=3, running)", tostring(pool))
+      ev:set()
+      r:get(30)
+      pool:close()
+      assert.are.equal("Pool(workers=2, pending=0, closed)", tostring(pool))
+      pool:terminate()
+    end)
+
     it("rejects bad sizes and options", function()
       for _, n in ipairs{ 0, -1, 1.5, "2" } do
         assert.are.equal("ValueError", errkind(mp.Pool, n))
@@ -374,6 +397,44 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.same({ 2 }, pool:map(function(x) return x + 1 end, { 1 }))
     end)
 
+    it("shows a RemoteError as the worker saw it: its message, pid, item and traceback", function()
+      local pool <close> = mp.Pool(2)
+      local function seven(x) if x == 7 then error("seven") end return x end
+      local kind, err = errkind(pool.map, pool, seven, { 1, 2, 3, 4, 5, 6, 7, 8 }, 3)
+      assert.are.equal("RemoteError", kind)
+      assert.are.equal(7, err.index)
+      assert.are.equal("LuaError", err.remote_kind)
+      assert.matches("^[^\n]*pool_spec%.lua:%d+: RemoteError: [^\n]*pool_spec%.lua:%d+: seven %(in process "
+        .. err.pid .. ", item 7%)\nstack traceback:\n", tostring(err))
+      assert.not_matches("corral/", err.traceback) -- the worker's own frames are cut
+      assert.matches("pool_spec%.lua:%d+:", err.traceback)
+      local ok
+      ok, err = pcall(function() for _ in pool:imap(seven, { 5, 6, 7 }) do end end)
+      assert.is_false(ok)
+      assert.are.equal(3, err.index)
+      kind, err = errkind(pool.apply, pool, function() return mp.Queue(-1) end)
+      assert.are.equal("ValueError", err.remote_kind)
+      assert.is_nil(err.index)
+      assert.matches("RemoteError: .*ValueError.*%(in process %d+%)\nstack traceback:", tostring(err))
+    end)
+
+    it("reports an uncaught RemoteError with the worker's traceback, not corral's wait", function()
+      local script = H.script([[
+        local mp = require "corral"
+        local pool = mp.Pool(1)
+        local function check(x)
+          if x == 3 then error("three is bad") end
+          return x
+        end
+        pool:map(check, { 1, 2, 3, 4 }, 1)
+      ]])
+      local _, err, code = H.run({ script }, nil, { CORRAL_START_METHOD = H.method })
+      assert.are.equal(1, code)
+      local s = script:gsub("%p", "%%%0")
+      assert.matches("^corral: " .. s .. ":7: RemoteError: " .. s .. ":4: three is bad %(in process %d+, item 3%)\n"
+        .. "stack traceback:\n\t%[C%]: in function 'error'\n\t" .. s .. ":4: in function <" .. s .. ":3>\n$", err)
+    end)
+
     it("raises in imap at the failing position after the earlier results", function()
       local pool <close> = mp.Pool(2)
       local got = {}
@@ -401,6 +462,21 @@ describe("Pool (" .. H.method .. ")", function()
       assert.are.same({ 1, 4, 9 }, got)
       assert.matches("source broke", tostring(err))
       assert.are.equal(16, pool:apply(square, 4))
+    end)
+
+    it("raises the input iterator's error as the iterator raised it, not as a RemoteError", function()
+      local pool <close> = mp.Pool(2)
+      local function broken(what)
+        local i = 0
+        return function() i = i + 1; if i == 3 then error(what) end return i end
+      end
+      local ok, err = pcall(function() for _ in pool:imap(square, broken("source broke")) do end end)
+      assert.is_false(ok)
+      assert.matches("^[^:]*pool_spec%.lua:%d+: source broke$", err) -- the iterator's own string
+      local mine = { code = 7 }
+      ok, err = pcall(function() for _ in pool:imap_unordered(square, broken(mine)) do end end)
+      assert.is_false(ok)
+      assert.are.equal(mine, err)
     end)
 
     it("stops the pool with the error when the initializer raises, instead of starting workers forever", function()

@@ -5,6 +5,11 @@ local Terminal = require "spec.terminal"
 
 describe("Pool in a terminal (" .. H.method .. ")", function()
   local term, history
+
+  -- Runs the script file in a new terminal.
+  local function in_terminal(script)
+    return Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+  end
   after_each(function()
     if term then term:kill() end
     term = nil
@@ -38,10 +43,39 @@ describe("Pool in a terminal (" .. H.method .. ")", function()
       local r = pool:map(function(x) mp.sleep(0.01) return x end, items, 1, { progress = true })
       print("mapped " .. #r)
     ]])
-    term = Terminal.new(H.shell_quote(H.exe) .. " " .. H.shell_quote(script), { CORRAL_START_METHOD = H.method })
+    term = in_terminal(script)
     term:wait_match("mapped 40")
     local screen = term:screen()
-    assert.matches("%[#+%] 40/40 [%d%.]+/s ETA %d+s", screen)
+    assert.matches("%[#+%] 40/40 [%d%.]+/s in [%d%.]+s", screen)
+  end)
+
+  it("counts failed tasks in the bar, which keeps the last row while workers write above it", function()
+    local script = H.script([[
+      local mp = require "corral"
+      local pool <close> = mp.Pool(2)
+      print("started")
+      local items = {}
+      for i = 1, 20 do items[i] = i end
+      local ok = pcall(pool.map, pool, function(x)
+        if x == 4 then io.stderr:write("worker line\n") mp.sleep(3) end
+        if x == 7 or x == 13 then error("bad") end
+        return x
+      end, items, 1, { progress = true })
+      print("mapped " .. tostring(ok))
+    ]])
+    term = in_terminal(script)
+    -- while the worker sleeps after its line: the line on its own, the bar
+    -- on the terminal's last row
+    local visible
+    assert.truthy(H.wait_until(function()
+      visible = term:tmux("capture-pane -p -t t")
+      return visible:match("\nworker line\n") and visible:match("\n%[[#.]+%] %d+/20[^\n]*\n?$")
+    end, 30), visible)
+    term:wait_match("mapped false")
+    local screen = term:screen()
+    assert.matches("%[#+%] 20/20 %(2 failed%) [%d%.]+/s in [%d%.]+s\nmapped false", screen)
+    assert.not_matches("ETA %d+sworker", screen) -- never glued to the bar
+    assert.matches("\nworker line\n", screen)
   end)
 
   it("draws nothing when stderr is not a terminal", function()

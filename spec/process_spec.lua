@@ -275,6 +275,27 @@ describe("Process (" .. H.method .. ")", function()
     end)
   end)
 
+  describe("module paths", function()
+    it("children and pool workers find the modules the parent found through package.path", function()
+      local dir = H.module("spec_util_mod", "return { twice = function(x) return 2 * x end }\n")
+      local script = H.script(([[
+        package.path = %q .. "/?.lua;" .. package.path
+        local mp = require "corral"
+        local util = require "spec_util_mod"
+        local q = mp.Queue()
+        local p = mp.Process{ target = function() q:put(util.twice(21)) end }
+        p:start(); p:join()
+        print(q:get(10), p.exitcode)
+        local pool <close> = mp.Pool(2)
+        print(pool:apply(function(x) return util.twice(x) end, 4))
+      ]]):format(dir))
+      local out, err, code = H.run({ script }, nil, { CORRAL_START_METHOD = H.method })
+      assert.are.equal("", err)
+      assert.are.equal("42\t0\n8\n", out)
+      assert.are.equal(0, code)
+    end)
+  end)
+
   describe("at exit", function()
     it("joins non-daemon children and terminates daemon ones", function()
       local script = H.script([[
@@ -389,6 +410,30 @@ describe("Process (" .. H.method .. ")", function()
       local p = run_to_end{ target = function(ppid) os.exit(mp.getppid() == ppid and 0 or 1) end,
                             args = { mp.getpid() } }
       assert.are.equal(0, p.exitcode)
+    end)
+
+    it("is_alive: the current process is alive, and a child's parent while it runs", function()
+      assert.is_true(mp.current_process():is_alive())
+      local q = mp.Queue()
+      local p = run_to_end{ target = function(out)
+        out:put({ mp.current_process():is_alive(), mp.parent_process():is_alive() })
+      end, args = { q } }
+      assert.are.equal(0, p.exitcode)
+      assert.are.same({ true, true }, q:get(10))
+    end)
+
+    it("a child's default start method is the one that started it", function()
+      for _, m in ipairs{ "fork", "spawn" } do
+        local q = mp.Queue()
+        local p = mp.get_context(m).Process{ target = function(out)
+          local g = mp.Process{ target = function() end }
+          g:start(); g:join()
+          out:put({ mp.get_start_method(), g._start_method })
+        end, args = { q } }
+        p:start()
+        assert.is_true(p:join(30))
+        assert.are.same({ m, m }, q:get(10))
+      end
     end)
 
     it("sets and reads the start method, and makes contexts", function()

@@ -49,7 +49,36 @@ describe("progress (" .. H.method .. ")", function()
     bar:finish()
     local d = drawings(s)
     assert.matches("^files 5 done [%d%.]+/s$", d[1])
-    assert.matches("^files 5 done [%d%.]+/s$", d[2])
+    assert.matches("^files 5 done [%d%.]+/s in [%d%.]+s$", d[2])
+  end)
+
+  -- A bar of 4 items drawn on a sink, its first item done.
+  local function started_bar()
+    local s = sink()
+    local bar = progress.new{ total = 4, stream = s }
+    bar:advance()
+    return s, bar
+  end
+
+  it("shows failed items, and ends with the total elapsed time", function()
+    local s, bar = started_bar()
+    bar:fail()
+    bar:advance(2)
+    bar:finish()
+    local d = drawings(s)
+    assert.matches("^%[#+%] 4/4 %(1 failed%) [%d%.]+/s ETA 0s$", d[#d - 1])
+    assert.matches("^%[#+%] 4/4 %(1 failed%) [%d%.]+/s in [%d%.]+s$", d[#d])
+  end)
+
+  it("tick redraws once REDRAW seconds passed, even with nothing done", function()
+    local s, bar = started_bar()
+    bar:tick()
+    assert.are.equal(1, #drawings(s)) -- too soon
+    local t = H.mp.time()
+    H.wait_until(function() return H.mp.time() - t >= progress.REDRAW end)
+    bar:tick()
+    assert.are.equal(2, #drawings(s))
+    assert.matches(" 1/4 ", drawings(s)[2])
   end)
 
   it("redraws at most every 0.1 s before the end", function()

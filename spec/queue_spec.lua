@@ -430,7 +430,7 @@ describe("Queue (" .. H.method .. ")", function()
     do
       local q2 <close> = mp.Queue()
       saved = q2
-      assert.matches("^Queue %(0x", tostring(q2))
+      assert.are.equal("Queue(size=0, maxsize=0)", tostring(q2))
     end
     kind, msg = kind_of(saved.get, saved)
     assert.are.equal("Closed", kind)
@@ -438,5 +438,14 @@ describe("Queue (" .. H.method .. ")", function()
     assert.are.equal("Queue (closed)", tostring(saved))
     assert.matches("^JoinableQueue", tostring(mp.JoinableQueue()))
     assert.matches("^SimpleQueue", tostring(mp.SimpleQueue()))
+  end)
+
+  it("prints its size, maxsize and whether it is closed", function()
+    local q = mp.Queue(3)
+    q:put(1); q:put(2)
+    assert.are.equal("Queue(size=2, maxsize=3)", tostring(q))
+    q:close()
+    assert.are.equal("Queue(size=2, maxsize=3, closed)", tostring(q))
+    assert.are.equal("JoinableQueue(size=0, maxsize=0)", tostring(mp.JoinableQueue()))
   end)
 end)

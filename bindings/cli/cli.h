@@ -3,7 +3,7 @@
  * The executable follows the shape of Lua's stand-alone interpreter: main()
  * runs everything inside a protected call, Lua code runs under a message
  * handler that adds a traceback, SIGINT becomes a hook that raises
- * "interrupted!" at the next Lua instruction, and the REPL detects an
+ * corral's Interrupted error at the next Lua instruction, and the REPL detects an
  * unfinished statement from the "<eof>" syntax error.
  *
  *   main.c    options, the `arg` table, scripts, -e/-l, spawned children
@@ -21,11 +21,15 @@
 /* Prefix of error messages ("corral"); NULL while the REPL runs, whose
  * errors are shown bare as in lua. */
 extern const char *cli_progname;
+/* Set when the last cli_docall ended with an uncaught Interrupted error:
+ * the executable then exits with 128 + SIGINT, as a shell expects. */
+extern int cli_interrupted;
 
 /* Calls the function below `narg` arguments like lua_pcall, with a message
  * handler that turns error objects into strings (via __tostring) and appends
- * a traceback, and with SIGINT turned into an "interrupted!" error while
- * it runs. Returns the lua_pcall status. */
+ * a traceback (not for an Interrupted error: its one line), and with SIGINT
+ * turned into an Interrupted error while it runs. Returns the lua_pcall
+ * status. */
 int cli_docall(lua_State *L, int narg, int nres);
 
 /* Prints "progname: msg" on stderr (bare msg when progname is NULL). */

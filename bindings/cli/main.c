@@ -8,6 +8,7 @@
  * same table. At the normal end (script done, REPL left) the engine's
  * at-exit policy runs: daemon children are terminated, others joined. */
 #define _POSIX_C_SOURCE 200809L
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,5 +312,6 @@ int main(int argc, char **argv) {
    * that the Lua state holds are still there. */
   cr_engine_finish(cr_engine_default());
   lua_close(L);
-  return (ok && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+  if (ok && status == LUA_OK) return EXIT_SUCCESS;
+  return cli_interrupted ? 128 + SIGINT : EXIT_FAILURE;
 }

@@ -91,6 +91,15 @@ static int loadline(lua_State *L) {
     status = compile(L, "return ", lua_tostring(L, -1), strlen(lua_tostring(L, -1)));
     lua_remove(L, -2);
     if (status == LUA_OK) {
+      /* What runs passes the values on through a call, so that the
+       * statement's own frame stays on the stack while they are computed
+       * (a plain "return f()" is a tail call: an error's `where` would
+       * find no line of the user's, a traceback only "(...tail calls...)"). */
+      lua_pop(L, 1);
+      lua_pushfstring(L, "%s\n)", text);
+      status = compile(L, "return (function(...) return ... end)(", lua_tostring(L, -1),
+                       strlen(lua_tostring(L, -1)));
+      lua_remove(L, -2);
       cli_line_remember(text);
       return status;
     }

@@ -4,8 +4,11 @@
  * the traceback while the failing stack still exists, and SIGINT is turned
  * into a hook so that Ctrl-C stops Lua code at its next instruction instead
  * of killing the process (children, history and the terminal are then left
- * in order). corral's own blocking waits take SIGINT while they wait and
- * raise Interrupted instead: this handler is not called then. */
+ * in order). The hook raises the same Interrupted error object as corral's
+ * own blocking waits do (they take SIGINT while they wait: this handler is
+ * not called then), so a script catches Ctrl-C the same way wherever it
+ * lands; one that nobody catches is reported in one line, without a
+ * traceback, as lua reports an error object. */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
@@ -14,8 +17,10 @@
 #include <lauxlib.h>
 
 #include "cli.h"
+#include "corral_lua.h"
 
 const char *cli_progname = "corral";
+int cli_interrupted;
 
 /* The state the SIGINT hook is set on (one state per process). */
 static lua_State *running_L;
@@ -28,7 +33,10 @@ static void stop_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   lua_sethook(L, NULL, 0, 0);
   hook_armed = 0;
-  luaL_error(L, "interrupted!");
+  crL_pusherror(L, "Interrupted", "interrupted by a signal");
+  crL_where_from(L, 0); /* the instruction it stopped, or the user's line below corral's */
+  lua_setfield(L, -2, "where");
+  lua_error(L);
 }
 
 /* A plain handler that only sets the hook. */
@@ -42,8 +50,18 @@ static void on_sigint(int sig) {
   lua_sethook(running_L, stop_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
-/* Message handler: any error value becomes a string, then gets a traceback. */
+/* Message handler: any error value becomes a string, then gets a traceback;
+ * an Interrupted error only its one line (Ctrl-C is no bug to trace), an
+ * error from another process (a RemoteError: it carries its traceback)
+ * only its own text, which shows where it was raised there: the parent's
+ * side, corral's wait, would hide it. */
 static int msghandler(lua_State *L) {
+  int interrupted = crL_iserror(L, 1, "Interrupted");
+  if (interrupted || (crL_iserror(L, 1, NULL) && lua_getfield(L, 1, "traceback") == LUA_TSTRING)) {
+    cli_interrupted = interrupted;
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+  }
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
@@ -66,6 +84,7 @@ int cli_docall(lua_State *L, int narg, int nres) {
   sa.sa_flags = SA_RESTART;
   running_L = L;
   hook_armed = 0;
+  cli_interrupted = 0;
   sigaction(SIGINT, &sa, &old);
   int status = lua_pcall(L, narg, nres, base);
   sigaction(SIGINT, &old, NULL);

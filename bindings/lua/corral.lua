@@ -31,6 +31,7 @@ local children = {}         -- started here, not yet seen ended: obj -> true
 local counter = 0           -- for default names
 local current               -- the Process object of this process (a child), or the main one
 local parent_info           -- {pid=, name=} in a child
+local main_process          -- the Process object of the main process (set below)
 
 -- Fields computed on access; everything else is looked up in the class.
 local getters = {
@@ -188,7 +189,9 @@ end
 
 function Process:is_alive()
   check_open(self, "is_alive")
-  if self == current then return true end
+  if self == (current or main_process) then return true end
+  -- the parent: alive while it is still this process's parent
+  if rawget(self, "_foreign") then return core.getppid() == rawget(self, "pid") end
   local h = rawget(self, "_handle")
   if not h then return false end
   if not h:mine() then return false end
@@ -223,6 +226,8 @@ core._set_bootstrap(function(obj)
   rawset(obj, "_handle", nil)
   rawset(obj, "pid", core.getpid())
   rawset(obj, "_is_child", true)
+  -- its own children start as it was started, unless it says otherwise
+  default_method = rawget(obj, "_start_method") or default_method
   current = obj
   obj:run()
 end)
@@ -233,7 +238,7 @@ M._ClassMeta = ClassMeta
 
 -- ---- process-wide queries ---------------------------------------------------
 
-local main_process = setmetatable({ name = "MainProcess", daemon = false, pid = core.getpid(),
+main_process = setmetatable({ name = "MainProcess", daemon = false, pid = core.getpid(),
                                     _name_prefix = nil }, Process)
 
 function M.current_process()

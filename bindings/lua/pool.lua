@@ -33,6 +33,7 @@ local worker = require "corral.pool_worker"
 local jobs = require "corral.pool_jobs"
 local obs = require "corral.trace_pool" -- trace events, log lines, stats()
 local trace = obs.trace
+local progress_redraw = require("corral.progress").REDRAW
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable =
   type, pairs, ipairs, error, pcall, tostring, setmetatable, rawget, next, getmetatable
@@ -151,6 +152,7 @@ local function new_pool(n, opts)
     _pid = core.getpid(),
     _timed = 0,         -- jobs with a time limit, not finished
     _batches_sent = 0,  -- messages sent to workers (for tests and tuning)
+    _bars = {},         -- progress bars of unfinished jobs -> true
   }, Pool)
   obs.pool_new(self)
   for slot = 1, n do self:_start_worker(slot) end
@@ -187,7 +189,7 @@ function Pool:_start_worker(slot)
   local inbox = mp.Queue()
   local p = self._ctx.Process{
     target = worker.worker_main, daemon = true, name = ("PoolWorker-%d"):format(slot),
-    args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks },
+    args = { inbox, self._outbox, slot, self._status, self._init, self._initargs, self._maxtasks, n = 7 },
   }
   p._track = obs.worker_track(self, slot)
   p:start()
@@ -420,11 +422,19 @@ function Pool:_job_done(job)
   job:complete()
 end
 
--- Counts a task of job's that ended, over `count` items.
-function Pool:_task_counted(job, count)
+-- Counts a task of job's that ended, over `count` items, `nfailed` of
+-- them (the last ones) without a result.
+function Pool:_task_counted(job, count, nfailed)
   job.tasks_left = job.tasks_left - 1
   local bar = job.progress
-  if bar then bar:advance(count) end
+  if bar then
+    if nfailed and nfailed > 0 then
+      if count > nfailed then bar:advance(count - nfailed) end
+      bar:fail(nfailed)
+    else
+      bar:advance(count)
+    end
+  end
   if job.tasks_left == 0 and job:finished() then self:_job_done(job) end
 end
 
@@ -439,7 +449,7 @@ end
 function Pool:_task_failed(b, k, err, ndone, partial)
   local index, count = task_span(b, k)
   b.job:on_error(index, err, ndone or 0, partial or NOTHING)
-  self:_task_counted(b.job, count)
+  self:_task_counted(b.job, count, count - (ndone or 0))
 end
 
 -- Forgets batch b as held by worker w.
@@ -656,6 +666,14 @@ end
 
 -- ---- the parent's wait --------------------------------------------------------------
 
+-- Redraws the progress bars that are due (after workers wrote to the
+-- terminal, the bar comes back below their output); returns how soon to
+-- look again.
+function Pool:_tick_bars()
+  for bar in pairs(self._bars) do bar:tick() end
+  return progress_redraw
+end
+
 -- The parent's wait: feeds, collects, watches workers and time limits until
 -- cond() holds or timeout passes. Returns whether cond() holds.
 function Pool:_wait_until(cond, timeout, level)
@@ -674,6 +692,7 @@ function Pool:_wait_until(cond, timeout, level)
     if t_now >= deadline then return false end
     local soonest = self._timed > 0 and self:_check_deadlines() or huge
     local slice = min(deadline, soonest, t_now + SLICE) - t_now
+    if next(self._bars) then slice = min(slice, self:_tick_bars()) end
     local msg, why = self._outbox:get(max(slice, 0))
     if not why then
       self:_on_result(msg)
@@ -697,8 +716,8 @@ function Pool:_drop_job(job, run)
   if job.timeout then self._timed = self._timed - 1 end
 end
 
--- apply_async(f, args, {callback=, error_callback=, timeout=}) -> AsyncResult
-function Pool:apply_async(f, args, opts)
+-- apply_async(f, args, {callback=, error_callback=, timeout=}) -> AsyncResult, job
+local function apply_async(self, f, args, opts)
   check_running(self, 2)
   if not callable(f) then raise("ValueError", "apply_async: f must be a function, got " .. type(f), 2) end
   if args ~= nil and type(args) ~= "table" then raise("ValueError", "apply_async: args must be a table", 2) end
@@ -717,14 +736,55 @@ function Pool:apply_async(f, args, opts)
       error(err, 2)
     end
   end
-  return job.result
+  return job.result, job
+end
+
+function Pool:apply_async(f, args, opts) return (apply_async(self, f, args, opts)) end
+
+-- ---- Ctrl-C in a blocking call ---------------------------------------------------------
+--
+-- A blocking call (apply, map, starmap, imap's iterator) that Ctrl-C
+-- interrupts gives up its job: the job fails with the Interrupted error, its
+-- queued tasks are dropped, and the workers running its tasks are killed and
+-- replaced at once, so that the next call does not wait behind them.
+
+function Pool:_abandon(job, err)
+  if job.done or self._state == "terminated" then return end
+  job:on_error(0, err, 0, NOTHING)
+  self:_job_done(job)
+  self:_cancel(job)
+  self:_drain()
+  local killed = {}
+  for slot = 1, self._n do
+    local w = self._workers[slot]
+    local running -- the batch it runs: the first one it holds
+    for id, b in pairs(w and not w.dead and w.held or NOTHING) do
+      if not running or id < running.id then running = b end
+    end
+    if running and running.job == job then
+      w.proc:kill()
+      killed[#killed + 1] = w
+    end
+  end
+  for _, w in ipairs(killed) do w.proc:join(1) end
+  if #killed > 0 then self:_check_workers() end
+end
+
+-- The results of a blocking call of job's (pcall's), or its error raised,
+-- after giving up the job when it is Interrupted.
+local function blocking_result(self, job, ok, ...)
+  if ok then return ... end
+  local err = ...
+  if iserror(err, "Interrupted") then self:_abandon(job, err) end
+  error(err, 0)
 end
 
 -- apply(f, ...) -> all of f's results
 function Pool:apply(f, ...)
   check_running(self, 2)
   if not callable(f) then raise("ValueError", "apply: f must be a function, got " .. type(f), 2) end
-  return self:apply_async(f, table.pack(...)):get()
+  local r, job = apply_async(self, f, table.pack(...))
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 -- ---- map, starmap ----------------------------------------------------------------------
@@ -765,25 +825,27 @@ local function map_async(self, mode, f, list, chunksize, opts, level)
     self:_add_run(job, mode, f, list, n, chunksize, 1)
     self:_pump()
   end
-  return job.result
+  return job.result, job
 end
 
 -- map(f, list [, chunksize] [, opts]) -> array of f(item)
 function Pool:map(f, list, chunksize, opts)
-  return map_async(self, MAP, f, list, chunksize, opts, 2):get()
+  local r, job = map_async(self, MAP, f, list, chunksize, opts, 2)
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 function Pool:map_async(f, list, chunksize, opts)
-  return map_async(self, MAP, f, list, chunksize, opts, 2)
+  return (map_async(self, MAP, f, list, chunksize, opts, 2))
 end
 
 -- starmap(f, list_of_arg_tables [, chunksize] [, opts])
 function Pool:starmap(f, list, chunksize, opts)
-  return map_async(self, STAR, f, list, chunksize, opts, 2):get()
+  local r, job = map_async(self, STAR, f, list, chunksize, opts, 2)
+  return blocking_result(self, job, pcall(r.get, r))
 end
 
 function Pool:starmap_async(f, list, chunksize, opts)
-  return map_async(self, STAR, f, list, chunksize, opts, 2)
+  return (map_async(self, STAR, f, list, chunksize, opts, 2))
 end
 
 -- ---- imap --------------------------------------------------------------------------------
@@ -825,10 +887,7 @@ function Source:pull(pool, w)
     else
       ok, v = pcall(self.iter)
     end
-    if not ok then
-      return self:fail(pool, chunk, n, iserror(v) and v or newerror("RemoteError",
-        "the input iterator raised: " .. tostring(v), {}))
-    end
+    if not ok then return self:fail(pool, chunk, n, v) end -- it ran here: its own error, as raised
     if v == nil then
       job.source_open = false
       break
@@ -897,7 +956,7 @@ local function imap(self, mode, f, iterable, chunksize, opts, ordered, level)
     local present = false
     for _, s in ipairs(pool._sources) do if s == src then present = true break end end
     if not present and job.source_open then pool._sources[#pool._sources + 1] = src end
-  end, function() pool:_cancel(job) end)
+  end, function() pool:_cancel(job) end, function(err) pool:_abandon(job, err) end)
 end
 
 -- imap(f, iterable [, chunksize] [, opts]) -> iterator over f(item), in order
@@ -1007,8 +1066,16 @@ function Pool:stats()
   return obs.stats(self)
 end
 
+-- "Pool(workers=4, pending=3, running)": pending counts the tasks queued
+-- or sent and not yet answered.
 function Pool.__tostring(self)
-  return ("Pool (%d workers, %s)"):format(self._n, self._state)
+  local pending = 0
+  for i = self._phead, self._ptail do
+    local r = self._pending[i]
+    if r.n > 0 and not r.job.cancelled then pending = pending + (r.n + r.c - 1) // r.c end
+  end
+  for _, b in pairs(self._inflight) do pending = pending + b.ntasks - b.answered end
+  return ("Pool(workers=%d, pending=%d, %s)"):format(self._n, pending, self._state)
 end
 
 return {

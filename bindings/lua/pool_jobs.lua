@@ -12,12 +12,19 @@ local _, core = ...
 local progress = require "corral.progress"
 local wire = require "corral.pool_wire"
 
-local setmetatable, error = setmetatable, error
+local setmetatable, error, rawget = setmetatable, error, rawget
 local tunpack = table.unpack
-local raise = core._raise
+local raise, iserror, where = core._raise, core.iserror, core._where
 local unpack_results, unpack_results_into = wire.unpack_results, wire.unpack_results_into
 
 local M = {}
+
+-- Raises err, a job's failure, in the caller: an error object made in a
+-- worker or in the pool's wait gets the caller's line as its where.
+function M.raise(err)
+  if iserror(err) and rawget(err, "where") == nil then err.where = where() end
+  error(err, 0)
+end
 
 -- ---- AsyncResult ---------------------------------------------------------------
 
@@ -51,7 +58,7 @@ end
 -- Raises the task's error, or a Timeout error when t passes first.
 function AsyncResult:get(timeout)
   if not self:wait(timeout) then raise("Timeout", "the result was not ready in time", 2) end
-  if self._err then error(self._err, 0) end
+  if self._err then M.raise(self._err) end
   local v = self._value
   if self._kind == "apply" then return tunpack(v, 1, v.n) end
   return v
@@ -67,12 +74,12 @@ local Job = {}
 Job.__index = Job
 
 -- A new job of class (ApplyJob, MapJob, ImapJob) with options opts. Every
--- job has tasks_left (tasks added and not ended), done and timeout (each
+-- job has pool, tasks_left (tasks added and not ended), done and timeout (each
 -- task's time limit, or nil); the pool adds cost (the seconds a task takes,
 -- a moving average), single_until (positions up to which tasks travel one
 -- at a time) and cancelled (an abandoned imap).
 local function new_job(pool, class, opts)
-  local job = setmetatable({ tasks_left = 0, done = false, timeout = opts.timeout }, class)
+  local job = setmetatable({ pool = pool, tasks_left = 0, done = false, timeout = opts.timeout }, class)
   if job.timeout then pool._timed = pool._timed + 1 end
   return job
 end
@@ -114,6 +121,7 @@ function M.map_job(pool, opts, n)
   job.callback, job.error_callback = opts.callback, opts.error_callback
   job.result = new_result(pool, "map")
   if opts.progress then job.progress = progress.new{ total = n } end
+  if job.progress then pool._bars[job.progress] = true end
   return job
 end
 
@@ -123,6 +131,10 @@ end
 
 function MapJob:on_error(index, err, ndone, partial)
   for i = 1, ndone do self:deliver(index + i - 1, true, partial[i]) end
+  -- a task's error names the item it raised on
+  if iserror(err, "RemoteError") and rawget(err, "remote_kind") and rawget(err, "index") == nil then
+    err.index = index + ndone
+  end
   self:deliver(index + ndone, false, err)
 end
 
@@ -134,8 +146,17 @@ function MapJob:deliver(pos, ok, v)
   end
 end
 
+-- Ends the job's progress bar, if it has one.
+function Job:end_progress()
+  local bar = self.progress
+  if bar then
+    self.pool._bars[bar] = nil
+    bar:finish()
+  end
+end
+
 function MapJob:complete()
-  if self.progress then self.progress:finish() end
+  self:end_progress()
   local r = self.result
   r._ready = true
   if self.err then
@@ -162,6 +183,7 @@ function M.imap_job(pool, opts, mode, ordered, total)
   job.next_pos, job.yield_pos = 1, 1
   job.source_open = true
   if opts.progress then job.progress = progress.new{ total = total } end
+  if job.progress then pool._bars[job.progress] = true end
   return job
 end
 
@@ -181,14 +203,16 @@ function ImapJob:deliver(pos, ok, v)
   end
 end
 
-function ImapJob:complete() if self.progress then self.progress:finish() end end
+function ImapJob:complete() self:end_progress() end
 
 -- The iterator that imap returns for job: each call waits in the pool
 -- (pool:_wait_until) for the next result, by position or in the order
--- they came, and raises a task's error once its turn comes. before_wait()
--- runs before each wait; on_error() before the error is raised (the rest
--- of the job is abandoned).
-function M.imap_iterator(pool, job, before_wait, on_error)
+-- they came, and raises a task's error once its turn comes (an input
+-- iterator's error as the iterator raised it). before_wait() runs before
+-- each wait; on_error() before the error is raised (the rest of the job is
+-- abandoned); on_interrupt(err) when Ctrl-C interrupts the wait (the job
+-- is given up: its tasks dropped, the workers running them replaced).
+function M.imap_iterator(pool, job, before_wait, on_error, on_interrupt)
   local ordered, finished, head = job.ordered, false, 1
   return function()
     if finished then return nil end
@@ -200,7 +224,14 @@ function M.imap_iterator(pool, job, before_wait, on_error)
       return job.buffer[head] ~= nil or (not job.source_open and job.tasks_left == 0)
     end
     if before_wait then before_wait() end
-    pool:_wait_until(have, nil, 2)
+    local ok, err = pcall(pool._wait_until, pool, have, nil, 2)
+    if not ok then
+      if iserror(err, "Interrupted") then
+        finished = true
+        if on_interrupt then on_interrupt(err) end
+      end
+      error(err, 0)
+    end
     local e
     if ordered then
       e = job.buffer[pos]
@@ -218,7 +249,7 @@ function M.imap_iterator(pool, job, before_wait, on_error)
     if not e[1] then
       finished = true
       if on_error then on_error() end
-      error(e[2], 2)
+      M.raise(e[2]) -- an error object, or the input iterator's own value as it raised it
     end
     return e[2]
   end

@@ -18,15 +18,29 @@ local APPLY, STAR = wire.APPLY, wire.STAR
 
 local M = {}
 
+-- remote_kind: the kind of the error object raised, "LuaError" for any
+-- other value (a string from error("...")).
 local function remote_error(e)
   local err = e.err
-  local fields = { traceback = e.tb, pid = core.getpid() }
-  if iserror(err) then fields.remote_kind = err.kind end
+  local fields = { traceback = e.tb, pid = core.getpid(), remote_kind = iserror(err) and err.kind or "LuaError" }
   return newerror("RemoteError", tostring(err), fields)
 end
 
+-- The stack traceback of a task's error, without its message (the error
+-- has it) and without the frames of this module below the task.
 local function traceback(err)
-  return { err = err, tb = debug.traceback(tostring(err), 2) }
+  local tb = debug.traceback("", 2):gsub("^\n", "")
+  local lines = {}
+  for line in tb:gmatch("[^\n]+") do lines[#lines + 1] = line end
+  while #lines > 1 do
+    local last = lines[#lines]
+    if last:find("^\tcorral/") or last:find("^\t%[C%]") or last:find("^\t%(%.%.%.tail calls%.%.%.%)") then
+      lines[#lines] = nil
+    else
+      break
+    end
+  end
+  return { err = err, tb = table.concat(lines, "\n") }
 end
 
 -- A task's error as its caller gets it: xpcall(f, M.traceback, ...) and,

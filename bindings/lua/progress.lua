@@ -4,7 +4,12 @@
 --   local progress = require "corral.progress"
 --   local bar = progress.new{ total = 100, label = "files", stream = io.stderr }
 --   bar:advance(n)  -- n more items done (default 1)
---   bar:finish()    -- the last drawing, then a newline; once
+--   bar:fail(n)     -- n more items ended without a result (default 1):
+--                   -- they count as done, and the bar shows how many failed
+--   bar:tick()      -- redraws when REDRAW seconds passed since the last
+--                   -- drawing, whether or not anything advanced
+--   bar:finish()    -- the last drawing, with the total elapsed time, then a
+--                   -- newline; once
 --
 -- new{} takes, all optional:
 --   total   how many items there are; without it the bar shows only the
@@ -15,15 +20,26 @@
 --           only when they are a terminal; any other stream is always drawn
 --           on, as the caller chose it.
 --
--- With a total the line reads "[#####.....] done/total rate/s ETA Ns". The
--- line is redrawn in place ("\r", then clear to the end of the line) at most
--- every REDRAW seconds, and always when done reaches total; so advance() is
--- cheap enough to call once per item. A bar that does not draw only counts.
+-- With a total the line reads "[#####.....] done/total rate/s ETA Ns", with
+-- " (N failed)" after the count once some failed; the last drawing reads
+-- "... rate/s in 12.3s". The line is redrawn at most every REDRAW seconds,
+-- and always when done reaches total; so advance() is cheap enough to call
+-- once per item. tick(), called while waiting, redraws it even when
+-- nothing ended. A bar that does not draw only counts.
+--
+-- On a terminal (io.stderr or io.stdout) the bar keeps the terminal's last
+-- row to itself: the rows above it are made the scrolling region, and each
+-- drawing goes to the last row and puts the cursor back where it was. So
+-- what other processes write meanwhile (a Pool's workers) scrolls above
+-- the bar and never breaks its line. finish() gives the row back and draws
+-- the last line where the output stands. On another stream (or a terminal
+-- of fewer than 3 rows) the line is redrawn in place: "\r", the line, then
+-- clear to the end of the line.
 local _, core = ...
 
-local setmetatable, type, tostring, mtype = setmetatable, type, tostring, math.type
+local setmetatable, type, tostring, mtype, pcall = setmetatable, type, tostring, math.type, pcall
 local max, floor, ceil = math.max, math.floor, math.ceil
-local now, isatty = core.time, core._isatty
+local now, isatty, term_rows = core.time, core._isatty, core._term_rows
 
 local REDRAW = 0.1 -- seconds between two drawings
 local WIDTH = 30   -- cells of the bar
@@ -32,10 +48,11 @@ local Progress = {}
 Progress.__index = Progress
 Progress.__name = "corral.Progress"
 
--- Whether stream is a terminal, or a stream the caller chose to draw on.
+-- Whether to draw on stream (a terminal, or a stream the caller chose to
+-- draw on), and the terminal's fd.
 local function draws_on(stream)
-  if stream == io.stderr then return isatty(2) end
-  if stream == io.stdout then return isatty(1) end
+  if stream == io.stderr then return isatty(2), isatty(2) and 2 or nil end
+  if stream == io.stdout then return isatty(1), isatty(1) and 1 or nil end
   return true
 end
 
@@ -48,28 +65,57 @@ local function new(opts)
   if label ~= nil and type(label) ~= "string" then
     core._raise("ValueError", "progress label must be a string", 2)
   end
-  return setmetatable({ total = total, label = label, stream = stream, done = 0, t0 = now(), last = 0,
-                        on = draws_on(stream), finished = false }, Progress)
+  local on, fd = draws_on(stream)
+  return setmetatable({ total = total, label = label, stream = stream, done = 0, failed = 0, t0 = now(), last = 0,
+                        on = on, fd = fd, rows = nil, pid = core.getpid(), finished = false }, Progress)
 end
 
-function Progress:_draw(t)
+-- Draws the line; `final`: with the elapsed time instead of the ETA.
+function Progress:_draw(t, final)
   self.last = t
   local done, total = self.done, self.total
-  local rate = done / max(t - self.t0, 1e-9)
+  local elapsed = t - self.t0
+  local rate = done / max(elapsed, 1e-9)
+  local failed = self.failed > 0 and (" (%d failed)"):format(self.failed) or ""
   local line
   if total then
     local fill = floor(WIDTH * done / max(total, 1))
     if fill > WIDTH then fill = WIDTH end
-    local eta = rate > 0 and max(total - done, 0) / rate or 0
-    line = ("[%s%s] %d/%d %.1f/s ETA %ds"):format(("#"):rep(fill), ("."):rep(WIDTH - fill), done, total, rate,
-      ceil(eta))
+    line = ("[%s%s] %d/%d%s %.1f/s"):format(("#"):rep(fill), ("."):rep(WIDTH - fill), done, total, failed, rate)
+    if not final then
+      local eta = rate > 0 and max(total - done, 0) / rate or 0
+      line = line .. (" ETA %ds"):format(ceil(eta))
+    end
   else
-    line = ("%d done %.1f/s"):format(done, rate)
+    line = ("%d done%s %.1f/s"):format(done, failed, rate)
   end
+  if final then line = line .. (" in %.1fs"):format(elapsed) end
   if self.label then line = self.label .. " " .. line end
   local stream = self.stream
-  stream:write("\r" .. line .. "\27[K")
+  local rows = not final and self.fd and term_rows(self.fd)
+  if rows and rows >= 3 then
+    local out = ""
+    if self.rows ~= rows then -- the first drawing, or the terminal was resized
+      -- a row for the bar below the cursor (scrolling if the cursor is on the
+      -- last one), then the rows above it scroll on their own
+      if not self.rows then out = "\n\27[A" end
+      out = out .. ("\0277\27[1;%dr\0278"):format(rows - 1)
+      self.rows = rows
+    end
+    stream:write(out .. ("\0277\27[%d;1H\27[2K%s\0278"):format(rows, line))
+  else
+    self:_unpin()
+    stream:write("\r" .. line .. "\27[K")
+  end
   stream:flush()
+end
+
+-- Gives the terminal's last row back, if the bar holds it.
+function Progress:_unpin()
+  local rows = self.rows
+  if not rows then return end
+  self.rows = nil
+  self.stream:write(("\0277\27[%d;1H\27[2K\27[r\0278"):format(rows))
 end
 
 -- advance(n): n more items done (default 1); redraws when it is time.
@@ -81,12 +127,33 @@ function Progress:advance(n)
   self:_draw(t)
 end
 
--- finish(): draws the final count and ends the line; later calls do nothing.
+-- fail(n): n more items (default 1) ended without a result; they count
+-- as done.
+function Progress:fail(n)
+  self.failed = self.failed + (n or 1)
+  self:advance(n)
+end
+
+-- tick(): redraws when it is time, as after output of other processes.
+function Progress:tick()
+  if not self.on or self.finished then return end
+  local t = now()
+  if t - self.last >= REDRAW then self:_draw(t) end
+end
+
+-- finish(): draws the final count and the elapsed time, and ends the line;
+-- later calls do nothing.
 function Progress:finish()
   if not self.on or self.finished then return end
   self.finished = true
-  self:_draw(now())
+  self:_draw(now(), true)
   self.stream:write("\n")
+end
+
+-- A bar dropped unfinished gives the terminal's row back (in the process
+-- that drew it: not in a forked copy).
+function Progress.__gc(self)
+  if self.rows and self.pid == core.getpid() then pcall(self._unpin, self) end
 end
 
 function Progress.__tostring(self)
@@ -135,4 +202,5 @@ end
 return {
   new = new,
   board = board,
+  REDRAW = REDRAW,
 }

@@ -26,6 +26,11 @@
  *                     __name is that name (luaL_newmetatable)
  *   0x0e GLOBALS      the receiver's globals table
  *   0x0f HANDLE n     the n-th entry of the handle section (0-based)
+ *   0x11 GLOBALS_SET n (name value)*n
+ *                     the receiver's globals table, after each name it
+ *                     does not have (rawget is nil) is set to its value:
+ *                     the globals that a function of the sender's main
+ *                     chunk or REPL names (see "carried globals" below)
  *
  * Varints are unsigned LEB128. "Objects" (what REF counts) are, in order of
  * first appearance: tables, Lua functions, NAMED and REGMT values and handles,
@@ -67,6 +72,7 @@ enum {
   T_GLOBALS,
   T_HANDLE,
   T_HANDLES,
+  T_GLOBALS_SET,
   T_NEGINT = 0x20,   /* 0x20..0x3f */
   T_SHORTSTR = 0x40, /* 0x40..0x5f */
   T_FIXINT = 0x80    /* 0x80..0xff */
@@ -125,6 +131,7 @@ typedef struct {
   int err;     /* on failure: {msg=, [1..n] = path segments, innermost first} */
   int nseg;
   int bufslot; /* stack slot of the buffer userdata */
+  int ncarried; /* globals carried so far (GLOBALS_SET) */
 } enc_t;
 
 static int enc_nomem(enc_t *e) { return crL_error(e->L, "MemoryError", "encode: not enough memory"); }
@@ -721,6 +728,254 @@ static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
   return 0;
 }
 
+/* ---- carried globals ---------------------------------------------------------------
+ * As cloudpickle does for __main__, a function defined in the main chunk
+ * (the script that lua or corral runs: source "@" .. arg[0]), by -e or at
+ * the REPL carries the globals it names (GETTABUP on its _ENV, in its own
+ * bytecode and in the functions defined inside it) that hold functions or
+ * plain data: the receiver may not have them (a spawned child never ran the
+ * script; a worker forked before the REPL defined them). Values that the
+ * receiver has by name (library tables and functions) and values that
+ * cannot travel (a coroutine, a file) stay behind; the receiver keeps any
+ * global it already has. At most MAX_CARRIED per message: past that the
+ * encoding fails with an EncodeError that says what to do. Functions of
+ * modules carry nothing: a module sets up its own globals where it is
+ * loaded. */
+
+#define MAX_CARRIED 256
+#define OP_GETUPVAL_54 9 /* lopcodes.h, Lua 5.4 */
+#define OP_GETTABUP_54 11
+
+typedef struct {
+  const unsigned char *p, *end;
+} rd_t;
+
+static int rd_byte(rd_t *r, unsigned *v) {
+  if (r->p >= r->end) return -1;
+  *v = *r->p++;
+  return 0;
+}
+
+/* ldump.c's dumpSize: 7-bit groups, most significant first, the last one
+ * with the high bit set. */
+static int rd_size(rd_t *r, size_t *v) {
+  size_t x = 0;
+  unsigned b;
+  do {
+    if (rd_byte(r, &b) < 0 || x > (SIZE_MAX >> 7)) return -1;
+    x = (x << 7) | (b & 0x7f);
+  } while (!(b & 0x80));
+  *v = x;
+  return 0;
+}
+
+static int rd_skip(rd_t *r, size_t n) {
+  if ((size_t)(r->end - r->p) < n) return -1;
+  r->p += n;
+  return 0;
+}
+
+/* A dumped string: *s NULL for none. */
+static int rd_string(rd_t *r, const char **s, size_t *n) {
+  size_t sz;
+  if (rd_size(r, &sz) < 0) return -1;
+  *s = NULL;
+  *n = 0;
+  if (sz == 0) return 0;
+  *s = (const char *)r->p;
+  *n = sz - 1;
+  return rd_skip(r, sz - 1);
+}
+
+/* Reads one dumped function (ldump.c's dumpFunction, Lua 5.4) and adds to
+ * the table at `names` each name that it or a function inside it reads
+ * from its _ENV upvalue: the key of each GETTABUP on _ENV; when _ENV is
+ * also read whole (GETUPVAL: a function with more than 255 constants, whose
+ * later keys do not fit GETTABUP, or `local e = _ENV`), every string
+ * constant of the function. -1 when the bytes are not as expected. */
+static int scan_function(lua_State *L, rd_t *r, int names, int depth) {
+  const char *s;
+  size_t n, ncode, nk, k;
+  unsigned b;
+  if (depth > CODEC_MAXDEPTH || !lua_checkstack(L, 4)) return -1;
+  if (rd_string(r, &s, &n) < 0 || rd_size(r, &n) < 0 || rd_size(r, &n) < 0 || rd_skip(r, 3) < 0) return -1;
+  if (rd_size(r, &ncode) < 0 || ncode > (size_t)(r->end - r->p) / 4) return -1;
+  const unsigned char *code = r->p;
+  r->p += 4 * ncode;
+  if (rd_size(r, &nk) < 0 || nk > (size_t)(r->end - r->p)) return -1;
+  lua_createtable(L, (int)nk, 0); /* constant index + 1 -> string */
+  int ks = lua_gettop(L);
+  for (k = 0; k < nk; k++) {
+    if (rd_byte(r, &b) < 0) return -1;
+    if (b == 3 || b == 19) { /* LUA_VNUMINT, LUA_VNUMFLT */
+      if (rd_skip(r, 8) < 0) return -1;
+    } else if (b == 4 || b == 20) { /* LUA_VSHRSTR, LUA_VLNGSTR */
+      if (rd_string(r, &s, &n) < 0) return -1;
+      if (s) {
+        lua_pushlstring(L, s, n);
+        lua_rawseti(L, ks, (lua_Integer)k + 1);
+      }
+    } else if (b != 0 && b != 1 && b != 17) { /* nil, false, true */
+      return -1;
+    }
+  }
+  if (rd_size(r, &n) < 0 || n > 255 || rd_skip(r, 3 * n) < 0) return -1; /* upvalue descriptions */
+  if (rd_size(r, &n) < 0) return -1;
+  for (k = 0; k < n; k++)
+    if (scan_function(L, r, names, depth + 1) < 0) return -1;
+  size_t m, i;
+  if (rd_size(r, &m) < 0 || rd_skip(r, m) < 0) return -1; /* lineinfo */
+  if (rd_size(r, &m) < 0) return -1;
+  for (i = 0; i < m; i++)
+    if (rd_size(r, &n) < 0 || rd_size(r, &n) < 0) return -1; /* abslineinfo */
+  if (rd_size(r, &m) < 0) return -1;
+  for (i = 0; i < m; i++) /* local variables */
+    if (rd_string(r, &s, &n) < 0 || rd_size(r, &n) < 0 || rd_size(r, &n) < 0) return -1;
+  if (rd_size(r, &m) < 0) return -1;
+  int env = -1;
+  for (i = 0; i < m; i++) { /* upvalue names */
+    if (rd_string(r, &s, &n) < 0) return -1;
+    if (s && n == 4 && memcmp(s, "_ENV", 4) == 0) env = (int)i;
+  }
+  int whole = 0;
+  for (k = 0; env >= 0 && k < ncode; k++) {
+    uint32_t ins;
+    memcpy(&ins, code + 4 * k, 4);
+    unsigned op = ins & 0x7f;
+    if (op == OP_GETUPVAL_54 && (int)((ins >> 16) & 0xff) == env) whole = 1;
+    if (op == OP_GETTABUP_54 && (int)((ins >> 16) & 0xff) == env) {
+      if (lua_rawgeti(L, ks, (lua_Integer)(ins >> 24) + 1) == LUA_TSTRING) {
+        lua_pushboolean(L, 1);
+        lua_rawset(L, names);
+      } else {
+        lua_pop(L, 1);
+      }
+    }
+  }
+  for (k = 1; whole && k <= nk; k++) {
+    if (lua_rawgeti(L, ks, (lua_Integer)k) == LUA_TSTRING) {
+      lua_pushboolean(L, 1);
+      lua_rawset(L, names);
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 1); /* ks */
+  return 0;
+}
+
+/* Pushes the set of global names that the dumped function p[0..n) reads,
+ * or nil when its bytes are not Lua 5.4's dump format. */
+static void scan_globals(lua_State *L, const unsigned char *p, size_t n) {
+  lua_newtable(L);
+  int names = lua_gettop(L);
+  /* the header (ldump.c's dumpHeader): 31 bytes, 4-byte instructions,
+   * 8-byte integers and floats; then the main function's upvalue count */
+  rd_t r = {p, p + n};
+  if (n < 32 || memcmp(p, LUA_SIGNATURE, 4) != 0 || p[12] != 4 || p[13] != 8 || p[14] != 8) {
+    lua_pushnil(L);
+    lua_replace(L, names);
+    return;
+  }
+  r.p += 32;
+  int top = lua_gettop(L);
+  if (scan_function(L, &r, names, 0) < 0) {
+    lua_settop(L, top);
+    lua_pushnil(L);
+    lua_replace(L, names);
+  }
+}
+
+/* Whether the Lua function at idx was defined in the main chunk: the
+ * script lua or corral runs ("@" .. arg[0]), -e, or the REPL. */
+static int main_chunk_function(enc_t *e, int idx) {
+  lua_State *L = e->L;
+  lua_Debug ar;
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">S", &ar);
+  const char *src = ar.source;
+  if (strcmp(src, "=stdin") == 0 || strcmp(src, "=(command line)") == 0) return 1;
+  if (src[0] != '@') return 0;
+  int top = lua_gettop(L), main = 0;
+  if (lua_getfield(L, e->globals, "arg") == LUA_TTABLE && lua_rawgeti(L, -1, 0) == LUA_TSTRING)
+    main = strcmp(src + 1, lua_tostring(L, -1)) == 0;
+  lua_settop(L, top);
+  return main;
+}
+
+/* _check's body: encodes the value at 1 without references (raises). */
+static int check_body(lua_State *L);
+
+/* Whether the value at idx is one to carry: not nil, not one the receiver
+ * has by name, and encodable. */
+static int carriable(enc_t *e, int idx) {
+  lua_State *L = e->L;
+  int t = lua_type(L, idx);
+  if (t == LUA_TNIL || lua_rawequal(L, idx, e->globals)) return 0;
+  if (t == LUA_TBOOLEAN || t == LUA_TNUMBER || t == LUA_TSTRING) return 1;
+  if (lua_isnil(L, e->names)) names_get(e, 0);
+  lua_pushvalue(L, idx);
+  int named = lua_rawget(L, e->names) == LUA_TSTRING && name_resolves(L, idx);
+  lua_pop(L, 1);
+  if (named) return 0;
+  lua_pushcfunction(L, check_body);
+  lua_pushvalue(L, idx);
+  int ok = lua_pcall(L, 1, 0, 0) == LUA_OK;
+  if (!ok) lua_pop(L, 1);
+  return ok;
+}
+
+/* Writes the _ENV upvalue (the globals table) of the function at fidx,
+ * whose names set (scan_globals) is at `names` (0: none): GLOBALS, or
+ * GLOBALS_SET with the globals it carries. */
+static int enc_env(enc_t *e, int names) {
+  lua_State *L = e->L;
+  if (!names) {
+    put_byte(e, T_GLOBALS);
+    return 0;
+  }
+  luaL_checkstack(L, 8, "encode");
+  lua_newtable(L); /* the names to carry, in order */
+  int keep = lua_gettop(L);
+  lua_Integer n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, names)) {
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, e->globals);
+    if (carriable(e, lua_gettop(L))) {
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, keep, ++n);
+    }
+    lua_pop(L, 1);
+  }
+  if (n == 0) {
+    lua_pop(L, 1);
+    put_byte(e, T_GLOBALS);
+    return 0;
+  }
+  e->ncarried += (int)n;
+  if (e->ncarried > MAX_CARRIED)
+    return enc_fail(e, "cannot carry more than %d globals of functions defined in the main chunk or at the REPL "
+                       "(pass them as arguments, or make them locals of the function's chunk)", MAX_CARRIED);
+  put_byte(e, T_GLOBALS_SET);
+  put_varint(e, (uint64_t)n);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, keep, i);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    put_str(e, s, len);
+    lua_rawget(L, e->globals);
+    if (enc_value(e, lua_gettop(L), 1)) {
+      lua_rawgeti(L, keep, i);
+      return enc_seg(e, "<global '%s'>", lua_tostring(L, -1));
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 /* A function: met before by REF; with a package.loaded name by name (a C
  * function has to have one); a Lua function by bytecode (debug info kept)
  * and its upvalues, an upvalue shared with a closure sent earlier in the
@@ -755,6 +1010,14 @@ static int enc_function(enc_t *e, int idx) {
     e->depth--;
     return 0;
   }
+  /* the globals it may carry: read from its bytecode, still in the buffer
+   * (at lpos + 4, wherever the buffer is now) */
+  int carry = 0;
+  if (!(e->flags & ENC_CHECK_ONLY) && main_chunk_function(e, idx)) {
+    scan_globals(L, e->b->p + lpos + 4, n);
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else carry = lua_gettop(L);
+  }
   if (lua_isnil(L, e->upvals)) {
     lua_newtable(L);
     lua_replace(L, e->upvals);
@@ -771,6 +1034,15 @@ static int enc_function(enc_t *e, int idx) {
     lua_pop(L, 1);
   }
   for (int i = 1; i <= nups; i++) {
+    if (carry) { /* its own _ENV, never joined: it carries its own globals */
+      const char *uname = lua_getupvalue(L, idx, i);
+      int env = uname && strcmp(uname, "_ENV") == 0 && lua_rawequal(L, -1, e->globals);
+      lua_pop(L, 1);
+      if (env) {
+        if (enc_env(e, carry)) return enc_seg(e, "<upvalue '_ENV'>");
+        continue;
+      }
+    }
     lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
     lua_rawget(L, e->upvals);
     lua_Integer owner = lua_tointeger(L, -1);
@@ -796,6 +1068,7 @@ static int enc_function(enc_t *e, int idx) {
     }
     lua_pop(L, 1);
   }
+  if (carry) lua_remove(L, carry);
   e->depth--;
   return 0;
 }
@@ -1294,6 +1567,28 @@ static void dec_regmt(dec_t *d) {
   dec_register(d);
 }
 
+/* GLOBALS_SET: the receiver's globals, each carried name it lacks set. */
+static void dec_globals_set(dec_t *d) {
+  lua_State *L = d->L;
+  if (d->flags & CRL_DECODE_NO_FUNCTIONS) dec_fail(d, "globals are refused here (they come only with functions)");
+  dec_checkstack(d, 4);
+  size_t n = dec_count(d, 2, "global");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  int g = lua_gettop(L);
+  for (size_t i = 0; i < n; i++) {
+    dec_value(d);
+    if (lua_type(L, -1) != LUA_TSTRING) dec_fail(d, "a carried global's name is not a string");
+    dec_value(d);
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, g) == LUA_TNIL) {
+      lua_pop(L, 1);
+      lua_rawset(L, g);
+    } else {
+      lua_pop(L, 3);
+    }
+  }
+}
+
 /* Reads one value and pushes it. */
 static void dec_value(dec_t *d) {
   lua_State *L = d->L;
@@ -1354,6 +1649,7 @@ static void dec_value(dec_t *d) {
   case T_NAMED: dec_named(d); return;
   case T_REGMT: dec_regmt(d); return;
   case T_GLOBALS: lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS); return;
+  case T_GLOBALS_SET: dec_globals_set(d); return;
   case T_HANDLE: {
     uint64_t i = dec_varint(d);
     if (i >= (uint64_t)d->nhandles) dec_fail(d, "handle %I not in the handle section", (LUAI_UACINT)i);
@@ -1529,6 +1825,12 @@ static int l_pack_slice(lua_State *L) {
   const char *s = encode_part(L, 1, slice, root, &n, 0);
   lua_pushlstring(L, s, n);
   return 1;
+}
+
+static int check_body(lua_State *L) {
+  size_t n;
+  encode(L, 1, "value", &n, ENC_CHECK_ONLY);
+  return 0;
 }
 
 /* _check(v [, root]): raises the EncodeError that sending v would raise. */

@@ -38,6 +38,12 @@ cr_engine_t *crL_engine(lua_State *L);
  * caller of the running C function; the innermost of corral's own when
  * there is no other, "" when there is no Lua function at all. */
 void crL_where(lua_State *L);
+/* crL_where counted from stack level `level` (0: the running function, as
+ * a hook sees it). */
+void crL_where_from(lua_State *L, int level);
+/* Whether the value at idx is an error object of that kind (any kind for
+ * NULL). Raises nothing. */
+int crL_iserror(lua_State *L, int idx, const char *kind);
 /* Pushes a new error object, with no where. */
 void crL_pusherror(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error object. Never returns. */
@@ -45,9 +51,6 @@ int crL_error(lua_State *L, const char *kind, const char *fmt, ...);
 /* Raises an error for an engine code: kind from cr_err_kind, message
  * "what: <message>". Clears a pending SIGINT flag for CR_EINTR. */
 int crL_error_code(lua_State *L, int code, const char *what);
-/* Whether the value at idx is an error object, of that kind unless kind
- * is NULL. Raises nothing. */
-int crL_iserror_kind(lua_State *L, int idx, const char *kind);
 /* Raises "attempt to use a closed <Type>" (kind "Closed"). */
 int crL_error_closed(lua_State *L, const char *tname);
 

@@ -1,7 +1,9 @@
 /* corral bindings: error objects.
  *
- * An error object is a table {kind=, message=, where=[, traceback=, pid=]}
- * with metatable "corral.Error"; tostring gives "where: Kind: message".
+ * An error object is a table {kind=, message=, where=[, traceback=, pid=,
+ * index=]} with metatable "corral.Error"; tostring gives "where: Kind:
+ * message", then " (in process PID, item N)" and, on the next lines, the
+ * traceback of the process it came from, when it has them.
  * Every error the module raises is built here: the argument checks below
  * stand in for luaL_check* (which raise plain strings), and `where` is
  * always the line of the user's code that made the call. */
@@ -18,10 +20,12 @@
  * can be taken for corral's own. */
 #define CORRAL_CHUNK "=corral/"
 
-void crL_where(lua_State *L) {
+void crL_where(lua_State *L) { crL_where_from(L, 1); }
+
+void crL_where_from(lua_State *L, int from) {
   lua_Debug ar;
   int fallback = 0;
-  for (int level = 1; lua_getstack(L, level, &ar); level++) {
+  for (int level = from; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
     if (ar.currentline <= 0) continue; /* a C function, or no line information */
     if (strncmp(ar.source, CORRAL_CHUNK, sizeof CORRAL_CHUNK - 1) != 0) {
@@ -233,23 +237,32 @@ static int error_tostring(lua_State *L) {
   lua_getfield(L, 1, "kind");
   lua_getfield(L, 1, "message");
   lua_getfield(L, 1, "pid");
+  lua_getfield(L, 1, "index");
+  lua_getfield(L, 1, "traceback");
   luaL_Buffer b;
   luaL_buffinit(L, &b);
   if (lua_isstring(L, 2)) luaL_addstring(&b, lua_tostring(L, 2));
   luaL_addstring(&b, lua_isstring(L, 3) ? lua_tostring(L, 3) : "Error");
   luaL_addstring(&b, ": ");
   luaL_addstring(&b, lua_isstring(L, 4) ? lua_tostring(L, 4) : "?");
-  if (lua_isinteger(L, 5)) {
-    lua_pushfstring(L, " (in process %d)", (int)lua_tointeger(L, 5));
+  int pid = lua_isinteger(L, 5), index = lua_isinteger(L, 6);
+  if (pid && index) lua_pushfstring(L, " (in process %d, item %I)", (int)lua_tointeger(L, 5),
+                                     (LUAI_UACINT)lua_tointeger(L, 6));
+  else if (pid) lua_pushfstring(L, " (in process %d)", (int)lua_tointeger(L, 5));
+  else if (index) lua_pushfstring(L, " (item %I)", (LUAI_UACINT)lua_tointeger(L, 6));
+  if (pid || index) luaL_addvalue(&b);
+  if (lua_type(L, 7) == LUA_TSTRING) {
+    luaL_addchar(&b, '\n');
+    lua_pushvalue(L, 7);
     luaL_addvalue(&b);
   }
   luaL_pushresult(&b);
   return 1;
 }
 
-int crL_iserror_kind(lua_State *L, int idx, const char *kind) {
-  idx = lua_absindex(L, idx);
+int crL_iserror(lua_State *L, int idx, const char *kind) {
   int ok = 0;
+  idx = lua_absindex(L, idx);
   if (lua_getmetatable(L, idx)) {
     luaL_getmetatable(L, ERROR_MT);
     ok = lua_rawequal(L, -1, -2);
@@ -265,9 +278,8 @@ int crL_iserror_kind(lua_State *L, int idx, const char *kind) {
 
 /* iserror(v [, kind]): v is an error object (of that kind). */
 static int l_iserror(lua_State *L) {
-  int ok = crL_iserror_kind(L, 1, NULL);
-  if (ok && !lua_isnoneornil(L, 2)) ok = crL_iserror_kind(L, 1, crL_checkstring(L, 2));
-  lua_pushboolean(L, ok);
+  const char *want = lua_isnoneornil(L, 2) ? NULL : crL_checkstring(L, 2);
+  lua_pushboolean(L, crL_iserror(L, 1, want));
   return 1;
 }
 
@@ -284,6 +296,12 @@ static int l_newerror(lua_State *L) {
       lua_settable(L, -4);
     }
   }
+  return 1;
+}
+
+/* _where() -> "file:line: " of the caller's line outside corral (crL_where). */
+static int l_where(lua_State *L) {
+  crL_where(L);
   return 1;
 }
 
@@ -309,6 +327,6 @@ void crL_open_errors(lua_State *L) {
   }
   lua_setfield(L, -2, "_Error");
   static const luaL_Reg fns[] = {
-    {"iserror", l_iserror}, {"_newerror", l_newerror}, {"_raise", l_raise}, {NULL, NULL}};
+    {"iserror", l_iserror}, {"_newerror", l_newerror}, {"_raise", l_raise}, {"_where", l_where}, {NULL, NULL}};
   crL_setfuncs(L, fns);
 }

@@ -5,7 +5,11 @@
  * calls the registered bootstrap function with obj, and returns a
  * "corral.ProcHandle" to watch it. fork: the child is a copy of this state.
  * spawn: obj is encoded into the arena and a fresh corral executable
- * decodes it (CORRAL_CHILD=off:len:ppid:daemon in its environment). */
+ * decodes it (CORRAL_CHILD=off:len:ppid:daemon in its environment), after
+ * taking the parent's package.path and package.cpath (CORRAL_CHILD_PATH,
+ * CORRAL_CHILD_CPATH), so that the modules the parent found, which the
+ * decoder requires by name, are found in the child too (as Python's spawn
+ * passes sys.path). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -21,6 +25,8 @@
 #define PROC_MT "corral.ProcHandle"
 #define BOOTSTRAP_KEY "corral.bootstrap"
 #define CHILD_ENV "CORRAL_CHILD"
+#define PATH_ENV CHILD_ENV "_PATH"
+#define CPATH_ENV CHILD_ENV "_CPATH"
 
 extern char **environ;
 
@@ -127,6 +133,20 @@ static int fork_child_fn(void *arg) {
 
 int crL_is_spawn_child(void) { return getenv(CHILD_ENV) != NULL; }
 
+/* package[field] = $var, when var is set (then unset: not for our own
+ * children, who get ours from us). */
+static void take_path(lua_State *L, const char *var, const char *field) {
+  const char *v = getenv(var);
+  if (!v) return;
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "package") == LUA_TTABLE) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, field);
+  }
+  lua_pop(L, 2);
+  unsetenv(var);
+}
+
 static int decode_payload(lua_State *L) {
   const char *p = lua_touserdata(L, 1);
   size_t n = (size_t)lua_tointeger(L, 2);
@@ -166,6 +186,8 @@ int crL_spawn_child_run(lua_State *L) {
   inherit_observers();
   cr_engine_t *e = crL_engine(L); /* attaches to the inherited arena */
   unsetenv(CHILD_ENV);            /* not for our own children */
+  take_path(L, PATH_ENV, "path");
+  take_path(L, CPATH_ENV, "cpath");
   cr_arena_t *a = cr_engine_arena(e);
   const void *bytes;
   size_t n;
@@ -218,30 +240,43 @@ static const char *corral_exe(lua_State *L) {
   return NULL;
 }
 
-static int env_is(const char *entry, const char *key) {
-  size_t klen = strlen(key);
-  return strncmp(entry, key, klen) == 0 && entry[klen] == '=';
+/* Whether the environment entry s ("NAME=value") sets one of the nvals
+ * names of vals (each "NAME=value"). */
+static int replaced(const char *s, char *const *vals, int nvals) {
+  for (int k = 0; k < nvals; k++) {
+    size_t klen = (size_t)(strchr(vals[k], '=') - vals[k]) + 1;
+    if (strncmp(s, vals[k], klen) == 0) return 1;
+  }
+  return 0;
 }
 
-/* environ with CHILD_ENV=value put in (replacing any), and the trace file
- * and log level of this process when they are on. Lives in a userdata
- * pushed on the stack, above the strings it adds. */
-static char **child_env(lua_State *L, const char *value) {
+/* environ with the nvals entries of vals ("NAME=value") put in, replacing
+ * any of those names. Lives in a userdata pushed on the stack. */
+static char **child_env(lua_State *L, char *const *vals, int nvals) {
   size_t n = 0;
   while (environ[n]) n++;
-  const char *trace = cr_trace_path();
-  const char *tv = trace ? lua_pushfstring(L, TRACE_ENV "=%s", trace) : NULL;
-  const char *lv = cr_log_level() < CR_LOG_OFF ? lua_pushfstring(L, LOG_ENV "=%d", cr_log_level()) : NULL;
-  char **env = lua_newuserdatauv(L, (n + 4) * sizeof(char *), 0);
+  char **env = lua_newuserdatauv(L, (n + (size_t)nvals + 1) * sizeof(char *), 0);
   size_t j = 0;
   for (size_t i = 0; i < n; i++)
-    if (!env_is(environ[i], CHILD_ENV) && !env_is(environ[i], TRACE_ENV) && !env_is(environ[i], LOG_ENV))
-      env[j++] = environ[i];
-  env[j++] = (char *)value;
-  if (tv) env[j++] = (char *)tv;
-  if (lv) env[j++] = (char *)lv;
+    if (!replaced(environ[i], vals, nvals)) env[j++] = environ[i];
+  for (int k = 0; k < nvals; k++) env[j++] = vals[k];
   env[j] = NULL;
   return env;
+}
+
+/* Pushes "var=package[field]" (the current value: a script may have changed
+ * it); "var=" followed by Lua's default when package has no such string. */
+static char *push_path_env(lua_State *L, const char *var, const char *field) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_getfield(L, -1, "package");
+  if (lua_istable(L, -1)) lua_getfield(L, -1, field);
+  else lua_pushnil(L);
+  const char *v = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+  if (!v) v = strcmp(field, "path") == 0 ? LUA_PATH_DEFAULT : LUA_CPATH_DEFAULT;
+  char *s = (char *)lua_pushfstring(L, "%s=%s", var, v);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+  return s;
 }
 
 static void push_proc(lua_State *L, cr_proc_t *p) {
@@ -279,13 +314,22 @@ static int l_start(lua_State *L) {
       crL_decode_drop(L, bytes, len); /* the references its handles took */
       return crL_error_code(L, rc, "start");
     }
-    char *value = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off,
-                                          (lua_Integer)len, (int)getpid(), daemon);
+    /* what the child needs to find: its Process, the parent's module
+     * paths, and this process's trace file and log level when they are on */
+    char *vals[5];
+    int nvals = 0;
+    vals[nvals++] = (char *)lua_pushfstring(L, CHILD_ENV "=%I:%I:%d:%d", (lua_Integer)off, (lua_Integer)len,
+                                            (int)getpid(), daemon);
+    vals[nvals++] = push_path_env(L, PATH_ENV, "path");
+    vals[nvals++] = push_path_env(L, CPATH_ENV, "cpath");
+    const char *trace = cr_trace_path();
+    if (trace) vals[nvals++] = (char *)lua_pushfstring(L, TRACE_ENV "=%s", trace);
+    if (cr_log_level() < CR_LOG_OFF) vals[nvals++] = (char *)lua_pushfstring(L, LOG_ENV "=%d", cr_log_level());
     const char *exe = corral_exe(L);
     char *args[] = {(char *)exe, "--child", (char *)name, NULL};
     o.file = exe;
     o.args = args;
-    o.env = child_env(L, value);
+    o.env = child_env(L, vals, nvals);
     o.handoff = off; /* reclaimed by the engine when the child ends */
     rc = cr_proc_spawn(e, &o, &p);
     if (rc < 0) cr_handoff_reclaim(a, off); /* drops the references its handles took */

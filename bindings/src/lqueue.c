@@ -282,9 +282,24 @@ static int q_close_handle(lua_State *L) {
   return crL_handle_gc(L);
 }
 
+/* __tostring: "Queue(size=2, maxsize=10)", "Queue(size=0, maxsize=0, closed)"
+ * (maxsize 0: unbounded); "Queue (closed)" for a released handle. */
+static int q_tostring(lua_State *L) {
+  crL_handle_t *u = crL_tohandle(L, 1);
+  if (!u || !u->off) {
+    lua_pushfstring(L, "%s (closed)", crL_handle_name(L, 1));
+    return 1;
+  }
+  cr_arena_t *a = arena(L);
+  lua_pushfstring(L, "%s(size=%I, maxsize=%I%s)", type_name(cr_queue_flags(a, u->off)),
+                  (lua_Integer)cr_queue_size(a, u->off), (lua_Integer)cr_queue_maxsize(a, u->off),
+                  cr_queue_is_closed(a, u->off) ? ", closed" : "");
+  return 1;
+}
+
 void crL_open_queue(lua_State *L) {
   crL_handle_class(CR_OBJ_QUEUE, &queue_class);
-  static const luaL_Reg meta[] = {{"__close", q_close_handle}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__close", q_close_handle}, {"__tostring", q_tostring}, {NULL, NULL}};
   const char *names[3] = {QUEUE_MT, JQUEUE_MT, SQUEUE_MT};
   for (int i = 0; i < 3; i++) crL_handle_metatable(L, CR_OBJ_QUEUE, names[i], meta, methods);
   crL_handle_methods(L, JQUEUE_MT, joinable_methods);

@@ -125,7 +125,8 @@ static int lock_release_off(lua_State *L, cr_arena_t *a, cr_off_t off, const cha
   int rlock = o->kind == CR_OBJ_RLOCK;
   int rc = rlock ? cr_rlock_release(a, off) : cr_lock_release(a, off);
   if (rc == 0) return 0;
-  if (rc == CR_ETOOMANY) return crL_error(L, cr_err_kind(rc), "%s: release of an unlocked Lock", what);
+  if (rc == CR_ETOOMANY)
+    return crL_error(L, cr_err_kind(rc), "%s: release of an unlocked %s", what, rlock ? "RLock" : "Lock");
   if (rc == CR_ENOTOWNER) {
     if (rlock) return crL_error(L, "PermissionError", "%s: cannot release an RLock this process does not hold", what);
     return crL_error(L, "PermissionError", "%s: the Lock is held by another process", what);
@@ -162,6 +163,12 @@ static int rlock_release(lua_State *L) {
   lsync_t *u = check(L, CR_OBJ_RLOCK);
   lock_release_off(L, u->a, u->h.off, "RLock.release");
   return 0;
+}
+
+static int rlock_locked(lua_State *L) {
+  lsync_t *u = check(L, CR_OBJ_RLOCK);
+  lua_pushboolean(L, cr_rlock_locked(u->a, u->h.off));
+  return 1;
 }
 
 static int rlock_depth(lua_State *L) {
@@ -652,7 +659,8 @@ void crL_open_sync(lua_State *L) {
                                     {"locked", lock_locked},   {"guard", g_guard},
                                     {"with", g_with},          {NULL, NULL}};
   static const luaL_Reg rlock_m[] = {{"acquire", rlock_acquire}, {"release", rlock_release},
-                                     {"depth", rlock_depth},     {"guard", g_guard},
+                                     {"depth", rlock_depth},     {"locked", rlock_locked},
+                                     {"guard", g_guard},
                                      {"with", g_with},           {NULL, NULL}};
   static const luaL_Reg sem_m[] = {{"acquire", sem_acquire}, {"release", sem_release},
                                    {"get_value", sem_get_value}, {"guard", g_guard},

@@ -37,7 +37,7 @@ static int interrupted; /* the callback's error was an Interrupted */
 
 /* Message handler: the error as a string, with a traceback. */
 static int traceback(lua_State *L) {
-  interrupted = crL_iserror_kind(L, 1, "Interrupted");
+  interrupted = crL_iserror(L, 1, "Interrupted");
   const char *msg = luaL_tolstring(L, 1, NULL);
   luaL_traceback(L, L, msg, 1);
   return 1;

@@ -3,7 +3,8 @@
  * handles and what the proxies share are in manager.c).
  *
  *   DictProxy  d[k], d[k] = v, d[k] = nil deletes, #d, pairs (insertion
- *              order); get pop keys values items update setdefault totable.
+ *              order); get pop keys values items update setdefault totable
+ *              copy (= totable) clear popitem.
  *              A method name read with d.name gives the method: data stored
  *              under such a key is read with d:get(name).
  *   Namespace  ns.field, ns.field = v (nil deletes), pairs(ns); no methods.
@@ -302,12 +303,79 @@ static int d_setdefault(lua_State *L) {
   return 1;
 }
 
+/* ---- clear, popitem ------------------------------------------------------------------- */
+
+/* Pushes each key's encoding onto the array on top (for the cr_dict_each
+ * of a locked dict). */
+static int key_push(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  (void)val, (void)vlen;
+  lua_State *L = ud;
+  lua_pushlstring(L, key, klen);
+  lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+  return 0;
+}
+
+/* Removes every key, in order: each removal is one published step, so a
+ * process killed in the middle leaves the keys not yet removed. */
+static int clear_body(lua_State *L) {
+  mud_t *u = lua_touserdata(L, 1);
+  lua_createtable(L, (int)cr_dict_len(u->a, u->h.off), 0);
+  cr_dict_each(u->a, u->h.off, key_push, L);
+  for (lua_Integer i = 1, n = (lua_Integer)lua_rawlen(L, -1); i <= n; i++) {
+    size_t klen;
+    lua_rawgeti(L, -1, i);
+    const char *k = lua_tolstring(L, -1, &klen);
+    mgr_body_check(L, cr_dict_pop(u->a, u->h.off, k, klen, NULL, NULL), "clear");
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int d_clear(lua_State *L) {
+  mud_t *u = mgr_check(L, 1, CR_MANAGED_DICT);
+  lua_settop(L, 1);
+  return mgr_run_locked(L, u, 1, clear_body, 0, 0, "clear");
+}
+
+typedef struct {
+  const void *key, *val;
+  size_t klen, vlen;
+} last_t;
+
+static int last_item(void *ud, const void *key, size_t klen, const void *val, size_t vlen) {
+  last_t *l = ud;
+  l->key = key, l->klen = klen, l->val = val, l->vlen = vlen;
+  return 0;
+}
+
+/* The last key inserted and its value, then removes it; KeyError when empty. */
+static int popitem_body(lua_State *L) {
+  mud_t *u = lua_touserdata(L, 1);
+  last_t l = {NULL, NULL, 0, 0};
+  cr_dict_each(u->a, u->h.off, last_item, &l);
+  if (!l.key) return crL_error(L, "KeyError", "DictProxy.popitem: dictionary is empty");
+  lua_pushlstring(L, l.key, l.klen); /* the bytes stay valid only until the pop */
+  crL_decode(L, l.key, l.klen, CRL_DECODE_NO_FUNCTIONS | CRL_DECODE_NO_HANDLES);
+  mgr_push_stored(L, u->a, l.val, l.vlen);
+  const char *k = lua_tostring(L, -3);
+  mgr_body_check(L, cr_dict_pop(u->a, u->h.off, k, l.klen, NULL, NULL), "popitem");
+  return 2;
+}
+
+/* popitem() -> k, v: removes and returns the last pair inserted, as Python. */
+static int d_popitem(lua_State *L) {
+  mud_t *u = mgr_check(L, 1, CR_MANAGED_DICT);
+  lua_settop(L, 1);
+  return mgr_run_locked(L, u, 1, popitem_body, 0, 2, "popitem");
+}
+
 /* ---- the types ------------------------------------------------------------------------ */
 
 static const luaL_Reg dict_methods[] = {
   {"get", d_get},     {"pop", d_pop},       {"keys", d_keys},
   {"values", d_values}, {"items", d_items}, {"update", mgr_dict_update},
-  {"setdefault", d_setdefault}, {"totable", d_totable}, {NULL, NULL}};
+  {"setdefault", d_setdefault}, {"totable", d_totable}, {"copy", d_totable},
+  {"clear", d_clear}, {"popitem", d_popitem}, {NULL, NULL}};
 
 const mgr_proxy_t mgr_dict_proxy = {dict_methods, d_index, d_newindex, d_len};
 const mgr_proxy_t mgr_namespace_proxy = {NULL, ns_index, ns_newindex, d_len};

@@ -4,7 +4,8 @@
  *
  *   l[i] (1-based; l[#l+1] reads nil so ipairs stops, other indices
  *   outside 1..#l raise IndexError), l[i] = v (i in 1..#l+1), #l, ipairs,
- *   pairs; append extend insert pop remove index count sort totable.
+ *   pairs; append extend insert pop remove index count sort totable clear
+ *   reverse.
  *
  * Single-value operations encode before taking the lock and decode after
  * giving it back; extend, index/count/remove, sort and totable run their
@@ -474,11 +475,46 @@ static int l_sort(lua_State *L) {
   return mgr_run_locked(L, u, 1, sort_body, 1, 0, "sort");
 }
 
+/* ---- clear, reverse ------------------------------------------------------------------ */
+
+/* Removes every element, last first: each removal is one published step,
+ * so a process killed in the middle leaves the elements not yet removed. */
+static int clear_body(lua_State *L) {
+  mud_t *u = lua_touserdata(L, 1);
+  for (size_t n = cr_list_len(u->a, u->h.off); n > 0; n--)
+    mgr_body_check(L, cr_list_pop(u->a, u->h.off, n - 1, NULL, NULL), "clear");
+  return 0;
+}
+
+static int l_clear(lua_State *L) {
+  mud_t *u = mgr_check(L, 1, CR_MANAGED_LIST);
+  lua_settop(L, 1);
+  return mgr_run_locked(L, u, 1, clear_body, 0, 0, "clear");
+}
+
+static int reverse_body(lua_State *L) {
+  mud_t *u = lua_touserdata(L, 1);
+  size_t n = cr_list_len(u->a, u->h.off);
+  if (n < 2) return 0;
+  if (n > UINT32_MAX) return crL_error(L, "ValueError", "ListProxy.reverse: list too long");
+  uint32_t *perm = lua_newuserdatauv(L, n * sizeof(uint32_t), 0);
+  for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)(n - 1 - i);
+  mgr_body_check(L, cr_list_permute(u->a, u->h.off, perm, n), "reverse");
+  return 0;
+}
+
+/* reverse(): in place, as one step. */
+static int l_reverse(lua_State *L) {
+  mud_t *u = mgr_check(L, 1, CR_MANAGED_LIST);
+  lua_settop(L, 1);
+  return mgr_run_locked(L, u, 1, reverse_body, 0, 0, "reverse");
+}
+
 /* ---- the type ----------------------------------------------------------------------- */
 
 static const luaL_Reg list_methods[] = {
   {"append", l_append}, {"extend", mgr_list_extend}, {"insert", l_insert}, {"pop", l_pop},
   {"remove", l_remove}, {"index", l_index_of}, {"count", l_count}, {"sort", l_sort},
-  {"totable", l_totable}, {NULL, NULL}};
+  {"totable", l_totable}, {"clear", l_clear},   {"reverse", l_reverse}, {NULL, NULL}};
 
 const mgr_proxy_t mgr_list_proxy = {list_methods, l_index, l_newindex, l_len};

@@ -1,5 +1,6 @@
 /* corral bindings: small process-wide functions: time, sleep, pids, cores. */
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "corral_lua.h"
@@ -67,6 +68,14 @@ static int l_isatty(lua_State *L) {
   return 1;
 }
 
+/* _term_rows(fd) -> the rows of the terminal at fd, or nil */
+static int l_term_rows(lua_State *L) {
+  struct winsize ws;
+  if (ioctl((int)crL_checkinteger(L, 1), TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0) return 0;
+  lua_pushinteger(L, ws.ws_row);
+  return 1;
+}
+
 /* _ignore_sigint(): this process ignores SIGINT from now on (pool workers:
  * Ctrl-C is the parent's to handle). */
 static int l_ignore_sigint(lua_State *L) {
@@ -80,7 +89,8 @@ void crL_open_misc(lua_State *L) {
                                  {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
                                  {"arena_stats", l_arena_stats},
                                  {"_service", l_service}, {"_isatty", l_isatty},
-                                 {"_ignore_sigint", l_ignore_sigint}, {NULL, NULL}};
+                                 {"_ignore_sigint", l_ignore_sigint}, {"_term_rows", l_term_rows},
+                                 {NULL, NULL}};
   crL_setfuncs(L, fns);
   lua_pushliteral(L, CORRAL_VERSION);
   lua_setfield(L, -2, "_VERSION");

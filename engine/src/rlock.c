@@ -30,10 +30,14 @@ int cr_rlock_acquire(cr_arena_t *a, cr_off_t off, double timeout) {
 
 int cr_rlock_release(cr_arena_t *a, cr_off_t off) {
   cr__rlock_t *r = rlock_at(a, off);
-  if (cr__mutex_owner(&r->m) != cr__tid()) return CR_ENOTOWNER;
+  int owner = cr__mutex_owner(&r->m);
+  if (owner == 0) return CR_ETOOMANY;
+  if (owner != cr__tid()) return CR_ENOTOWNER;
   if (--r->depth > 0) return 0;
   return cr__mutex_unlock(&r->m);
 }
+
+int cr_rlock_locked(cr_arena_t *a, cr_off_t off) { return cr__mutex_owner(&rlock_at(a, off)->m) != 0; }
 
 int cr_rlock_depth(cr_arena_t *a, cr_off_t off) {
   cr__rlock_t *r = rlock_at(a, off);

@@ -117,13 +117,15 @@ void test_sync_rlock(void) {
   cr_arena_t *a = arena();
   cr_off_t r, held = event(a), done = event(a);
   CHECK_OK(cr_rlock_new(a, &r));
-  CHECK_EQ(cr_rlock_release(a, r), CR_ENOTOWNER);
+  CHECK_EQ(cr_rlock_release(a, r), CR_ETOOMANY);
+  CHECK_EQ(cr_rlock_locked(a, r), 0);
   CHECK_OK(cr_rlock_acquire(a, r, -1));
   CHECK_OK(cr_rlock_acquire(a, r, 0));
   CHECK_EQ(cr_rlock_depth(a, r), 2);
+  CHECK_EQ(cr_rlock_locked(a, r), 1);
   CHECK_OK(cr_rlock_release(a, r));
   CHECK_OK(cr_rlock_release(a, r));
-  CHECK_EQ(cr_rlock_release(a, r), CR_ENOTOWNER);
+  CHECK_EQ(cr_rlock_release(a, r), CR_ETOOMANY);
   pid_t pid = fork();
   if (pid == 0) {
     cr_rlock_acquire(a, r, 5);

@@ -114,9 +114,12 @@ int cr_lock_locked(cr_arena_t *a, cr_off_t off);
 int cr_rlock_new(cr_arena_t *a, cr_off_t *off);
 /* As cr_lock_acquire; the owner may acquire again (depth + 1). */
 int cr_rlock_acquire(cr_arena_t *a, cr_off_t off, double timeout);
-/* Depth - 1, released at 0. CR_ENOTOWNER when the caller does not hold it
- * (free or held by another process); unchanged on failure. */
+/* Depth - 1, released at 0. CR_ETOOMANY when it is not locked (as
+ * cr_lock_release), CR_ENOTOWNER when another process holds it; unchanged
+ * on failure. */
 int cr_rlock_release(cr_arena_t *a, cr_off_t off);
+/* 1 when locked (by anyone), 0 when free. */
+int cr_rlock_locked(cr_arena_t *a, cr_off_t off);
 /* The caller's depth (0 when it does not hold it). */
 int cr_rlock_depth(cr_arena_t *a, cr_off_t off);
 
