@@ -19,6 +19,12 @@ install(DIRECTORY ${CMAKE_SOURCE_DIR}/engine/include/ DESTINATION ${CMAKE_INSTAL
         FILES_MATCHING PATTERN "*.h")
 file(RELATIVE_PATH CORRAL_PC_TO_PREFIX /${CORRAL_LIB_DIR}/pkgconfig /)
 string(REGEX REPLACE "/$" "" CORRAL_PC_TO_PREFIX "${CORRAL_PC_TO_PREFIX}")
+# libcorral is static: what it links goes in Requires (the Redis backend's
+# hiredis and libcrypto too, when it is built)
+set(CORRAL_PC_REQUIRES "libuv lua5.4")
+if(CORRAL_REDIS)
+  string(APPEND CORRAL_PC_REQUIRES " hiredis libcrypto")
+endif()
 configure_file(${CMAKE_SOURCE_DIR}/tools/corral.pc.in ${CMAKE_BINARY_DIR}/corral.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/corral.pc DESTINATION ${CORRAL_LIB_DIR}/pkgconfig)
 install(FILES ${CMAKE_SOURCE_DIR}/docs/corral.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
