@@ -108,6 +108,31 @@ describe("Pool served in every wait (" .. H.method .. ")", function()
     assert.are.equal("false\ttrue\n", out)
   end)
 
+  it("Ctrl-C in map kills the workers running its tasks, and no wait in between serves them twice", function()
+    -- _abandon joins each killed worker: the pool's watch must not take
+    -- them in (and close them) inside that join.
+    local script = H.script([[
+      local mp = require "corral"
+      local pool = mp.Pool(4)
+      print("pid " .. mp.getpid()); io.stdout:flush()
+      local ok, err = pcall(pool.map, pool, function()
+        io.stdout:write("started\n"); io.stdout:flush(); mp.sleep(60)
+      end, { 1, 2, 3, 4 }, 1)
+      -- Interrupted when SIGINT came during a corral wait, lua5.4's own
+      -- "interrupted!" when it came between two: the pool gives up the job
+      print(ok, mp.iserror(err, "Interrupted") or tostring(err):find("interrupted!", 1, true) ~= nil)
+      print(pool:apply(function() return 7 end))
+      pool:terminate()
+    ]])
+    local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
+      .. "{ read -r tag pid; for i in 1 2 3 4; do read -r line; done; kill -INT $pid; cat; }"):format(
+      H.method, H.shell_quote(H.build .. "/?.so"), H.shell_quote(script))
+    local f = io.popen("bash -c " .. H.shell_quote(cmd))
+    local out = f:read("a")
+    f:close()
+    assert.are.equal("false\ttrue\n7\n", out)
+  end)
+
   it("an error raised by a callback is printed with its traceback and the wait goes on", function()
     local path = H.script([[
       local mp = require "corral"

@@ -60,9 +60,9 @@ local function exited(pid)
   return H.wait_until(function()
     local f = io.open("/proc/" .. pid .. "/stat")
     if not f then return true end
-    local st = f:read("a")
+    local st = f:read("a") -- nil when the process was reaped since the open
     f:close()
-    return st:match("^%d+ %b() (%a)") == "Z"
+    return st == nil or st:match("^%d+ %b() (%a)") == "Z"
   end, 15)
 end
 

@@ -746,10 +746,15 @@ function Pool:apply_async(f, args, opts) return (apply_async(self, f, args, opts
 -- A blocking call (apply, map, starmap, imap's iterator) that Ctrl-C
 -- interrupts gives up its job: the job fails with the Interrupted error, its
 -- queued tasks are dropped, and the workers running its tasks are killed and
--- replaced at once, so that the next call does not wait behind them.
+-- replaced at once, so that the next call does not wait behind them. So
+-- does any other error that leaves the wait (the host's own "interrupted!"
+-- when SIGINT lands outside a corral wait): nobody waits for the job.
 
 function Pool:_abandon(job, err)
   if job.done or self._state == "terminated" then return end
+  -- the joins below wait: the watch must not take the killed workers in
+  -- (and close them) under them; _check_workers does that, once
+  local _ <close> = self:_hold()
   job:on_error(0, err, 0, NOTHING)
   self:_job_done(job)
   self:_cancel(job)
@@ -771,11 +776,11 @@ function Pool:_abandon(job, err)
 end
 
 -- The results of a blocking call of job's (pcall's), or its error raised,
--- after giving up the job when it is Interrupted.
+-- after giving up the job if it had not ended (Ctrl-C, most often).
 local function blocking_result(self, job, ok, ...)
   if ok then return ... end
   local err = ...
-  if iserror(err, "Interrupted") then self:_abandon(job, err) end
+  self:_abandon(job, err)
   error(err, 0)
 end
 

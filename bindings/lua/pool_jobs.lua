@@ -210,9 +210,10 @@ function ImapJob:complete() self:end_progress() end
 -- they came, and raises a task's error once its turn comes (an input
 -- iterator's error as the iterator raised it). before_wait() runs before
 -- each wait; on_error() before the error is raised (the rest of the job is
--- abandoned); on_interrupt(err) when Ctrl-C interrupts the wait (the job
--- is given up: its tasks dropped, the workers running them replaced).
-function M.imap_iterator(pool, job, before_wait, on_error, on_interrupt)
+-- abandoned); on_abandon(err) when the wait itself raises, Ctrl-C most
+-- often (the job is given up: its tasks dropped, the workers running them
+-- replaced).
+function M.imap_iterator(pool, job, before_wait, on_error, on_abandon)
   local ordered, finished, head = job.ordered, false, 1
   return function()
     if finished then return nil end
@@ -226,10 +227,8 @@ function M.imap_iterator(pool, job, before_wait, on_error, on_interrupt)
     if before_wait then before_wait() end
     local ok, err = pcall(pool._wait_until, pool, have, nil, 2)
     if not ok then
-      if iserror(err, "Interrupted") then
-        finished = true
-        if on_interrupt then on_interrupt(err) end
-      end
+      finished = true
+      if on_abandon then on_abandon(err) end
       error(err, 0)
     end
     local e
