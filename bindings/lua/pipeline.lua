@@ -297,12 +297,14 @@ local function consume(f, sink, out)
     return
   end
   local items = f.out
+  f.sinking = true -- until the sink returns: an error from here is the sink's
   for i = head, tail do
     local v = items[i]
     items[i] = nil
     f.out_head = i + 1
     sink(v)
   end
+  f.sinking = false
 end
 
 -- run() -> results, stats: the items that come out (empty with each), or
@@ -443,8 +445,8 @@ end
 
 -- wait([timeout]) -> true once the pipeline ended (its callback ran),
 -- false when timeout passed first. It drives the pipeline itself while it
--- waits (time limits are kept); Ctrl-C raises Interrupted and leaves it
--- running.
+-- waits (time limits are kept); Ctrl-C (any error of the wait's own)
+-- raises and leaves it running.
 function Pipeline:wait(timeout)
   check_background(self, "wait", 2)
   check_timeout(timeout, "wait", 2)
@@ -466,7 +468,9 @@ function Pipeline:wait(timeout)
   bg.held = bg.held - 1
   f:hold(false)
   if not ok then
-    if iserror(err, "Interrupted") and f.state == "running" then error(err, 0) end
+    -- the pipeline's failure (an item's, the sink's, merge's) or the
+    -- wait's own (Ctrl-C): that one leaves it running
+    if not f.stopped and not f.sinking then error(err, 0) end
     f.defer = false
     failed(f, bg, err)
   end

@@ -461,7 +461,12 @@ function Flow:on_message(msg)
     if not self.have_acc then
       self.acc, self.have_acc = acc, true
     else
-      self.acc = self.stages[g].merge(self.acc, acc)
+      local ok, merged = pcall(self.stages[g].merge, self.acc, acc)
+      if not ok then -- it stops the pipeline, as an item's error does
+        self:cancel("failed")
+        error(merged, 0)
+      end
+      self.acc = merged
     end
   end
 end
