@@ -135,10 +135,13 @@ describe("pipeline:start (" .. H.method .. ")", function()
       local script = H.script([[
         local mp = require "corral"
         local gate = mp.Event()
-        local p = mp.pipeline({ 1, 2, 3 }):map(function(x) gate:wait(60) return x end, { workers = 3 }):start()
-        while #mp.active_children() < 3 do mp.sleep(0.01) end
         print("pid " .. mp.getpid()); io.stdout:flush()
-        local ok, err = pcall(p.get, p)
+        local p = mp.pipeline({ 1, 2, 3 }):map(function(x)
+          io.stdout:write("started\n"); io.stdout:flush()
+          gate:wait(60)
+          return x
+        end, { workers = 3 }):start()
+        local ok, err = pcall(p.get, p) -- it feeds the items: they start while it waits
         -- Interrupted when SIGINT came during a corral wait, lua5.4's own
         -- "interrupted!" when it came between two: either leaves it running
         print(ok, mp.iserror(err, "Interrupted") or tostring(err):find("interrupted!", 1, true) ~= nil)
@@ -146,8 +149,8 @@ describe("pipeline:start (" .. H.method .. ")", function()
         print(table.concat(p:get(10), " "), p:stats().state)
       ]])
       local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
-        .. "{ read -r tag pid; kill -INT $pid; cat; }"):format(H.method, H.shell_quote(H.build .. "/?.so"),
-        H.shell_quote(script))
+        .. "{ read -r tag pid; for i in 1 2 3; do read -r line; done; kill -INT $pid; cat; }"):format(H.method,
+        H.shell_quote(H.build .. "/?.so"), H.shell_quote(script))
       local f = io.popen("bash -c " .. H.shell_quote(cmd))
       local out = f:read("a")
       f:close()

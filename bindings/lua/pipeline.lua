@@ -261,9 +261,8 @@ end
 local function begin(self, what, level)
   check_self(self, what, level + 1)
   check_unstarted(self, what, level + 1)
-  self._started = what
-  local f = flow.new(self)
-  self._flow = f
+  local f = flow.new(self) -- raises when it cannot start: then nothing started
+  self._started, self._flow = what, f
   return f
 end
 
@@ -414,9 +413,8 @@ function Pipeline:start(opts)
   local bg = { state = "running", held = 0, out = { results = {}, n = 0 }, on_done = opts.on_done,
                on_error = opts.on_error }
   self._bg = bg
-  local pid = core.getpid()
   bg.guard = setmetatable({}, { __gc = function()
-    if core.getpid() == pid and not f.released then
+    if core.getpid() == f.pid and not f.released then -- a forked child's copy stops nothing
       f.defer = false
       pcall(f.cancel, f)
     end

@@ -95,7 +95,7 @@ local function new(p)
     inflight = {}, refeed = {}, -- source chunks not out yet (seq -> message); chunks to send again
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
     state = "running",     -- then "done", "failed" (an error stopped it) or "stopped"
-    pid = core.getpid(),   -- a forked child's copy stops nothing
+    pid = core.getpid(),   -- the process whose flow it is
     replaced = 0,          -- workers replaced after they died
     last_workers = {},     -- slot -> worker record, once released (the final stats)
     defer = false,         -- stopping does not join: the engine's loop says when the processes ended
