@@ -9,8 +9,9 @@
 #      installed executable by itself) and pools under both methods;
 #   3. examples/embed/host.c, as installed, builds out of tree against the
 #      installed files with pkg-config and runs under both start methods:
-#      results and callbacks arrive while it only runs uv_run, its timer
-#      kept ticking while the pool worked, uv_loop_close returned 0;
+#      results and callbacks (a pool's, a pipeline's) arrive while it only
+#      runs uv_run, its timer kept ticking while they worked, uv_loop_close
+#      returned 0;
 #   4. the same host built with AddressSanitizer reports no leak;
 #   5. `luarocks make` (offline) installs into a temporary tree, and that
 #      module works with spawn too;
@@ -91,9 +92,11 @@ run_host() { # $1: executable, $2: start method
   cat "$T/host.out"
   [ "$rc" -eq 0 ] || { echo "exit status $rc"; return 1; }
   grep -q "^map: 8 results" "$T/host.out" || return 1
+  grep -q "^pipeline: 5 results of 12 items" "$T/host.out" || return 1
   [ "$(grep -c '^answer: lua says ' "$T/host.out")" -eq 3 ] || return 1
   grep -q "^uv_loop_close: 0$" "$T/host.out" || return 1
-  grep -Eq "^timer: [0-9]+ ticks, [1-9][0-9]* while the pool worked" "$T/host.out" || return 1
+  grep -Eq "^timer: [0-9]+ ticks, [1-9][0-9]* while the pool worked, [1-9][0-9]* while the pipeline worked" \
+    "$T/host.out" || return 1
   ! grep -q "LeakSanitizer\|AddressSanitizer" "$T/host.out"
 }
 

@@ -4,7 +4,7 @@
 --     :map(fn, { workers =, ordered =, name =, timeout =, retries = })
 --     :filter(pred, opts) :flat_map(fn, opts) :batch(n) :reduce(fn, init, opts)
 --     :each(sink)
---     :run()                  -- or :iter()
+--     :run()                  -- or :iter(), or :start{on_done =, on_error =} then :get(t)
 --
 -- This file checks what the caller declares and shapes the results and the
 -- stats; corral.pipeline_flow runs it, corral.pipeline_worker is what its
@@ -14,9 +14,9 @@ local flow = require "corral.pipeline_flow"
 
 local type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable =
   type, pairs, ipairs, error, pcall, tostring, setmetatable, getmetatable
-local tconcat = table.concat
+local tconcat, tmove = table.concat, table.move
 local mtype, max, floor = math.type, math.max, math.floor
-local raise, now = core._raise, core.time
+local raise, now, iserror = core._raise, core.time, core.iserror
 
 local DEFAULT_MAXSIZE = 2048
 
@@ -120,8 +120,16 @@ local function check_self(self, what, level)
   end
 end
 
+-- A started pipeline (run, iter, start) takes no more stages, and does not start again.
+local function check_unstarted(self, what, level)
+  if self._started then
+    raise("StateError", ("%s: the pipeline was started already (by %s)"):format(what, self._started), level + 1)
+  end
+end
+
 function Pipeline:_stage(kind, fn, opts, allowed, level)
   check_self(self, kind, level + 1)
+  check_unstarted(self, kind, level + 1)
   if self._reduced then raise("ValueError", kind .. ": no stage can follow reduce", level + 1) end
   if kind ~= "batch" and not callable(fn) then
     raise("ValueError", ("%s: the stage function must be a function, got %s"):format(kind, type(fn)), level + 1)
@@ -176,6 +184,7 @@ local BATCH_OPTS = { name = true }
 -- batch(n): consecutive items grouped into arrays of n (the last may be shorter).
 function Pipeline:batch(n, opts)
   check_self(self, "batch", 2)
+  check_unstarted(self, "batch", 2)
   if mtype(n) ~= "integer" or n < 1 then
     raise("ValueError", "batch: the size must be an integer >= 1, got " .. show(n), 2)
   end
@@ -201,6 +210,7 @@ end
 -- each(sink): sink(item) runs in the parent for every item that comes out.
 function Pipeline:each(sink)
   check_self(self, "each", 2)
+  check_unstarted(self, "each", 2)
   if not callable(sink) then raise("ValueError", "each: sink must be a function, got " .. type(sink), 2) end
   if self._each then raise("ValueError", "each: the pipeline already has a sink", 2) end
   self._each = sink
@@ -216,7 +226,8 @@ Stats.__name = "corral.pipeline.Stats"
 local function collect_stats(p, f)
   local elapsed = (f.finished_at or now()) - f.t0
   local st = setmetatable({ name = p.opts.name, elapsed = elapsed, items = f.fed, stages = {},
-                            errors = f.errors }, Stats)
+                            errors = f.errors, state = f.state, replaced = f.replaced,
+                            workers = f:worker_stats() }, Stats)
   if p.source.kind ~= "list" and p.source.kind ~= "iter" then
     st.items = floor(f.idxc.value)
   end
@@ -246,12 +257,21 @@ end
 
 -- ---- running ----------------------------------------------------------------------
 
+-- Marks the pipeline started by `what` and makes its flow.
+local function begin(self, what, level)
+  check_self(self, what, level + 1)
+  check_unstarted(self, what, level + 1)
+  local f = flow.new(self) -- raises when it cannot start: then nothing started
+  self._started, self._flow = what, f
+  return f
+end
+
 -- Runs f:step-driven consumption under protection: whatever escapes
 -- (an item's error, the sink's, Ctrl-C) stops every process first.
 local function guarded(f, fn, ...)
   local ok, a, b = pcall(fn, ...)
   if not ok then
-    f:cancel()
+    f:cancel("failed")
     error(a, 0)
   end
   return a, b
@@ -264,32 +284,37 @@ local function final_value(p, f)
   return core._unpack(core._pack(r.init, "init"))
 end
 
+-- Moves the items that came out to out.results[out.n + 1...], or runs the
+-- sink on each (the one that raises is the last taken).
+local function consume(f, sink, out)
+  local head, tail = f.out_head, f.out_tail
+  if head > tail then return end
+  if not sink then
+    tmove(f.out, head, tail, out.n + 1, out.results)
+    out.n = out.n + tail - head + 1
+    f.out, f.out_head, f.out_tail = {}, 1, 0
+    return
+  end
+  local items = f.out
+  f.sinking = true -- until the sink returns: an error from here is the sink's
+  for i = head, tail do
+    local v = items[i]
+    items[i] = nil
+    f.out_head = i + 1
+    sink(v)
+  end
+  f.sinking = false
+end
+
 -- run() -> results, stats: the items that come out (empty with each), or
 -- reduce's final accumulator.
 function Pipeline:run()
-  check_self(self, "run", 2)
-  local f = flow.new(self)
-  local sink, results, n = self._each, {}, 0
+  local f = begin(self, "run", 2)
+  local out = { results = {}, n = 0 }
   guarded(f, function()
-    if not sink then
-      while n do
-        local m = f:take_all(results, n)
-        if not m then break end
-        n = m
-      end
-      return
-    end
-    local batch = {}
-    while true do
-      local m = f:take_all(batch, 0)
-      if not m then break end
-      for k = 1, m do
-        local v = batch[k]
-        batch[k] = nil
-        sink(v)
-      end
-    end
+    while f:step() do consume(f, self._each, out) end
   end)
+  local results = out.results
   if self._reduced then results = final_value(self, f) end
   return results, collect_stats(self, f)
 end
@@ -298,8 +323,7 @@ end
 -- leaving the loop early (break, an error, a <close> variable) stops the
 -- pipeline. A reduce pipeline yields its final accumulator once.
 function Pipeline:iter()
-  check_self(self, "iter", 2)
-  local f = flow.new(self)
+  local f = begin(self, "iter", 2)
   local p, sink, gave_acc = self, self._each, false
   local stopper = setmetatable({}, { __close = function() f:cancel() end, __gc = function() f:cancel() end })
   local function nextf()
@@ -308,7 +332,6 @@ function Pipeline:iter()
       if sink then guarded(f, sink, v) end
       return v
     end
-    p.last_stats = collect_stats(p, f)
     if p._reduced and not gave_acc then
       gave_acc = true
       return final_value(p, f)
@@ -318,10 +341,168 @@ function Pipeline:iter()
   return nextf, nil, nil, stopper
 end
 
--- stats() after an iter() loop ended: its stats.
+-- ---- in the background ------------------------------------------------------------
+--
+-- start{on_done =, on_error =} starts the pipeline and returns at once; a
+-- watch on its inbox serves it from every corral wait and a host's uv_run
+-- (corral.pipeline_flow's serve). Once it ended (every worker gone), its
+-- results, stats and error are kept in self._bg and the callback runs,
+-- under the callback error policy (core._callback), from the serve or the
+-- get/wait that saw the end. A started pipeline that is collected stops.
+
+local START_OPTS = { on_done = true, on_error = true }
+
+-- A serve that runs keeps its pipeline reachable: nothing else may, while
+-- the watch's own thread runs it.
+local serving_now
+
+-- The pipeline ended (err: how it failed): results and stats are kept,
+-- the callback runs.
+local function ended(p, f, bg, err)
+  f:release()
+  bg.state = err == nil and "done" or "failed"
+  bg.err = err
+  bg.results = p._reduced and final_value(p, f) or bg.out.results
+  bg.stats = collect_stats(p, f)
+  if err == nil then
+    if bg.on_done then core._callback(bg.on_done, bg.results, bg.stats) end
+  elseif bg.on_error then
+    core._callback(bg.on_error, err, bg.stats)
+  end
+end
+
+-- An error escaped the flow: it stops (its processes killed; released
+-- once they are gone, which ring the watch).
+local function failed(f, bg, err)
+  bg.pending_err = err
+  f:cancel("failed")
+end
+
+-- Whether what came out of f goes on to the results or the sink (no
+-- error stopped it).
+local function live(f) return f.state == "running" or f.state == "done" end
+
+-- The watch's callback.
+local function serve(p)
+  local f, bg = p._flow, p._bg
+  if bg.state ~= "running" or bg.held > 0 then return end
+  local outer = serving_now
+  serving_now = p
+  local ok, err = pcall(function()
+    f:serve()
+    if live(f) then consume(f, p._each, bg.out) end
+  end)
+  if not ok then failed(f, bg, err) end
+  if f.done and f:all_ended() then ended(p, f, bg, bg.pending_err) end
+  serving_now = outer
+  if not ok and iserror(err, "Interrupted") then error(err, 0) end -- Ctrl-C is the waiting caller's
+end
+
+-- start([opts]) -> the pipeline, running in the background: on_done(results,
+-- stats) runs once it ended, with what run() returns, or on_error(err, stats)
+-- with what run() raises.
+function Pipeline:start(opts)
+  check_self(self, "start", 2)
+  opts = check_opts(opts, START_OPTS, "start", 2)
+  for _, k in ipairs{ "on_done", "on_error" } do
+    if opts[k] ~= nil and not callable(opts[k]) then
+      raise("ValueError", ("start: %s must be a function, got %s"):format(k, type(opts[k])), 2)
+    end
+  end
+  local f = begin(self, "start", 2)
+  local bg = { state = "running", held = 0, out = { results = {}, n = 0 }, on_done = opts.on_done,
+               on_error = opts.on_error }
+  self._bg = bg
+  bg.guard = setmetatable({}, { __gc = function()
+    if core.getpid() == f.pid and not f.released then -- a forked child's copy stops nothing
+      f.defer = false
+      pcall(f.cancel, f)
+    end
+  end })
+  local ok, err = pcall(f.watch_inbox, f, function() serve(self) end)
+  if not ok then
+    f.defer = false
+    f:cancel("failed")
+    error(err, 0)
+  end
+  return self
+end
+
+local function check_background(self, what, level)
+  check_self(self, what, level + 1)
+  if not self._bg then
+    raise("StateError", what .. ": the pipeline was not started with start()", level + 1)
+  end
+end
+
+local function check_timeout(t, what, level)
+  if t ~= nil and (type(t) ~= "number" or t ~= t or t < 0) then
+    raise("ValueError", what .. ": timeout must be a number >= 0 or nil, got " .. show(t), level + 1)
+  end
+end
+
+-- wait([timeout]) -> true once the pipeline ended (its callback ran),
+-- false when timeout passed first. It drives the pipeline itself while it
+-- waits (time limits are kept); Ctrl-C (any error of the wait's own)
+-- raises and leaves it running.
+function Pipeline:wait(timeout)
+  check_background(self, "wait", 2)
+  check_timeout(timeout, "wait", 2)
+  local f, bg = self._flow, self._bg
+  if bg.state ~= "running" then return true end
+  if bg.held > 0 or serving_now == self then
+    raise("StateError", "wait: called from the pipeline's own wait or callback", 2)
+  end
+  local deadline = timeout and now() + timeout
+  bg.held = bg.held + 1
+  f:hold(true)
+  local ok, err = pcall(function()
+    while not f.done do
+      local more = f:step(deadline)
+      if more == nil then return end
+      if live(f) then consume(f, self._each, bg.out) end
+    end
+  end)
+  bg.held = bg.held - 1
+  f:hold(false)
+  if not ok then
+    -- the pipeline's failure (an item's, the sink's, merge's) or the
+    -- wait's own (Ctrl-C): that one leaves it running
+    if not f.stopped and not f.sinking then error(err, 0) end
+    f.defer = false
+    failed(f, bg, err)
+  end
+  if not f.done then return false end
+  ended(self, f, bg, bg.pending_err)
+  return true
+end
+
+-- get([timeout]) -> results, stats once it ended; raises its error, or a
+-- Timeout error when timeout passes first.
+function Pipeline:get(timeout)
+  check_background(self, "get", 2)
+  check_timeout(timeout, "get", 2)
+  if not self:wait(timeout) then raise("Timeout", "get: the pipeline did not end in time", 2) end
+  local bg = self._bg
+  if bg.err ~= nil then error(bg.err, 0) end
+  return bg.results, bg.stats
+end
+
+-- ready() -> whether it ended: serves it once first (without waiting).
+function Pipeline:ready()
+  check_background(self, "ready", 2)
+  if self._bg.state == "running" and serving_now ~= self then serve(self) end
+  return self._bg.state ~= "running"
+end
+
+-- stats() -> the live view while it runs (started in the background, or
+-- from an each sink), the final stats once it ended; nil before it started.
 function Pipeline:stats()
   check_self(self, "stats", 2)
-  return self.last_stats
+  local f = self._flow
+  if not f then return nil end
+  if self._bg and self._bg.stats then return self._bg.stats end
+  return collect_stats(self, f)
 end
 
 function Pipeline.__tostring(self)

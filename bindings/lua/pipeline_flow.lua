@@ -36,7 +36,7 @@ local floor, huge, min, max, ceil = math.floor, math.huge, math.min, math.max, m
 local tmove, tremove, tsort = table.move, table.remove, table.sort
 local now, newerror, iserror = core.time, core._newerror, core.iserror
 local pack_chunk, unpack_chunk, kind_of = wire.pack_chunk, wire.unpack_chunk, wire.kind
-local CHUNK, ERR, FIN, PARTIAL = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL
+local CHUNK, ERR, FIN, PARTIAL, KICK = wire.CHUNK, wire.ERR, wire.FIN, wire.PARTIAL, wire.KICK
 local unpack = core._unpack
 
 local CHUNK_MAX = 512     -- most items in a chunk
@@ -46,6 +46,7 @@ local SLICE = 0.05        -- longest single wait: deaths are looked for at least
 local FEED_POLL = 0.002   -- how long the parent waits for room in the first queue at a time
 local CHECK_EVERY = 0.02  -- how often the parent looks at its workers while items flow
 local KILL_POLL = 0.005   -- how soon to look again for a worker killed for its time limit
+local SERVE_TIME = 0.005  -- longest a serve of a pipeline started in the background takes messages in
 
 local Flow = {}
 Flow.__index = Flow
@@ -93,6 +94,11 @@ local function new(p)
     errors = {}, tries = {}, acc = nil, have_acc = false,
     inflight = {}, refeed = {}, -- source chunks not out yet (seq -> message); chunks to send again
     out_closed = false, done = false, t0 = now(), last_check = 0, fed = 0,
+    state = "running",     -- then "done", "failed" (an error stopped it) or "stopped"
+    pid = core.getpid(),   -- the process whose flow it is
+    replaced = 0,          -- workers replaced after they died
+    last_workers = {},     -- slot -> worker record, once released (the final stats)
+    defer = false,         -- stopping does not join: the engine's loop says when the processes ended
   }, Flow)
   for g = 1, S do self.q[g] = mp.Queue(qcap) end
   obs.flow_new(self)
@@ -135,7 +141,7 @@ local function new(p)
     for k, sl in ipairs(self.producers) do self:start_producer(sl, k) end
   end)
   if not ok then
-    self:cancel()
+    self:cancel("failed")
     error(err, 0)
   end
   if trace.on then obs.queues(self) end
@@ -190,28 +196,46 @@ function Flow:item_failed(err)
     self.errors[#self.errors + 1] = err
     return
   end
-  self:cancel()
+  self:cancel("failed")
   error(err, 0)
 end
 
--- Stops every process now and releases everything; later calls do nothing.
-function Flow:cancel()
-  if self.stopped then return end
-  self.stopped = true
-  self.done = true
-  for _, w in pairs(self.workers) do
-    if not w.gone then pcall(w.proc.kill, w.proc) end
+-- Stops every process now (state: "stopped", or "failed" when an error
+-- stops it) and releases everything; later calls only release what a
+-- deferred stop left (self.defer: the processes are killed, not joined).
+function Flow:cancel(state)
+  if not self.stopped then
+    self.stopped = true
+    self.done = true
+    if self.state == "running" then self.state = state or "stopped" end
+    for _, w in pairs(self.workers) do
+      if not w.gone then pcall(w.proc.kill, w.proc) end
+    end
   end
-  self:release()
+  if not self.defer then self:release() end
 end
 
--- Joins every process (they have ended or been killed) and closes every queue.
+-- Whether every process has ended (releasing then waits for none).
+function Flow:all_ended()
+  for _, w in pairs(self.workers) do
+    if not w.gone and w.proc.exitcode == nil then return false end
+  end
+  return true
+end
+
+-- Joins every process (they have ended or been killed), closes every
+-- queue and stops the watch, if any; once.
 function Flow:release()
+  if self.released then return end
+  self.released = true
   self.stopped = true
+  -- the watch stays referenced: this may run inside its own callback
+  if self.watch then self.watch:stop() end
   for slot, w in pairs(self.workers) do
     pcall(w.proc.join, w.proc)
     pcall(w.proc.close, w.proc)
     if w.held then w.held:close() end
+    self.last_workers[slot] = w
     self.workers[slot] = nil
   end
   for g = 1, self.S do self.q[g]:close() end
@@ -411,6 +435,7 @@ end
 function Flow:on_message(msg)
   local k = kind_of(msg)
   if k == CHUNK then return self:on_chunk(msg) end
+  if k == KICK then return end
   if k == ERR then
     local _, _, err = wire.unpack_err(msg)
     return self:item_failed(err)
@@ -436,7 +461,12 @@ function Flow:on_message(msg)
     if not self.have_acc then
       self.acc, self.have_acc = acc, true
     else
-      self.acc = self.stages[g].merge(self.acc, acc)
+      local ok, merged = pcall(self.stages[g].merge, self.acc, acc)
+      if not ok then -- it stops the pipeline, as an item's error does
+        self:cancel("failed")
+        error(merged, 0)
+      end
+      self.acc = merged
     end
   end
 end
@@ -494,7 +524,7 @@ function Flow:worker_died(w, s)
   end
   local b = wire.base(w.slot)
   local pos = floor(self.st[b + wire.POS])
-  self.st[b + wire.POS] = 0
+  self.st[b + wire.POS], self.st[b + wire.SINCE] = 0, 0
   -- the held chunk POS is about
   local cur = floor(self.st[b + wire.CUR])
   local at
@@ -553,6 +583,7 @@ function Flow:worker_died(w, s)
     end
   end
   self:start_worker(s, w.slot, w.k, held)
+  self.replaced = self.replaced + 1
   if trace.on then
     obs.worker_died(w)
     if failed then obs.item_lost(w, failed) end
@@ -570,7 +601,7 @@ function Flow:essential_died(w)
     w.producer and "producer" or "worker", w.pid, name, how_it_ended(code)), { pid = w.pid, exitcode = code })
   err.stage = name
   if trace.on then obs.worker_died(w) end
-  self:cancel()
+  self:cancel("failed")
   error(err, 0)
 end
 
@@ -647,30 +678,68 @@ function Flow:size_chunks()
   self.sized = true
 end
 
--- Runs the pipeline until there is an item for the consumer or it ended.
--- Returns false at the end.
-function Flow:step()
+-- One round that does not wait: feeds the first queue, takes in the
+-- inbox's messages (until one gives the consumer an item, with until_item;
+-- until `deadline`, if given), and ends the stream once the output is
+-- complete. Returns whether it took in a message.
+function Flow:pump(until_item, deadline)
+  self:feed(0)
+  local got = false
+  while true do
+    local msg, why = self.inbox:get(0)
+    if why then break end
+    self:on_message(msg)
+    got = true
+    if until_item and self.out_head <= self.out_tail then break end
+    if deadline and now() >= deadline then break end
+  end
+  if got and not self.sized then self:size_chunks() end
+  if self.out_closed then self:end_of_stream() end
+  return got
+end
+
+-- The output is complete: what is left comes out, and the processes are
+-- released (unless deferred: they end by themselves, having said FIN).
+function Flow:end_of_stream()
+  if trace.on then obs.queues(self) end
+  self:drain()
+  self:flush_waiting()
+  self.done = true
+  self.state = "done"
+  if not self.defer then self:release() end
+end
+
+-- Every CHECK_EVERY (or now, with force) while it runs: dead workers,
+-- time limits, chunk sizes, the progress board, the trace's queue counters.
+function Flow:look_around(force)
+  if self.done then return end
+  local t = now()
+  if not force and t - self.last_check < CHECK_EVERY then return end
+  self.last_check = t
+  self:check_workers()
+  if self.timed then self:check_deadlines() end
+  self:size_chunks()
+  if self.board then self.board:draw(self:view()) end
+  if trace.on then obs.queues(self) end
+end
+
+-- Whether a worker ended without FIN (cheap: no system call).
+function Flow:any_ended()
+  for _, w in pairs(self.workers) do
+    if not w.fin and not w.gone and w.proc.exitcode ~= nil then return true end
+  end
+  return false
+end
+
+-- Runs the pipeline until there is an item for the consumer (true), it
+-- ended (false), or `deadline` passed first (nil; no deadline: never).
+function Flow:step(deadline)
   while self.out_head > self.out_tail do
     if self.done then return false end
-    self:feed(0)
-    local got = false
-    while true do
-      local msg, why = self.inbox:get(0)
-      if why then break end
-      self:on_message(msg)
-      got = true
-      if self.out_head <= self.out_tail then break end
-    end
-    if got and not self.sized then self:size_chunks() end
-    local t = now()
-    if self.out_closed then
-      if trace.on then obs.queues(self) end
-      self:drain()
-      self:flush_waiting()
-      self.done = true
-      self:release()
-    elseif not got then
-      local wake = min(t + SLICE, self.timed and self:check_deadlines() or huge)
+    local got = self:pump(true)
+    if not self.done and not got then
+      local t = now()
+      local wake = min(t + SLICE, self.timed and self:check_deadlines() or huge, deadline or huge)
       if self.pending and self.S > 0 then
         self:feed(min(FEED_POLL, max(wake - t, 0)))
       else
@@ -678,17 +747,43 @@ function Flow:step()
         if not why then self:on_message(msg) end
       end
     end
-    t = now()
-    if t - self.last_check >= CHECK_EVERY then
-      self.last_check = t
-      self:check_workers()
-      if self.timed then self:check_deadlines() end
-      self:size_chunks()
-      if self.board then self.board:draw(self:view()) end
-      if trace.on then obs.queues(self) end
-    end
+    self:look_around()
+    if deadline and self.out_head > self.out_tail and not self.done and now() >= deadline then return nil end
   end
   return true
+end
+
+-- ---- in the background ---------------------------------------------------------------
+--
+-- A pipeline started in the background (corral.pipeline's start) is
+-- served by a watch on its inbox (core._watch, as a Pool's outbox): from
+-- every corral wait and a host's uv_run, whenever a message arrives or a
+-- child of the process ends. Its flow defers releasing: a serve never
+-- waits for a process; the workers' ends ring the watch again.
+
+-- Starts serving from the engine's loop: serve() runs at the next wait.
+function Flow:watch_inbox(serve)
+  self.defer = true
+  self.watch = core._watch(self.inbox, serve)
+  self.inbox:put(wire.pack_kick(), 0) -- the first serve needs no worker's message
+end
+
+-- The watch is quiet while the caller drives the flow itself (step).
+function Flow:hold(on)
+  self.defer = not on
+  if self.watch then self.watch:pause(on) end
+end
+
+-- One serve: a round of pump (messages taken in for at most SERVE_TIME:
+-- what is left rings again), the first queue fed again, and the workers
+-- looked at when a serve found nothing (a child ended), one ended, or
+-- CHECK_EVERY passed. Time limits are kept at those moments only.
+function Flow:serve()
+  if self.done then return end
+  local got = self:pump(false, now() + SERVE_TIME)
+  if self.done then return end
+  self:feed(0)
+  self:look_around(not got or self:any_ended())
 end
 
 -- The next item for the consumer, or nil at the end.
@@ -730,6 +825,34 @@ function Flow:stage_counts(s)
     c.wait_out = c.wait_out + st[b + wire.WAIT_OUT]
   end
   return c
+end
+
+-- Per worker process, by stage (the source's producers first): its
+-- stage's name, k, pid, items_done (items it ran; a producer's: it
+-- emitted), busy (the fraction of the time since the start its slot
+-- spent on items, the chunk it runs now included), item_age (seconds it
+-- has run its current chunk of items, nil between chunks) and alive.
+-- Once released, the last workers, not alive.
+function Flow:worker_stats()
+  local st, t = self.st, self.finished_at or now()
+  local up = max(t - self.t0, 1e-9)
+  local recs = self.released and self.last_workers or self.workers
+  local out = {}
+  local function add(slot, name)
+    local w = recs[slot]
+    if not w then return end
+    local b = wire.base(slot)
+    local since = self.released and 0 or st[b + wire.SINCE]
+    local busy = st[b + wire.BUSY] + (since > 0 and t - since or 0)
+    out[#out + 1] = { stage = name, k = w.k, pid = w.pid, alive = not w.gone and w.proc.exitcode == nil,
+                      items_done = floor(w.producer and st[b + wire.OUT] or st[b + wire.IN]),
+                      busy = min(1, busy / up), item_age = since > 0 and t - since or nil }
+  end
+  for _, slot in ipairs(self.producers) do add(slot, self.p.source.name) end
+  for _, s in ipairs(self.stages) do
+    for _, slot in ipairs(s.slots) do add(slot, s.name) end
+  end
+  return out
 end
 
 -- The live view the progress board draws: one line per stage (items

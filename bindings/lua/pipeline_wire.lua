@@ -26,8 +26,9 @@ local M = {
   ERR = 2,     -- stage, index, the error object
   FIN = 3,     -- stage, slot: the worker ended its input and passed everything on
   PARTIAL = 4, -- stage: a reduce worker's accumulator
+  KICK = 5,    -- nothing: the parent's own, to be served from the next wait (a pipeline started in the background)
 }
-local CHUNK, ERR, FIN, PARTIAL = M.CHUNK, M.ERR, M.FIN, M.PARTIAL
+local CHUNK, ERR, FIN, PARTIAL, KICK = M.CHUNK, M.ERR, M.FIN, M.PARTIAL, M.KICK
 
 local CHUNK_HDR = "<Bi8i8i4B" -- kind, seq, lo, n, has ix
 local ERR_HDR = "<Bi4i8"      -- kind, stage, index
@@ -143,6 +144,8 @@ function M.unpack_fin(msg)
   return stage, slot
 end
 
+function M.pack_kick() return spack("<B", KICK) end
+
 function M.pack_partial(stage, acc) return spack(PARTIAL_HDR, PARTIAL, stage) .. pack(acc, "accumulator") end
 
 function M.unpack_partial(msg)
@@ -160,7 +163,8 @@ end
 -- seconds waiting for room downstream.
 M.POS, M.START, M.IN, M.OUT, M.ERRS, M.RETRIES, M.BUSY, M.WAIT_IN, M.WAIT_OUT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 M.CUR = 9 -- the seq of the chunk the worker works on (which of the chunks it holds POS is about)
-M.SLOTS = 10
+M.SINCE = 10 -- when it began running the items of that chunk; 0 between chunks (the live stats)
+M.SLOTS = 11
 
 -- What a worker does when it runs no item (POS <= 0).
 M.P_IDLE = 0     -- nothing held that is not accounted for

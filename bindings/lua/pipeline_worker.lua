@@ -68,7 +68,7 @@ function M.stage_main(cfg)
   local kind, fn, name, g = cfg.kind, cfg.fn, cfg.name, cfg.g
   local qin, qout, inbox, held, st = cfg.qin, cfg.qout, cfg.inbox, cfg.held, cfg.st
   local b = wire.base(cfg.slot)
-  local POS, START, CUR = b + wire.POS, b + wire.START, b + wire.CUR
+  local POS, START, CUR, SINCE = b + wire.POS, b + wire.START, b + wire.CUR, b + wire.SINCE
   local P_IDLE, P_PASSING, P_FAST, P_PASSED, P_TAKING, P_SHIPPED = wire.P_IDLE, wire.P_PASSING, wire.P_FAST,
     wire.P_PASSED, wire.P_TAKING, wire.P_SHIPPED
   local retries, timed = cfg.retries or 0, cfg.timed
@@ -155,12 +155,14 @@ function M.stage_main(cfg)
     st[CUR] = seq
     out, oix, m, k = {}, {}, 0, 0
     local t0 = now()
+    st[SINCE] = t0
     while true do
       local ok, e = xpcall(run_rest, traceback)
       if ok then break end
       retry(e)
     end
     c[5] = c[5] + (now() - t0)
+    st[b + wire.BUSY], st[SINCE] = c[5], 0 -- the live stats count this chunk's time once
     c[1], c[2] = c[1] + n, c[2] + m
     if tracing then obs.chunk(name, t0, seq, n, ix and ix[1] or lo) end
     st[POS] = P_PASSING

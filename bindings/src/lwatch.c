@@ -5,6 +5,8 @@
  *                               host's uv_run, when queue has messages
  *   w:pause(true|false)         the owner waits on the queue itself
  *   w:stop()                    (also __gc, __close); idempotent
+ *   core._callback(fn, ...)     calls fn(...) under the same error policy
+ *                               (a pipeline's on_done, from its own wait)
  *
  * fn runs in a Lua thread of its own (a coroutine never resumed), so it
  * does not matter which coroutine was waiting when the queue rang. An
@@ -49,19 +51,40 @@ void crL_callback_error(lua_State *L) {
   fflush(stderr);
 }
 
+/* Calls the function below the nargs arguments on top of L's stack, and
+ * pops them all; an error goes to the handler. Returns whether it
+ * returned. */
+static int call_callback(lua_State *L, int nargs) {
+  int fn = lua_gettop(L) - nargs;
+  interrupted = 0;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, fn);
+  int ok = lua_pcall(L, nargs, 0, fn) == LUA_OK;
+  if (!ok) {
+    crL_callback_error(L);
+    if (interrupted) cr_intr_post(); /* Ctrl-C is the waiting caller's */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* the message handler */
+  return ok;
+}
+
 static void on_ring(cr_watch_t *w, void *data) {
   (void)w;
   lwatch_t *lw = data;
   lua_State *T = lw->T;
   lua_settop(T, 1);
-  interrupted = 0;
-  lua_pushcfunction(T, traceback);
   lua_pushvalue(T, 1);
-  if (lua_pcall(T, 0, 0, 2) != LUA_OK) {
-    crL_callback_error(T);
-    if (interrupted) cr_intr_post(); /* Ctrl-C is the waiting caller's */
-  }
+  call_callback(T, 0);
   lua_settop(T, 1);
+}
+
+/* _callback(fn, ...) -> whether fn returned: fn(...) run as a watch runs
+ * its callback (its error, with a traceback, to the handler). */
+static int l_callback(lua_State *L) {
+  crL_checkcallable(L, 1);
+  lua_pushboolean(L, call_callback(L, lua_gettop(L) - 1));
+  return 1;
 }
 
 static int l_watch(lua_State *L) {
@@ -111,4 +134,6 @@ void crL_open_watch(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, l_watch);
   lua_setfield(L, -2, "_watch");
+  lua_pushcfunction(L, l_callback);
+  lua_setfield(L, -2, "_callback");
 }

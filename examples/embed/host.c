@@ -7,12 +7,14 @@
  * It keeps a 10 ms repeating timer (its own work, standing for a UI or a
  * server), opens corral on its loop and the Lua module in its lua_State,
  * runs SCRIPT, which starts a CPU-bound map_async over a Pool(2) whose
- * callback reports back, and a Lua worker process that answers the
- * strings the host sends it through a Queue (made and read from C, with
- * the C API). Then it only runs uv_run: the pool's results, its callback
- * and the answers all arrive from the loop. At the end it prints how often
- * the timer ticked while the pool worked, and its worst lateness, and
- * checks that uv_loop_close returns 0. Walked through in docs/embedding.md. */
+ * callback reports back, a small pipeline started in the background
+ * whose on_done callback prints its results, and a Lua worker process
+ * that answers the strings the host sends it through a Queue (made and
+ * read from C, with the C API). Then it only runs uv_run: the pool's
+ * results, the pipeline's, their callbacks and the answers all arrive from
+ * the loop. At the end it prints how often the timer ticked while the pool
+ * and the pipeline worked, and its worst lateness, and checks that
+ * uv_loop_close returns 0. Walked through in docs/embedding.md. */
 #include <corral.h>
 #include <lauxlib.h>
 #include <lua.h>
@@ -45,6 +47,18 @@ static const char SCRIPT[] =
   "  print(('map: %d results, first %d, last %d'):format(#r, r[1], r[#r]))\n"
   "  host_done('map')\n"
   "end })\n"
+  "-- a pipeline in the background: two workers burn, the parent keeps the odd results\n"
+  "local steps = {}\n"
+  "for i = 1, 12 do steps[i] = 200000 + i end\n"
+  "local pipe = mp.pipeline(steps):map(burn, { workers = 2 })\n"
+  "  :filter(function(s) return s % 2 == 1 end)\n"
+  "  :start{ on_done = function(r, stats)\n"
+  "    print(('pipeline: %d results of %d items, first %d, last %d'):format(#r, stats.items, r[1], r[#r]))\n"
+  "    host_done('pipeline')\n"
+  "  end, on_error = function(err)\n"
+  "    print('pipeline failed: ' .. tostring(err))\n"
+  "    host_done('pipeline')\n"
+  "  end }\n"
   "-- a Lua worker answering the host: upper-cases what it gets\n"
   "local p = mp.Process{ target = function(inq, outq)\n"
   "  for msg in inq:iter() do outq:put('lua says ' .. msg:upper()) end\n"
@@ -53,6 +67,7 @@ static const char SCRIPT[] =
   "host_done('started')\n"
   "return function()\n"
   "  pool:close(); pool:join(); p:join()\n"
+  "  pipe:get() -- ended already: its results, or its error raised\n"
   "  return p.exitcode\n"
   "end\n";
 
@@ -62,11 +77,11 @@ static struct {
   cr_engine_t *engine;
   cr_off_t jobs, answers;
   cr_watch_t *answer_watch;
-  int map_done, answers_got;
-  int pool_running;
-  unsigned ticks, ticks_in_pool;
+  int map_done, pipeline_done, answers_got;
+  int pool_running, pipeline_running;
+  unsigned ticks, ticks_in_pool, ticks_in_pipeline;
   uint64_t last_tick_ns;
-  double worst_late_ms;
+  double worst_late_ms, worst_late_pipeline_ms;
   uv_prepare_t before_poll; /* with after_poll: how long callbacks hold the loop */
   uv_check_t after_poll;
   uint64_t poll_start_ns, poll_start_idle;
@@ -81,7 +96,7 @@ static void check(int rc, const char *what) {
 }
 
 static void maybe_stop(void) {
-  if (!host.map_done || host.answers_got < MESSAGES) return;
+  if (!host.map_done || !host.pipeline_done || host.answers_got < MESSAGES) return;
   uv_timer_stop(&host.timer);
   cr_queue_close(cr_engine_arena(host.engine), host.jobs); /* the Lua worker's iter() ends */
 }
@@ -91,9 +106,14 @@ static int l_host_done(lua_State *L) {
   const char *what = luaL_checkstring(L, 1);
   if (strcmp(what, "started") == 0) {
     host.pool_running = 1;
+    host.pipeline_running = 1;
   } else if (strcmp(what, "map") == 0) {
     host.pool_running = 0;
     host.map_done = 1;
+    maybe_stop();
+  } else if (strcmp(what, "pipeline") == 0) {
+    host.pipeline_running = 0;
+    host.pipeline_done = 1;
     maybe_stop();
   }
   return 0;
@@ -105,10 +125,12 @@ static void on_tick(uv_timer_t *t) {
   if (host.last_tick_ns) {
     double late = (double)(now - host.last_tick_ns) / 1e6 - TICK_MS;
     if (late > host.worst_late_ms) host.worst_late_ms = late;
+    if (host.pipeline_running && late > host.worst_late_pipeline_ms) host.worst_late_pipeline_ms = late;
   }
   host.last_tick_ns = now;
   host.ticks++;
   if (host.pool_running) host.ticks_in_pool++;
+  if (host.pipeline_running) host.ticks_in_pipeline++;
 }
 
 /* The Lua worker answered: take every answer there is, without waiting. */
@@ -207,13 +229,14 @@ int main(void) {
   uv_close((uv_handle_t *)&host.before_poll, NULL);
   uv_close((uv_handle_t *)&host.after_poll, NULL);
   uv_run(&host.loop, UV_RUN_DEFAULT);
-  printf("timer: %u ticks, %u while the pool worked, worst lateness %.2f ms\n", host.ticks,
-         host.ticks_in_pool, host.worst_late_ms);
+  printf("timer: %u ticks, %u while the pool worked, %u while the pipeline worked, worst lateness %.2f ms "
+         "(%.2f ms while the pipeline worked)\n",
+         host.ticks, host.ticks_in_pool, host.ticks_in_pipeline, host.worst_late_ms, host.worst_late_pipeline_ms);
   printf("loop: callbacks held it at most %.2f ms at a time, using at most %.2f ms of CPU\n",
          host.longest_busy_ms, host.longest_cpu_ms);
   int rc = uv_loop_close(&host.loop);
   printf("uv_loop_close: %d\n", rc);
-  return rc == 0 && host.map_done && host.answers_got == MESSAGES ? 0 : 1;
+  return rc == 0 && host.map_done && host.pipeline_done && host.answers_got == MESSAGES ? 0 : 1;
 
 lua_failed:
   fprintf(stderr, "host: %s\n", lua_tostring(L, -1));
