@@ -116,6 +116,20 @@ function H.run(args, input, env)
   return out, err, code
 end
 
+-- Runs the script at `path` under stock lua5.4 (the module from H.build),
+-- reads its first line ("tag PID"), then `lines` more, then sends SIGINT to
+-- PID; returns all it printed after those (stdout and stderr). A timeout
+-- kills it after 30 s: a script that ignores the SIGINT fails, never hangs.
+function H.interrupted(path, lines)
+  local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
+    .. "{ read -r tag pid; for i in $(seq 1 %d); do read -r line; done; kill -INT $pid; cat; }"):format(
+    H.method, shell_quote(H.build .. "/?.so"), shell_quote(path), lines or 0)
+  local f = io.popen("bash -c " .. shell_quote(cmd)) -- a sanitizer runtime stays preloaded for lua5.4
+  local out = f:read("a")
+  f:close()
+  return out
+end
+
 -- Writes a temporary Lua script and returns its path (removed by cleanup()).
 local temps = {}
 function H.script(src)

@@ -148,12 +148,7 @@ describe("pipeline:start (" .. H.method .. ")", function()
         gate:set()
         print(table.concat(p:get(10), " "), p:stats().state)
       ]])
-      local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
-        .. "{ read -r tag pid; for i in 1 2 3; do read -r line; done; kill -INT $pid; cat; }"):format(H.method,
-        H.shell_quote(H.build .. "/?.so"), H.shell_quote(script))
-      local f = io.popen("bash -c " .. H.shell_quote(cmd))
-      local out = f:read("a")
-      f:close()
+      local out = H.interrupted(script, 3)
       assert.are.equal("false\ttrue\n1 2 3\tdone\n", out)
     end)
 

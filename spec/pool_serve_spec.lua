@@ -99,12 +99,7 @@ describe("Pool served in every wait (" .. H.method .. ")", function()
       print(ok, mp.iserror(err, "Interrupted"))
       pool:terminate()
     ]])
-    local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
-      .. "{ read -r tag pid; kill -INT $pid; cat; }"):format(H.method, H.shell_quote(H.build .. "/?.so"),
-      H.shell_quote(script))
-    local f = io.popen("bash -c " .. H.shell_quote(cmd)) -- a sanitizer runtime stays preloaded for lua5.4
-    local out = f:read("a")
-    f:close()
+    local out = H.interrupted(script, 0)
     assert.are.equal("false\ttrue\n", out)
   end)
 
@@ -124,12 +119,7 @@ describe("Pool served in every wait (" .. H.method .. ")", function()
       print(pool:apply(function() return 7 end))
       pool:terminate()
     ]])
-    local cmd = ("CORRAL_START_METHOD=%s LUA_CPATH=%s timeout -s KILL 30 lua5.4 %s 2>&1 | "
-      .. "{ read -r tag pid; for i in 1 2 3 4; do read -r line; done; kill -INT $pid; cat; }"):format(
-      H.method, H.shell_quote(H.build .. "/?.so"), H.shell_quote(script))
-    local f = io.popen("bash -c " .. H.shell_quote(cmd))
-    local out = f:read("a")
-    f:close()
+    local out = H.interrupted(script, 4)
     assert.are.equal("false\ttrue\n7\n", out)
   end)
 
