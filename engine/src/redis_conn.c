@@ -28,6 +28,13 @@ struct cr_redis {
   int port;
   double connect_timeout, retry;
   char err[512];
+  /* Commands sent ahead (cr__redis_send) whose replies were not read yet:
+   * formatted, to be written again on a new connection. */
+  char *owed;
+  size_t owed_len;
+  int nowed;
+  int owed_pid; /* the process they are for (a forked child drops its parent's) */
+  int owed_out; /* written on the current connection */
 };
 
 double cr__redis_now(void) {
@@ -136,6 +143,7 @@ static int connect_once(cr_redis_t *c) {
   redisEnableKeepAlive(ctx);
   c->ctx = ctx;
   c->pid = getpid();
+  c->owed_out = 0;
   redisReply *r = NULL;
   if (c->pass) {
     if (c->user) r = redisCommand(ctx, "AUTH %s %s", c->user, c->pass);
@@ -189,8 +197,21 @@ int cr_redis_open(const char *url, double timeout, cr_redis_t **out, char *err, 
   return 0;
 }
 
+static void drop_owed(cr_redis_t *c) {
+  free(c->owed);
+  c->owed = NULL;
+  c->owed_len = 0;
+  c->nowed = 0;
+  c->owed_out = 0;
+}
+
 void cr_redis_free(cr_redis_t *c) {
   if (!c) return;
+  if (c->nowed && c->owed_pid == getpid()) { /* what was sent ahead is answered first: one try */
+    cr_redis_reply_t *none;
+    cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, 0, &none);
+  }
+  drop_owed(c);
   if (c->ctx) redisFree(c->ctx); /* in a forked child too: closes only its copy of the socket */
   free(c->url);
   free(c->host);
@@ -220,12 +241,53 @@ int cr__redis_clone(const cr_redis_t *c, cr_redis_t **out) {
   return 0;
 }
 
-int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens, double block, double retry,
-                  cr_redis_reply_t **out) {
-  *out = NULL;
+/* Writes what is buffered in ctx: 0, or -1 when the connection broke. */
+static int write_out(redisContext *ctx) {
+  int done = 0;
+  do {
+    if (redisBufferWrite(ctx, &done) == REDIS_ERR) return -1;
+  } while (!done);
+  return 0;
+}
+
+int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens) {
+  if (c->owed_pid != getpid()) { /* a forked child: its parent's are not its own */
+    drop_owed(c);
+    c->owed_pid = getpid();
+  }
+  char *cmd;
+  long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+  if (len < 0) return CR_ENOMEM;
+  char *all = realloc(c->owed, c->owed_len + (size_t)len);
+  if (!all) {
+    redisFreeCommand(cmd);
+    return CR_ENOMEM;
+  }
+  memcpy(all + c->owed_len, cmd, (size_t)len);
+  c->owed = all;
+  c->owed_len += (size_t)len;
+  c->nowed++;
+  if (c->ctx && c->pid == getpid()) {
+    if (c->owed_out) redisAppendFormattedCommand(c->ctx, cmd, (size_t)len);
+    else redisAppendFormattedCommand(c->ctx, c->owed, c->owed_len);
+    c->owed_out = 1;
+    if (write_out(c->ctx) < 0) { /* written again, and answered, on the next connection */
+      set_err(c, "connection lost: %s", c->ctx->errstr);
+      redisFree(c->ctx);
+      c->ctx = NULL;
+    }
+  }
+  redisFreeCommand(cmd);
+  return 0;
+}
+
+int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *argv[], const size_t *const lens[],
+                   double block, double retry, cr_redis_reply_t **out) {
+  for (int i = 0; i < n; i++) out[i] = NULL;
   double give_up = cr__redis_now() + (retry < 0 ? c->retry : retry);
   double backoff = 0.01;
   int tries = 0;
+  if (c->nowed && c->owed_pid != getpid()) drop_owed(c);
   for (;;) {
     int rc = 0;
     if (c->ctx && c->pid != getpid()) { /* a forked child: its own socket */
@@ -236,22 +298,49 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
     if (rc == CR_EAUTH || rc == CR_ENOMEM) return rc;
     if (rc == 0) {
       redisSetTimeout(c->ctx, tv_of(block + c->connect_timeout));
-      redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
-      if (r) {
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
-          set_err(c, "the server is loading its data");
-          freeReplyObject(r);
-          goto retry; /* a server starting again: wait for it as for a lost connection */
+      if (c->nowed && !c->owed_out) redisAppendFormattedCommand(c->ctx, c->owed, c->owed_len);
+      c->owed_out = 1;
+      for (int i = 0; i < n; i++)
+        if (redisAppendCommandArgv(c->ctx, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK) {
+          redisFree(c->ctx); /* half a pipeline buffered: never sent */
+          c->ctx = NULL;
+          return CR_ENOMEM;
         }
-        if (r->type == REDIS_REPLY_ERROR) {
-          int auth = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0;
-          if (auth) set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
-          else set_err(c, "%.*s: %s", (int)lens[0], argv[0], r->str);
-          freeReplyObject(r);
-          return auth ? CR_EAUTH : CR_EREDIS;
+      int lost = 0, got = 0;
+      for (int i = 0; i < c->nowed && !lost; i++) { /* the answers to what was sent ahead: not wanted */
+        void *r;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
+        else freeReplyObject(r);
+      }
+      if (!lost) drop_owed(c);
+      while (!lost && got < n) {
+        void *r;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
+        else out[got++] = r;
+      }
+      if (!lost) {
+        int loading = 0, auth = 0;
+        for (int i = 0; i < n; i++) {
+          const redisReply *r = (const redisReply *)out[i];
+          if (r->type != REDIS_REPLY_ERROR) continue;
+          loading |= strncmp(r->str, "LOADING", 7) == 0;
+          auth |= strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0;
         }
-        *out = (cr_redis_reply_t *)r;
-        return 0;
+        if (!loading && !auth) return 0;
+        for (int i = 0; i < n; i++) {
+          freeReplyObject(out[i]);
+          out[i] = NULL;
+        }
+        if (auth) {
+          set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
+          return CR_EAUTH;
+        }
+        set_err(c, "the server is loading its data");
+        goto retry; /* a server starting again: wait for it as for a lost connection */
+      }
+      for (int i = 0; i < got; i++) {
+        freeReplyObject(out[i]);
+        out[i] = NULL;
       }
       set_err(c, "connection lost: %s", c->ctx->errstr);
       redisFree(c->ctx);
@@ -260,9 +349,9 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
   retry:;
     double now = cr__redis_now();
     if (now >= give_up && tries > 0) {
-      size_t n = strlen(c->err);
-      if (n + 1 < sizeof c->err)
-        snprintf(c->err + n, sizeof c->err - n, " (gave up reconnecting after %.1f s)", retry < 0 ? c->retry : retry);
+      size_t len = strlen(c->err);
+      if (len + 1 < sizeof c->err)
+        snprintf(c->err + len, sizeof c->err - len, " (gave up reconnecting after %.1f s)", retry < 0 ? c->retry : retry);
       return CR_ECONN;
     }
     tries++;
@@ -270,6 +359,22 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
     cr__redis_sleep(d);
     backoff = backoff * 2 > 0.5 ? 0.5 : backoff * 2;
   }
+}
+
+int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens, double block, double retry,
+                  cr_redis_reply_t **out) {
+  const char *const *av[1] = {argv};
+  const size_t *const al[1] = {lens};
+  int rc = cr__redis_pipe(c, 1, &argc, av, al, block, retry, out);
+  if (rc < 0) return rc;
+  const redisReply *r = (const redisReply *)*out;
+  if (r->type == REDIS_REPLY_ERROR) {
+    set_err(c, "%.*s: %s", (int)lens[0], argv[0], r->str);
+    freeReplyObject(*out);
+    *out = NULL;
+    return CR_EREDIS;
+  }
+  return 0;
 }
 
 void cr_redis_reply_free(cr_redis_reply_t *r) {
