@@ -188,6 +188,32 @@ describe("a Redis Queue", function()
     assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
   end)
 
+  it("keeps the items another consumer holds when it deletes the ones it was given", function()
+    local name = qname()
+    local q = mp.Queue{ url = srv.url, name = name, visibility = 1.5 }
+    for i = 1, 10 do q:put(i) end
+    assert.equal(10, q:qsize())
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q, visibility = 1.5 }
+      print("got", q:get(20)) io.stdout:flush()
+      mp.sleep(60)
+    ]]):format(name), srv.url)
+    assert.equal("got\t1", m.proc:read("l"))
+    -- the machine holds 1 to 10 (one handed out); 11 to 20 come after them
+    for i = 11, 20 do q:put(i) end
+    for i = 11, 20 do assert.equal(i, q:get(5)) end
+    assert.equal(0, q:qsize()) -- those handed out here are gone from the stream, the held ones are not counted
+    m.kill()
+    m.wait()
+    local got = {}
+    for _ = 1, 10 do got[#got + 1] = q:get(10) end
+    table.sort(got)
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
+    assert.same({ nil, "timeout" }, { q:get(0.1) })
+    assert.equal(0, q:qsize())
+  end)
+
   it("does not deliver again an item that was marked done", function()
     local q = mp.JoinableQueue{ url = srv.url, name = qname(), visibility = 0.2 }
     q:put(1)
