@@ -8,7 +8,6 @@ local R = require "spec.redis_helper"
 local mp = H.mp
 local error, tostring = error, tostring
 
-local srv
 local names = 0
 local function qname()
   names = names + 1
@@ -18,12 +17,7 @@ end
 local kind_of = R.kind_of
 
 describe("a Redis Queue", function()
-  setup(function() srv = R.start() end)
-  teardown(function() if srv then srv.stop() end end)
-  after_each(function()
-    H.cleanup()
-    H.assert_no_children()
-  end)
+  local srv = R.server()
 
   it("keeps the local Queue's methods and return conventions", function()
     local q = mp.Queue{ url = srv.url, name = qname(), maxsize = 2 }
@@ -312,10 +306,7 @@ describe("a Redis Queue", function()
 end)
 
 describe("a Redis Queue whose server restarts", function()
-  local server
-  setup(function() server = R.start{ appendonly = true } end)
-  teardown(function() if server then server.stop() end end)
-  after_each(function() H.cleanup() end)
+  local server = R.server{ appendonly = true }
 
   it("keeps what was put, honours get(t) while the server is away, and recovers", function()
     local q = mp.JoinableQueue{ url = server.url, name = qname(), visibility = 30 }
