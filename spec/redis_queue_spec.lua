@@ -182,6 +182,27 @@ describe("a Redis Queue", function()
     assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
   end)
 
+  it("gives back at once the items a consumer holds when its handle goes", function()
+    local name = qname()
+    local q = mp.Queue{ url = srv.url, name = name, visibility = 60 }
+    for i = 1, 10 do q:put(i) end
+    assert.equal(10, q:qsize())
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q, visibility = 60 }
+      print("got", q:get(20), q:get(20))
+    ]]):format(name), srv.url)
+    local out, code = m.wait()
+    assert.equal(0, code, out)
+    assert.equal("got\t1\t2", out:match("[^\n]+"))
+    -- it held 3 to 10 when it ended: another consumer has them well before the visibility timeout
+    local got = {}
+    for _ = 3, 10 do got[#got + 1] = q:get(5) end
+    table.sort(got)
+    assert.same({ 3, 4, 5, 6, 7, 8, 9, 10 }, got)
+    assert.equal(0, q:qsize())
+  end)
+
   it("keeps the items another consumer holds when it deletes the ones it was given", function()
     local name = qname()
     local q = mp.Queue{ url = srv.url, name = name, visibility = 1.5 }

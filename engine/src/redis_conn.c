@@ -20,6 +20,8 @@
 #include "corral/redis.h"
 #include "redis_int.h"
 
+#define OWED_MAX 8 /* commands sent ahead at most */
+
 struct cr_redis {
   redisContext *ctx; /* NULL while disconnected */
   int pid;           /* the process that owns ctx */
@@ -33,8 +35,11 @@ struct cr_redis {
   char *owed;
   size_t owed_len;
   int nowed;
+  unsigned char keep[OWED_MAX]; /* whose reply is wanted (cr__redis_kept) */
   int owed_pid; /* the process they are for (a forked child drops its parent's) */
   int owed_out; /* written on the current connection */
+  redisReply *kept[OWED_MAX]; /* wanted replies read, not taken yet */
+  int nkept;
 };
 
 double cr__redis_now(void) {
@@ -205,6 +210,20 @@ static void drop_owed(cr_redis_t *c) {
   c->owed_out = 0;
 }
 
+static void drop_kept(cr_redis_t *c) {
+  for (int i = 0; i < c->nkept; i++) freeReplyObject(c->kept[i]);
+  c->nkept = 0;
+}
+
+/* What was sent ahead and kept belongs to the process that sent it: a
+ * forked child starts without. */
+static void own_owed(cr_redis_t *c) {
+  if (c->owed_pid == getpid()) return;
+  drop_owed(c);
+  drop_kept(c);
+  c->owed_pid = getpid();
+}
+
 void cr_redis_free(cr_redis_t *c) {
   if (!c) return;
   if (c->nowed && c->owed_pid == getpid()) { /* what was sent ahead is answered first: one try */
@@ -212,6 +231,7 @@ void cr_redis_free(cr_redis_t *c) {
     cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, 0, &none);
   }
   drop_owed(c);
+  drop_kept(c);
   if (c->ctx) redisFree(c->ctx); /* in a forked child too: closes only its copy of the socket */
   free(c->url);
   free(c->host);
@@ -250,10 +270,12 @@ static int write_out(redisContext *ctx) {
   return 0;
 }
 
-int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens) {
-  if (c->owed_pid != getpid()) { /* a forked child: its parent's are not its own */
-    drop_owed(c);
-    c->owed_pid = getpid();
+int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens, unsigned flags) {
+  own_owed(c);
+  if (c->nowed == OWED_MAX) { /* the oldest answered first */
+    cr_redis_reply_t *none;
+    int rc = cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, -1, &none);
+    if (rc < 0) return rc;
   }
   char *cmd;
   long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
@@ -266,12 +288,12 @@ int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *len
   memcpy(all + c->owed_len, cmd, (size_t)len);
   c->owed = all;
   c->owed_len += (size_t)len;
-  c->nowed++;
+  c->keep[c->nowed++] = (unsigned char)((flags & CR__SEND_KEEP) != 0);
   if (c->ctx && c->pid == getpid()) {
     if (c->owed_out) redisAppendFormattedCommand(c->ctx, cmd, (size_t)len);
     else redisAppendFormattedCommand(c->ctx, c->owed, c->owed_len);
     c->owed_out = 1;
-    if (write_out(c->ctx) < 0) { /* written again, and answered, on the next connection */
+    if (!(flags & CR__SEND_MORE) && write_out(c->ctx) < 0) { /* written again, and answered, on the next connection */
       set_err(c, "connection lost: %s", c->ctx->errstr);
       redisFree(c->ctx);
       c->ctx = NULL;
@@ -287,7 +309,7 @@ int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *arg
   double give_up = cr__redis_now() + (retry < 0 ? c->retry : retry);
   double backoff = 0.01;
   int tries = 0;
-  if (c->nowed && c->owed_pid != getpid()) drop_owed(c);
+  own_owed(c);
   for (;;) {
     int rc = 0;
     if (c->ctx && c->pid != getpid()) { /* a forked child: its own socket */
@@ -306,13 +328,20 @@ int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *arg
           c->ctx = NULL;
           return CR_ENOMEM;
         }
-      int lost = 0, got = 0;
-      for (int i = 0; i < c->nowed && !lost; i++) { /* the answers to what was sent ahead: not wanted */
+      int lost = 0, got = 0, nk = 0;
+      redisReply *kept[OWED_MAX];
+      for (int i = 0; i < c->nowed && !lost; i++) { /* the answers to what was sent ahead */
         void *r;
         if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
+        else if (c->keep[i] && c->nkept + nk < OWED_MAX) kept[nk++] = r;
         else freeReplyObject(r);
       }
-      if (!lost) drop_owed(c);
+      if (lost) { /* all sent again on the next connection */
+        while (nk > 0) freeReplyObject(kept[--nk]);
+      } else {
+        for (int i = 0; i < nk; i++) c->kept[c->nkept++] = kept[i];
+        drop_owed(c);
+      }
       while (!lost && got < n) {
         void *r;
         if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
@@ -359,6 +388,20 @@ int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *arg
     cr__redis_sleep(d);
     backoff = backoff * 2 > 0.5 ? 0.5 : backoff * 2;
   }
+}
+
+int cr__redis_kept(cr_redis_t *c, int n, double retry, cr_redis_reply_t **out) {
+  own_owed(c);
+  if (c->nkept < n && c->nowed) {
+    cr_redis_reply_t *none;
+    int rc = cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, retry, &none);
+    if (rc < 0) return rc;
+  }
+  if (c->nkept < n) return CR_EEMPTY;
+  for (int i = 0; i < n; i++) out[i] = (cr_redis_reply_t *)c->kept[i];
+  memmove(c->kept, c->kept + n, (size_t)(c->nkept - n) * sizeof c->kept[0]);
+  c->nkept -= n;
+  return 0;
 }
 
 int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens, double block, double retry,

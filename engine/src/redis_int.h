@@ -23,11 +23,21 @@ int cr__redis_clone(const struct cr_redis *c, struct cr_redis **out);
 int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *argv[], const size_t *const lens[],
                    double block, double retry, cr_redis_reply_t **out);
 /* Sends a command now and returns without its reply: the next call on c
- * reads (and drops) the reply before its own, and writes the command
- * again first if the connection broke in between (so it must be safe to
- * repeat); freeing c waits for the reply (one try). Nothing says whether
- * the server accepted it. 0 or CR_ENOMEM. */
-int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens);
+ * reads the reply before its own (and drops it, or keeps it for
+ * cr__redis_kept with CR__SEND_KEEP), and writes the command again first
+ * if the connection broke in between (so it must be safe to repeat);
+ * freeing c waits for the replies (one try). CR__SEND_MORE: more follow
+ * at once, the last one writes them all. At most 8 wait: the oldest is
+ * then answered first. Nothing says whether the server accepted it. 0,
+ * CR_ENOMEM, or a connection code from answering the oldest. */
+#define CR__SEND_KEEP 1u
+#define CR__SEND_MORE 2u
+int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens, unsigned flags);
+/* Takes the replies of the first n commands sent ahead with `keep` (out[]:
+ * free each), reading them when they were not read yet: 0; CR_EEMPTY when
+ * fewer than n were kept (none sent, or sent by the parent of a forked
+ * child); or a connection code. */
+int cr__redis_kept(cr_redis_t *c, int n, double retry, cr_redis_reply_t **out);
 
 /* ---- the feeder (redis_feed.c) ----------------------------------------------
  * A thread that sends a Queue's puts behind the caller's back, many in one

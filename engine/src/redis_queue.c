@@ -14,7 +14,10 @@
 #define POLL_MIN 1e-3 /* a full put, join: first poll interval */
 #define POLL_MAX 0.05
 
-#define BATCH 64
+#define BATCH 64        /* an unbounded Queue's entries per fetch, at first and while slow */
+#define BATCH_MAX 256   /* ... and at most, while it hands them out fast */
+#define BATCH_FAST 0.01 /* a full batch used up this fast (seconds): the next may be twice as big */
+#define BATCH_SLOW 0.1  /* ... one used up this slowly: half as big */
 
 typedef struct {
   char id[32];
@@ -33,12 +36,14 @@ struct cr_rqueue {
   char consumer[128];
   entry_id_t *held;    /* JoinableQueue: ids got and not marked done, oldest first */
   size_t nheld, hcap, hhead;
-  int count;           /* entries taken per fetch: BATCH for an unbounded Queue, else 1 */
+  int count;           /* entries taken per fetch: BATCH to BATCH_MAX for an unbounded Queue, else 1 */
   int batch;           /* entries taken and not all handed out yet: bent[bnext..blen) */
   cr_redis_reply_t *bown[2]; /* the replies that hold them */
-  const cr_redis_reply_t *bent[2 * BATCH];
+  const cr_redis_reply_t *bent[2 * BATCH_MAX];
   size_t bnext, backed, blen;
   double bat;          /* when the batch was taken */
+  int ahead;           /* the next fetch was sent ahead (its replies wait in the connection) */
+  double ahead_at;     /* when */
   cr__feed_t *feed;    /* an unbounded Queue's feeder thread, once it put */
 };
 
@@ -155,13 +160,14 @@ static void own(cr_rqueue_t *q) {
   q->nheld = q->hhead = 0;
   if (q->feed && !cr__feed_mine(q->feed)) q->feed = NULL; /* the parent's thread, not here */
   batch_free(q); /* the parent's: it hands them out itself */
+  q->ahead = 0;
 }
 
 static int run(cr_rqueue_t *q, const char *script, int argc, const char **argv, const size_t *lens, double retry,
                cr_redis_reply_t **out) {
-  const char *av[2 * BATCH + 8];
-  size_t al[2 * BATCH + 8];
-  if (argc > 2 * BATCH + 6) return CR_EINVAL;
+  const char *av[2 * BATCH_MAX + 8];
+  size_t al[2 * BATCH_MAX + 8];
+  if (argc > 2 * BATCH_MAX + 6) return CR_EINVAL;
   av[0] = q->stream, al[0] = strlen(q->stream);
   av[1] = q->closed, al[1] = strlen(q->closed);
   for (int i = 0; i < argc; i++) av[2 + i] = argv[i], al[2 + i] = lens[i];
@@ -209,12 +215,12 @@ int cr_rqueue_open(cr_redis_t *c, const char *name, int64_t maxsize, unsigned fl
   return 0;
 }
 
-static void batch_done(cr_rqueue_t *q);
+static void give_back(cr_rqueue_t *q);
 
 void cr_rqueue_free(cr_rqueue_t *q) {
   if (!q) return;
   if (q->feed) cr__feed_stop(q->feed); /* sends what waits first */
-  if (q->batch && q->pid == getpid()) batch_done(q);
+  if (q->pid == getpid()) give_back(q);
   batch_free(q);
   cr_redis_free(q->c);
   free(q->name);
@@ -331,7 +337,7 @@ static void id_parts(const char *id, size_t len, unsigned long long *ms, unsigne
   *seq = *end == '-' ? strtoull(end + 1, NULL, 10) : 0;
 }
 
-/* Acknowledges and deletes the n (1 to 2 * BATCH) entries ids with the ACK
+/* Acknowledges and deletes the n (1 to 2 * BATCH_MAX) entries ids with the ACK
  * script: now, or, `ahead`, sent without waiting for the answer (it is
  * read with the next call's; a lost connection sends it again). 0 or a
  * connection code (now); a failure leaves the entries pending, and the
@@ -346,8 +352,8 @@ static int ack(cr_rqueue_t *q, size_t n, const char **ids, const size_t *lens, i
   char bound[48]; /* the id just after the greatest */
   if (top_seq == ~0ULL) snprintf(bound, sizeof bound, "%llu-0", top_ms + 1);
   else snprintf(bound, sizeof bound, "%llu-%llu", top_ms, top_seq + 1);
-  const char *av[2 * BATCH + 6];
-  size_t al[2 * BATCH + 6];
+  const char *av[2 * BATCH_MAX + 6];
+  size_t al[2 * BATCH_MAX + 6];
   av[0] = "EVAL", al[0] = 4; /* sent ahead, it could not be loaded after a NOSCRIPT: the script itself */
   av[1] = ACK, al[1] = strlen(ACK);
   av[2] = "2", al[2] = 1;
@@ -355,7 +361,7 @@ static int ack(cr_rqueue_t *q, size_t n, const char **ids, const size_t *lens, i
   av[4] = q->closed, al[4] = strlen(q->closed);
   av[5] = bound, al[5] = strlen(bound);
   for (size_t i = 0; i < n; i++) av[6 + i] = ids[i], al[6 + i] = lens[i];
-  if (ahead) return cr__redis_send(q->c, (int)n + 6, av, al);
+  if (ahead) return cr__redis_send(q->c, (int)n + 6, av, al, 0);
   cr_redis_reply_t *r;
   int rc = run(q, ACK, (int)n + 1, av + 5, al + 5, -1, &r);
   if (rc == 0) cr_redis_reply_free(r);
@@ -367,8 +373,8 @@ static int ack(cr_rqueue_t *q, size_t n, const char **ids, const size_t *lens, i
 static void ack_handed(cr_rqueue_t *q) {
   size_t n = q->bnext - q->backed;
   if (n == 0) return;
-  const char *ids[2 * BATCH];
-  size_t lens[2 * BATCH];
+  const char *ids[2 * BATCH_MAX];
+  size_t lens[2 * BATCH_MAX];
   for (size_t i = 0; i < n; i++) ids[i] = cr_redis_reply_str(cr_redis_reply_at(q->bent[q->backed + i], 0), &lens[i]);
   ack(q, n, ids, lens, 1);
   q->backed = q->bnext;
@@ -404,6 +410,23 @@ static int deliver(cr_rqueue_t *q, const cr_redis_reply_t *e, cr_chan_sink_fn si
   return sink ? sink(ud, m, mlen) : 0;
 }
 
+/* The entries of arrays a and b (replies the batch now owns; either may be
+ * NULL) make the batch, none handed out yet. */
+static void batch_set(cr_rqueue_t *q, cr_redis_reply_t *a, cr_redis_reply_t *b) {
+  batch_free(q);
+  q->bown[0] = a;
+  q->bown[1] = b;
+  for (int i = 0; i < 2; i++)
+    for (size_t j = 0; q->bown[i] && j < cr_redis_reply_len(q->bown[i]) && q->blen < 2 * BATCH_MAX; j++) {
+      const cr_redis_reply_t *e = cr_redis_reply_at(q->bown[i], j);
+      if (cr_redis_reply_type(e) == CR_REDIS_ARRAY && cr_redis_reply_len(e) == 2) q->bent[q->blen++] = e;
+    }
+  q->batch = 1;
+  q->bat = cr_now();
+}
+
+static void fetch_ahead(cr_rqueue_t *q);
+
 /* Lets the batch go, its handed-out entries acknowledged. The rest (taken
  * and never handed out) stay in this consumer's hands until the
  * visibility timeout gives them to another consumer (or this one again). */
@@ -424,7 +447,13 @@ static int from_batch(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, int *signe
   }
   const cr_redis_reply_t *e = q->bent[q->bnext++];
   if (q->bnext < q->blen) return deliver(q, e, sink, ud, signed_out);
+  /* a full batch used up fast: take more at once; one used up slowly:
+   * fewer (a slow consumer holds back fewer items from the others) */
+  double took = cr_now() - q->bat;
+  if (took < BATCH_FAST && q->blen >= (size_t)q->count && q->count < BATCH_MAX) q->count *= 2;
+  else if (took > BATCH_SLOW && q->count > BATCH) q->count /= 2;
   ack_handed(q);
+  if (took < BATCH_FAST) fetch_ahead(q);
   int rc = deliver(q, e, sink, ud, signed_out);
   batch_free(q);
   return rc;
@@ -440,16 +469,7 @@ static int take_entries(cr_rqueue_t *q, cr_redis_reply_t *a, cr_redis_reply_t *b
     cr_redis_reply_free(b);
     return rc;
   }
-  batch_free(q);
-  q->bown[0] = a;
-  q->bown[1] = b;
-  for (int i = 0; i < 2; i++)
-    for (size_t j = 0; q->bown[i] && j < cr_redis_reply_len(q->bown[i]) && q->blen < 2 * BATCH; j++) {
-      const cr_redis_reply_t *e = cr_redis_reply_at(q->bown[i], j);
-      if (cr_redis_reply_type(e) == CR_REDIS_ARRAY && cr_redis_reply_len(e) == 2) q->bent[q->blen++] = e;
-    }
-  q->batch = 1;
-  q->bat = cr_now();
+  batch_set(q, a, b);
   return from_batch(q, sink, ud, signed_out);
 }
 
@@ -488,28 +508,38 @@ static int block_read(cr_rqueue_t *q, double slice, double retry, cr_redis_reply
   return *out ? 0 : CR_EEMPTY;
 }
 
-/* An unbounded Queue's fetch without a script, in one round trip (with
- * the last batch's acknowledgement, sent ahead): the entries idle past
- * the visibility timeout in another consumer's hands (XAUTOCLAIM) and the
- * next ones not yet delivered (XREADGROUP), together. 0 with the batch
- * taken and its first entry handed out (as deliver); CR_EEMPTY when none
- * came, or the stream or its group is missing (the GET script makes
- * them); or a connection code. */
-static int fetch(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double retry, int *signed_out) {
+/* An unbounded Queue's fetch without a script, in one round trip: the
+ * entries idle past the visibility timeout in another consumer's hands
+ * (XAUTOCLAIM) and the next ones not yet delivered (XREADGROUP),
+ * together. Fills argc, argv, lens (the words in the bufs) for the two
+ * commands. */
+typedef struct {
   char vis[32], count[16];
-  snprintf(vis, sizeof vis, "%lld", q->vis_ms);
-  snprintf(count, sizeof count, "%d", q->count);
-  const char *claim[] = {"XAUTOCLAIM", q->stream, "g", q->consumer, vis, "0-0", "COUNT", count};
-  const char *read[] = {"XREADGROUP", "GROUP", "g", q->consumer, "COUNT", count, "STREAMS", q->stream, ">"};
+  const char *claim[8], *read[9];
   size_t clens[8], rlens[9];
-  for (int i = 0; i < 8; i++) clens[i] = strlen(claim[i]);
-  for (int i = 0; i < 9; i++) rlens[i] = strlen(read[i]);
-  const int argc[2] = {8, 9};
-  const char *const *argv[2] = {claim, read};
-  const size_t *const lens[2] = {clens, rlens};
-  cr_redis_reply_t *r[2];
-  int rc = cr__redis_pipe(q->c, 2, argc, argv, lens, 0, retry, r);
-  if (rc < 0) return rc;
+  int argc[2];
+  const char *const *argv[2];
+  const size_t *lens[2];
+} fetch_cmds_t;
+
+static void fetch_cmds(cr_rqueue_t *q, fetch_cmds_t *f) {
+  snprintf(f->vis, sizeof f->vis, "%lld", q->vis_ms);
+  snprintf(f->count, sizeof f->count, "%d", q->count);
+  const char *claim[] = {"XAUTOCLAIM", q->stream, "g", q->consumer, f->vis, "0-0", "COUNT", f->count};
+  const char *read[] = {"XREADGROUP", "GROUP", "g", q->consumer, "COUNT", f->count, "STREAMS", q->stream, ">"};
+  memcpy(f->claim, claim, sizeof claim);
+  memcpy(f->read, read, sizeof read);
+  for (int i = 0; i < 8; i++) f->clens[i] = strlen(claim[i]);
+  for (int i = 0; i < 9; i++) f->rlens[i] = strlen(read[i]);
+  f->argc[0] = 8, f->argc[1] = 9;
+  f->argv[0] = f->claim, f->argv[1] = f->read;
+  f->lens[0] = f->clens, f->lens[1] = f->rlens;
+}
+
+/* The replies r of a fetch (which get now owns): 0 with the batch taken
+ * and its first entry handed out (as deliver); CR_EEMPTY when none came,
+ * or the stream or its group is missing (the GET script makes them). */
+static int take_fetched(cr_rqueue_t *q, cr_redis_reply_t **r, cr_chan_sink_fn sink, void *ud, int *signed_out) {
   cr_redis_reply_t *claimed = NULL; /* {cursor, entries, deleted ids} */
   if (cr_redis_reply_type(r[0]) == CR_REDIS_ARRAY && cr_redis_reply_len(r[0]) >= 2 &&
       cr_redis_reply_len(cr_redis_reply_at(r[0], 1)) > 0)
@@ -518,6 +548,87 @@ static int fetch(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double retry, i
   cr_redis_reply_t *fresh = read_entries(r[1]);
   if (!claimed && !fresh) return CR_EEMPTY;
   return take_entries(q, claimed ? claimed : fresh, claimed ? fresh : NULL, sink, ud, signed_out);
+}
+
+/* A fetch now (with the last batch's acknowledgement, sent ahead):
+ * as take_fetched, or a connection code. */
+static int fetch(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double retry, int *signed_out) {
+  fetch_cmds_t f;
+  fetch_cmds(q, &f);
+  cr_redis_reply_t *r[2];
+  int rc = cr__redis_pipe(q->c, 2, f.argc, f.argv, f.lens, 0, retry, r);
+  if (rc < 0) return rc;
+  return take_fetched(q, r, sink, ud, signed_out);
+}
+
+/* A consumer that used up its batch fast sends its next fetch as it hands
+ * out the batch's last entry, so the server works on it while the caller
+ * works on that entry (the entries are in this consumer's hands from then
+ * on, as a batch's). */
+static void fetch_ahead(cr_rqueue_t *q) {
+  fetch_cmds_t f;
+  fetch_cmds(q, &f);
+  if (cr__redis_send(q->c, f.argc[0], f.claim, f.clens, CR__SEND_KEEP | CR__SEND_MORE) < 0) return;
+  if (cr__redis_send(q->c, f.argc[1], f.read, f.rlens, CR__SEND_KEEP) < 0) return;
+  q->ahead = 1;
+  q->ahead_at = cr_now();
+}
+
+/* The fetch sent ahead: as take_fetched (the batch dated from when it was
+ * sent), or a connection code. */
+static int fetched_ahead(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double retry, int *signed_out) {
+  q->ahead = 0;
+  cr_redis_reply_t *r[2];
+  int rc = cr__redis_kept(q->c, 2, retry, r);
+  if (rc < 0) return rc;
+  double at = q->ahead_at;
+  rc = take_fetched(q, r, sink, ud, signed_out);
+  if (q->batch) q->bat = at;
+  return rc;
+}
+
+/* As the handle goes: the entries of the batch handed out are
+ * acknowledged, and those it holds and never handed out (the batch's
+ * rest, a fetch sent ahead) are given back: their idle time set to the
+ * visibility timeout (XCLAIM ... IDLE JUSTID), so that any consumer takes
+ * them at once rather than after the timeout. One try: a failure leaves
+ * them to the timeout. */
+static void give_back(cr_rqueue_t *q) {
+  if (q->ahead) {
+    q->ahead = 0;
+    cr_redis_reply_t *r[2];
+    if (cr__redis_kept(q->c, 2, 0, r) == 0) {
+      cr_redis_reply_t *claimed = NULL;
+      if (cr_redis_reply_type(r[0]) == CR_REDIS_ARRAY && cr_redis_reply_len(r[0]) >= 2)
+        claimed = cr_redis_reply_detach(r[0], 1);
+      cr_redis_reply_free(r[0]);
+      cr_redis_reply_t *fresh = read_entries(r[1]);
+      if (q->batch) batch_done(q);
+      if (claimed || fresh) batch_set(q, claimed, fresh); /* a batch none of which was handed out */
+    }
+  }
+  if (!q->batch) return;
+  ack_handed(q);
+  size_t n = q->blen - q->bnext;
+  if (n > 0) {
+    char idle[32];
+    snprintf(idle, sizeof idle, "%lld", q->vis_ms);
+    const char *av[2 * BATCH_MAX + 8];
+    size_t al[2 * BATCH_MAX + 8];
+    int k = 0;
+    av[k++] = "XCLAIM", av[k++] = q->stream, av[k++] = "g", av[k++] = q->consumer, av[k++] = "0";
+    for (size_t i = 0; i < n; i++) {
+      size_t len;
+      av[k] = cr_redis_reply_str(cr_redis_reply_at(q->bent[q->bnext + i], 0), &len);
+      al[k++] = len;
+    }
+    av[k++] = "IDLE", av[k++] = idle, av[k++] = "JUSTID";
+    for (int i = 0; i < k; i++)
+      if (i < 5 || i >= k - 3) al[i] = strlen(av[i]);
+    cr_redis_reply_t *r;
+    if (cr_redis_call(q->c, k, av, al, 0, 0, &r) == 0) cr_redis_reply_free(r);
+  }
+  batch_free(q);
 }
 
 int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout, int *signed_out) {
@@ -529,7 +640,8 @@ int cr_rqueue_get(cr_rqueue_t *q, cr_chan_sink_fn sink, void *ud, double timeout
   double deadline = deadline_of(timeout);
   if (q->count > 1) {
     cr_intr_begin();
-    rc = fetch(q, sink, ud, budget(deadline), signed_out);
+    if (q->ahead) rc = fetched_ahead(q, sink, ud, budget(deadline), signed_out); /* empty: to the script */
+    else rc = fetch(q, sink, ud, budget(deadline), signed_out);
     cr_intr_end();
     if (rc != CR_EEMPTY) return rc;
   }
