@@ -45,13 +45,15 @@ local function read_file(path)
 end
 
 -- Starts redis-server; opts.appendonly for a server whose data survives a
--- restart. Returns a server object: url, port, dir, pid, stop(), kill(),
--- restart().
-function R.start(opts)
+-- restart, opts.password for one that wants it. Returns a server object
+-- (`into` when given, filled in): url, port, dir, pid, stop(), kill(),
+-- launch() (after kill), restart().
+function R.start(opts, into)
   opts = opts or {}
   assert(sh("command -v redis-server >/dev/null 2>&1"),
     "redis-server is not installed (tools/deps.sh installs it): the Redis specs need it")
-  local srv = { port = opts.port or free_port() }
+  local srv = into or {}
+  srv.port = opts.port or free_port()
   local base = os.tmpname()
   os.remove(base)
   srv.dir = base .. ".redis"
@@ -106,6 +108,23 @@ function R.start(opts)
   end
   srv.launch()
   running[srv] = true
+  return srv
+end
+
+-- For the describe block it is called in: a server of the block's own
+-- (R.start(opts)), started before the block's first test and stopped
+-- after its last (its directory removed), and after each test the spec
+-- helper's cleanup and the check that no child is left. Returns the
+-- server object, filled in once the block runs.
+function R.server(opts)
+  local busted = require "busted" -- a module does not see the spec file's globals
+  local srv = {}
+  busted.setup(function() R.start(opts, srv) end)
+  busted.teardown(function() if srv.stop then srv.stop() end end)
+  busted.after_each(function()
+    H.cleanup()
+    H.assert_no_children()
+  end)
   return srv
 end
 

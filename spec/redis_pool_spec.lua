@@ -8,7 +8,6 @@ local R = require "spec.redis_helper"
 local mp = H.mp
 local error, tostring, os, io, require = error, tostring, os, io, require
 
-local srv
 local names = 0
 local function pname()
   names = names + 1
@@ -41,12 +40,7 @@ local function range(n)
 end
 
 describe("a Redis Pool", function()
-  setup(function() srv = R.start() end)
-  teardown(function() if srv then srv.stop() end end)
-  after_each(function()
-    H.cleanup()
-    H.assert_no_children()
-  end)
+  local srv = R.server()
 
   it("keeps the Pool API with local workers (" .. H.method .. ")", function()
     local pool <close> = mp.Pool(2, { broker = srv.url, name = pname(), authkey = KEY })
@@ -235,13 +229,7 @@ describe("a Redis Pool", function()
 end)
 
 describe("a Redis Pool whose server restarts", function()
-  local server
-  setup(function() server = R.start{ appendonly = true } end)
-  teardown(function() if server then server.stop() end end)
-  after_each(function()
-    H.cleanup()
-    H.assert_no_children()
-  end)
+  local server = R.server{ appendonly = true }
 
   it("loses no acknowledged task, and the caller and workers recover", function()
     local pool <close> = mp.Pool(2, { broker = server.url, name = pname(), authkey = KEY })

@@ -8,7 +8,6 @@ local R = require "spec.redis_helper"
 local mp = H.mp
 local error, tostring = error, tostring
 
-local srv
 local names = 0
 local function qname()
   names = names + 1
@@ -18,12 +17,37 @@ end
 local kind_of = R.kind_of
 
 describe("a Redis Queue", function()
-  setup(function() srv = R.start() end)
-  teardown(function() if srv then srv.stop() end end)
-  after_each(function()
-    H.cleanup()
-    H.assert_no_children()
-  end)
+  local srv = R.server()
+
+  -- A Queue `name` with 1 to n in it (on the server).
+  local function queue_with(name, visibility, n)
+    local q = mp.Queue{ url = srv.url, name = name, visibility = visibility }
+    for i = 1, n do q:put(i) end
+    assert.equal(n, q:qsize())
+    return q
+  end
+
+  -- A consumer on another machine that takes one item of the Queue `name`
+  -- (its batch: the rest too), hands out 1 and holds the rest until it is
+  -- killed.
+  local function holder(name, visibility)
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q, visibility = %s }
+      print("got", q:get(20)) io.stdout:flush()
+      mp.sleep(60)
+    ]]):format(name, visibility), srv.url)
+    assert.equal("got\t1", m.proc:read("l"))
+    return m
+  end
+
+  -- n items of q (waiting up to 10 s for each), sorted.
+  local function take_sorted(q, n)
+    local got = {}
+    for _ = 1, n do got[#got + 1] = q:get(10) end
+    table.sort(got)
+    return got
+  end
 
   it("keeps the local Queue's methods and return conventions", function()
     local q = mp.Queue{ url = srv.url, name = qname(), maxsize = 2 }
@@ -169,23 +193,46 @@ describe("a Redis Queue", function()
 
   it("loses none of the items a killed consumer had taken in a batch and not handed out", function()
     local name = qname()
-    local q = mp.Queue{ url = srv.url, name = name, visibility = 1.5 }
-    for i = 1, 10 do q:put(i) end
-    local m = R.machine(([[
-      local mp = require "corral"
-      local q = mp.Queue{ url = URL, name = %q, visibility = 1.5 }
-      print("got", q:get(20)) io.stdout:flush()
-      mp.sleep(60)
-    ]]):format(name), srv.url)
-    assert.equal("got\t1", m.proc:read("l"))
+    local q = queue_with(name, 1.5, 10)
+    local m = holder(name, 1.5)
     -- it took the ten at once: none is left to deliver until it is gone
     assert.same({ nil, "timeout" }, { q:get(0.1) })
     m.kill()
     m.wait()
-    local got = {}
-    for _ = 1, 10 do got[#got + 1] = q:get(10) end
-    table.sort(got)
-    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, got)
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, take_sorted(q, 10))
+  end)
+
+  it("gives back at once the items a consumer holds when its handle goes", function()
+    local name = qname()
+    local q = queue_with(name, 60, 10)
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q, visibility = 60 }
+      print("got", q:get(20), q:get(20))
+    ]]):format(name), srv.url)
+    local out, code = m.wait()
+    assert.equal(0, code, out)
+    assert.equal("got\t1\t2", out:match("[^\n]+"))
+    -- it held 3 to 10 when it ended: another consumer has them well before the visibility timeout
+    local t0 = mp.time()
+    assert.same({ 3, 4, 5, 6, 7, 8, 9, 10 }, take_sorted(q, 8))
+    assert.is_true(mp.time() - t0 < 10)
+    assert.equal(0, q:qsize())
+  end)
+
+  it("keeps the items another consumer holds when it deletes the ones it was given", function()
+    local name = qname()
+    local q = queue_with(name, 1.5, 10)
+    local m = holder(name, 1.5)
+    -- the machine holds 1 to 10 (one handed out); 11 to 20 come after them
+    for i = 11, 20 do q:put(i) end
+    for i = 11, 20 do assert.equal(i, q:get(5)) end
+    assert.equal(0, q:qsize()) -- those handed out here are gone from the stream, the held ones are not counted
+    m.kill()
+    m.wait()
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, take_sorted(q, 10))
+    assert.same({ nil, "timeout" }, { q:get(0.1) })
+    assert.equal(0, q:qsize())
   end)
 
   it("does not deliver again an item that was marked done", function()
@@ -286,10 +333,7 @@ describe("a Redis Queue", function()
 end)
 
 describe("a Redis Queue whose server restarts", function()
-  local server
-  setup(function() server = R.start{ appendonly = true } end)
-  teardown(function() if server then server.stop() end end)
-  after_each(function() H.cleanup() end)
+  local server = R.server{ appendonly = true }
 
   it("keeps what was put, honours get(t) while the server is away, and recovers", function()
     local q = mp.JoinableQueue{ url = server.url, name = qname(), visibility = 30 }

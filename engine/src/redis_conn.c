@@ -20,6 +20,8 @@
 #include "corral/redis.h"
 #include "redis_int.h"
 
+#define OWED_MAX 8 /* commands sent ahead at most */
+
 struct cr_redis {
   redisContext *ctx; /* NULL while disconnected */
   int pid;           /* the process that owns ctx */
@@ -28,6 +30,16 @@ struct cr_redis {
   int port;
   double connect_timeout, retry;
   char err[512];
+  /* Commands sent ahead (cr__redis_send) whose replies were not read yet:
+   * formatted, to be written again on a new connection. */
+  char *owed;
+  size_t owed_len;
+  int nowed;
+  unsigned char keep[OWED_MAX]; /* whose reply is wanted (cr__redis_kept) */
+  int owed_pid; /* the process they are for (a forked child drops its parent's) */
+  int owed_out; /* written on the current connection */
+  redisReply *kept[OWED_MAX]; /* wanted replies read, not taken yet */
+  int nkept;
 };
 
 double cr__redis_now(void) {
@@ -136,6 +148,7 @@ static int connect_once(cr_redis_t *c) {
   redisEnableKeepAlive(ctx);
   c->ctx = ctx;
   c->pid = getpid();
+  c->owed_out = 0;
   redisReply *r = NULL;
   if (c->pass) {
     if (c->user) r = redisCommand(ctx, "AUTH %s %s", c->user, c->pass);
@@ -189,8 +202,36 @@ int cr_redis_open(const char *url, double timeout, cr_redis_t **out, char *err, 
   return 0;
 }
 
+static void drop_owed(cr_redis_t *c) {
+  free(c->owed);
+  c->owed = NULL;
+  c->owed_len = 0;
+  c->nowed = 0;
+  c->owed_out = 0;
+}
+
+static void drop_kept(cr_redis_t *c) {
+  for (int i = 0; i < c->nkept; i++) freeReplyObject(c->kept[i]);
+  c->nkept = 0;
+}
+
+/* What was sent ahead and kept belongs to the process that sent it: a
+ * forked child starts without. */
+static void own_owed(cr_redis_t *c) {
+  if (c->owed_pid == getpid()) return;
+  drop_owed(c);
+  drop_kept(c);
+  c->owed_pid = getpid();
+}
+
 void cr_redis_free(cr_redis_t *c) {
   if (!c) return;
+  if (c->nowed && c->owed_pid == getpid()) { /* what was sent ahead is answered first: one try */
+    cr_redis_reply_t *none;
+    cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, 0, &none);
+  }
+  drop_owed(c);
+  drop_kept(c);
   if (c->ctx) redisFree(c->ctx); /* in a forked child too: closes only its copy of the socket */
   free(c->url);
   free(c->host);
@@ -220,12 +261,55 @@ int cr__redis_clone(const cr_redis_t *c, cr_redis_t **out) {
   return 0;
 }
 
-int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens, double block, double retry,
-                  cr_redis_reply_t **out) {
-  *out = NULL;
+/* Writes what is buffered in ctx: 0, or -1 when the connection broke. */
+static int write_out(redisContext *ctx) {
+  int done = 0;
+  do {
+    if (redisBufferWrite(ctx, &done) == REDIS_ERR) return -1;
+  } while (!done);
+  return 0;
+}
+
+int cr__redis_send(cr_redis_t *c, int argc, const char **argv, const size_t *lens, unsigned flags) {
+  own_owed(c);
+  if (c->nowed == OWED_MAX) { /* the oldest answered first */
+    cr_redis_reply_t *none;
+    int rc = cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, -1, &none);
+    if (rc < 0) return rc;
+  }
+  char *cmd;
+  long long len = redisFormatCommandArgv(&cmd, argc, argv, lens);
+  if (len < 0) return CR_ENOMEM;
+  char *all = realloc(c->owed, c->owed_len + (size_t)len);
+  if (!all) {
+    redisFreeCommand(cmd);
+    return CR_ENOMEM;
+  }
+  memcpy(all + c->owed_len, cmd, (size_t)len);
+  c->owed = all;
+  c->owed_len += (size_t)len;
+  c->keep[c->nowed++] = (unsigned char)((flags & CR__SEND_KEEP) != 0);
+  if (c->ctx && c->pid == getpid()) {
+    if (c->owed_out) redisAppendFormattedCommand(c->ctx, cmd, (size_t)len);
+    else redisAppendFormattedCommand(c->ctx, c->owed, c->owed_len);
+    c->owed_out = 1;
+    if (!(flags & CR__SEND_MORE) && write_out(c->ctx) < 0) { /* written again, and answered, on the next connection */
+      set_err(c, "connection lost: %s", c->ctx->errstr);
+      redisFree(c->ctx);
+      c->ctx = NULL;
+    }
+  }
+  redisFreeCommand(cmd);
+  return 0;
+}
+
+int cr__redis_pipe(cr_redis_t *c, int n, const int *argc, const char *const *argv[], const size_t *const lens[],
+                   double block, double retry, cr_redis_reply_t **out) {
+  for (int i = 0; i < n; i++) out[i] = NULL;
   double give_up = cr__redis_now() + (retry < 0 ? c->retry : retry);
   double backoff = 0.01;
   int tries = 0;
+  own_owed(c);
   for (;;) {
     int rc = 0;
     if (c->ctx && c->pid != getpid()) { /* a forked child: its own socket */
@@ -236,22 +320,56 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
     if (rc == CR_EAUTH || rc == CR_ENOMEM) return rc;
     if (rc == 0) {
       redisSetTimeout(c->ctx, tv_of(block + c->connect_timeout));
-      redisReply *r = redisCommandArgv(c->ctx, argc, argv, lens);
-      if (r) {
-        if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0) {
-          set_err(c, "the server is loading its data");
-          freeReplyObject(r);
-          goto retry; /* a server starting again: wait for it as for a lost connection */
+      if (c->nowed && !c->owed_out) redisAppendFormattedCommand(c->ctx, c->owed, c->owed_len);
+      c->owed_out = 1;
+      for (int i = 0; i < n; i++)
+        if (redisAppendCommandArgv(c->ctx, argc[i], (const char **)argv[i], lens[i]) != REDIS_OK) {
+          redisFree(c->ctx); /* half a pipeline buffered: never sent */
+          c->ctx = NULL;
+          return CR_ENOMEM;
         }
-        if (r->type == REDIS_REPLY_ERROR) {
-          int auth = strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0;
-          if (auth) set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
-          else set_err(c, "%.*s: %s", (int)lens[0], argv[0], r->str);
-          freeReplyObject(r);
-          return auth ? CR_EAUTH : CR_EREDIS;
+      int lost = 0, got = 0, nk = 0;
+      redisReply *kept[OWED_MAX];
+      for (int i = 0; i < c->nowed && !lost; i++) { /* the answers to what was sent ahead */
+        void *r;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
+        else if (c->keep[i] && c->nkept + nk < OWED_MAX) kept[nk++] = r;
+        else freeReplyObject(r);
+      }
+      if (lost) { /* all sent again on the next connection */
+        while (nk > 0) freeReplyObject(kept[--nk]);
+      } else {
+        for (int i = 0; i < nk; i++) c->kept[c->nkept++] = kept[i];
+        drop_owed(c);
+      }
+      while (!lost && got < n) {
+        void *r;
+        if (redisGetReply(c->ctx, &r) != REDIS_OK) lost = 1;
+        else out[got++] = r;
+      }
+      if (!lost) {
+        int loading = 0, auth = 0;
+        for (int i = 0; i < n; i++) {
+          const redisReply *r = (const redisReply *)out[i];
+          if (r->type != REDIS_REPLY_ERROR) continue;
+          loading |= strncmp(r->str, "LOADING", 7) == 0;
+          auth |= strncmp(r->str, "NOAUTH", 6) == 0 || strncmp(r->str, "WRONGPASS", 9) == 0;
         }
-        *out = (cr_redis_reply_t *)r;
-        return 0;
+        if (!loading && !auth) return 0;
+        for (int i = 0; i < n; i++) {
+          freeReplyObject(out[i]);
+          out[i] = NULL;
+        }
+        if (auth) {
+          set_err(c, "the server requires a password (give it in the url: redis://:PASSWORD@host:port)");
+          return CR_EAUTH;
+        }
+        set_err(c, "the server is loading its data");
+        goto retry; /* a server starting again: wait for it as for a lost connection */
+      }
+      for (int i = 0; i < got; i++) {
+        freeReplyObject(out[i]);
+        out[i] = NULL;
       }
       set_err(c, "connection lost: %s", c->ctx->errstr);
       redisFree(c->ctx);
@@ -260,9 +378,9 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
   retry:;
     double now = cr__redis_now();
     if (now >= give_up && tries > 0) {
-      size_t n = strlen(c->err);
-      if (n + 1 < sizeof c->err)
-        snprintf(c->err + n, sizeof c->err - n, " (gave up reconnecting after %.1f s)", retry < 0 ? c->retry : retry);
+      size_t len = strlen(c->err);
+      if (len + 1 < sizeof c->err)
+        snprintf(c->err + len, sizeof c->err - len, " (gave up reconnecting after %.1f s)", retry < 0 ? c->retry : retry);
       return CR_ECONN;
     }
     tries++;
@@ -270,6 +388,36 @@ int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens
     cr__redis_sleep(d);
     backoff = backoff * 2 > 0.5 ? 0.5 : backoff * 2;
   }
+}
+
+int cr__redis_kept(cr_redis_t *c, int n, double retry, cr_redis_reply_t **out) {
+  own_owed(c);
+  if (c->nkept < n && c->nowed) {
+    cr_redis_reply_t *none;
+    int rc = cr__redis_pipe(c, 0, NULL, NULL, NULL, 0, retry, &none);
+    if (rc < 0) return rc;
+  }
+  if (c->nkept < n) return CR_EEMPTY;
+  for (int i = 0; i < n; i++) out[i] = (cr_redis_reply_t *)c->kept[i];
+  memmove(c->kept, c->kept + n, (size_t)(c->nkept - n) * sizeof c->kept[0]);
+  c->nkept -= n;
+  return 0;
+}
+
+int cr_redis_call(cr_redis_t *c, int argc, const char **argv, const size_t *lens, double block, double retry,
+                  cr_redis_reply_t **out) {
+  const char *const *av[1] = {argv};
+  const size_t *const al[1] = {lens};
+  int rc = cr__redis_pipe(c, 1, &argc, av, al, block, retry, out);
+  if (rc < 0) return rc;
+  const redisReply *r = (const redisReply *)*out;
+  if (r->type == REDIS_REPLY_ERROR) {
+    set_err(c, "%.*s: %s", (int)lens[0], argv[0], r->str);
+    freeReplyObject(*out);
+    *out = NULL;
+    return CR_EREDIS;
+  }
+  return 0;
 }
 
 void cr_redis_reply_free(cr_redis_reply_t *r) {

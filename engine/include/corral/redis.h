@@ -26,14 +26,22 @@
  * takes the oldest entry not yet delivered, or first an entry that another
  * consumer took and did not acknowledge within the visibility timeout (a
  * consumer that died: XAUTOCLAIM). A bounded Queue acknowledges and
- * deletes the entry in the step that takes it; an unbounded one takes up
- * to 64 entries at once and acknowledges them just before it hands out
- * the last (a batch older than half the visibility timeout is let go
- * unacknowledged: its entries may be another's by then); a JoinableQueue
+ * deletes the entry in the step that takes it; an unbounded one takes a
+ * batch of new entries at once (64, growing to 256 while the consumer
+ * uses them up fast; with as many idle ones of another consumer, in one
+ * round trip without a script) and sends their acknowledgement just
+ * before it hands out the last, reading the answer with its next call; a
+ * fast consumer sends its next fetch then too (a batch older than half
+ * the visibility timeout is let go with only its handed-out entries
+ * acknowledged: the rest may be another's by then; a handle freed gives
+ * the entries it holds back at once); a JoinableQueue
  * on task_done (the oldest item this handle got and has not marked done),
  * so an item whose consumer died before task_done goes to another
  * consumer. join waits for the stream to be empty: every item put has
- * been marked done somewhere.
+ * been marked done somewhere. Acknowledged entries are deleted: those
+ * older than every pending entry with one XTRIM MINID, the rest (past
+ * another consumer's pending entry) one by one, so the stream holds only
+ * entries not yet delivered and pending ones.
  *
  * An unbounded Queue's put hands the item to a feeder thread of the
  * process (redis_feed.c) that appends up to 256 items per script call;
