@@ -1,7 +1,8 @@
 -- The chaos run: random SIGKILLs of pool workers, queue producers and
 -- queue consumers while work flows, for a bounded time. Not part of the
--- spec suite: tools/test.sh runs it as a stage of its own ("chaos"), once
--- per start method, with busted:
+-- spec suite: tools/test.sh runs it as a stage of its own ("chaos", 20 s
+-- of kills unless CHAOS_SECONDS says otherwise), once per start method,
+-- with busted:
 --   CORRAL_BUILD_DIR=build CORRAL_START_METHOD=fork busted tools/chaos.lua
 -- CHAOS_SECONDS (default 60) bounds the time spent killing; winding down
 -- and the checks add a few seconds. CHAOS_SEED=N replays a schedule of
@@ -181,7 +182,10 @@ function Round:kill_worker()
     if p.name:match("^PoolWorker") then workers[#workers + 1] = p end
   end
   if #workers == 0 then return end
-  workers[math.random(#workers)]:kill()
+  local w = workers[math.random(#workers)]
+  local ok, err = pcall(w.kill, w)
+  -- (a worker that had died may be closed by its pool while the list is made)
+  if not ok then assert(mp.iserror(err, "Closed"), err); return end
   self.kills.worker = self.kills.worker + 1
 end
 

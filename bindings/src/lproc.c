@@ -150,7 +150,7 @@ static void take_path(lua_State *L, const char *var, const char *field) {
 static int decode_payload(lua_State *L) {
   const char *p = lua_touserdata(L, 1);
   size_t n = (size_t)lua_tointeger(L, 2);
-  crL_decode(L, p, n, CRL_DECODE_OWN_REFS); /* the handoff keeps its own until done */
+  crL_decode(L, p, n, 0); /* adopting the message's references (see corral/refs.h) */
   return 1;
 }
 
@@ -200,7 +200,7 @@ int crL_spawn_child_run(lua_State *L) {
   lua_pushlightuserdata(L, (void *)bytes);
   lua_pushinteger(L, (lua_Integer)len);
   int st = lua_pcall(L, 2, 1, -4);
-  cr_handoff_done(a, (cr_off_t)off); /* its references and bytes; the parent frees the rest */
+  cr_handoff_done(a, (cr_off_t)off); /* the references are the ledger's now; the parent frees the rest */
   if (st != LUA_OK) {
     fprintf(stderr, "corral child (pid %d): cannot decode its process: %s\n", (int)getpid(),
             lua_tostring(L, -1));

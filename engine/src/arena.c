@@ -58,7 +58,10 @@ typedef struct {
    * order << 48 | block. The block of that order becomes free again; the
    * headers that may lie inside it are at block + 2^j, target <= j < order. */
   uint64_t op;
-  uint64_t op_out; /* OP_ALLOC: where in the arena the caller records the block, or 0 */
+  /* Where in the arena the caller records the block, or 0: OP_ALLOC, the
+   * word that receives it; OP_FREE, the word it is freed from (cleared
+   * before the free merges anything, so op still names the block then). */
+  uint64_t op_out;
   _Atomic uint64_t objects;            /* shared objects alive */
   _Atomic uint64_t roots[CR_ARENA_ROOTS];
 } arena_hdr_t;
@@ -185,17 +188,20 @@ static void recover(cr_arena_t *a) {
     uint64_t at = h->op & ((UINT64_C(1) << 48) - 1);
     unsigned o = (unsigned)(h->op >> 48) & 63u, target = (unsigned)(h->op >> 54) & 63u;
     blk_t *b = blk_at(a, at);
-    if (h->op >> 62 == OP_ALLOC && h->op_out && *(uint64_t *)(a->base + h->op_out) == at + BLK_HDR) {
+    uint64_t *rec = h->op_out ? (uint64_t *)(a->base + h->op_out) : NULL;
+    if (h->op >> 62 == OP_ALLOC && rec && *rec == at + BLK_HDR) {
       /* the caller's record has it: the allocation stands (its split is done) */
       b->order = (uint8_t)target;
       b->is_free = 0;
     } else {
+      if (h->op >> 62 == OP_FREE && rec && *rec == at + BLK_HDR) *rec = 0; /* the free goes on */
       for (unsigned j = target; j < o; j++) memset(blk_at(a, at + ((uint64_t)1 << j)), 0, sizeof(blk_t));
       b->magic = BLK_MAGIC;
       b->order = (uint8_t)o;
       b->is_free = 1;
     }
     h->op = 0;
+    h->op_out = 0;
   }
   memset(h->free_head, 0, sizeof h->free_head);
   h->in_use = h->blocks = 0;
@@ -339,8 +345,10 @@ static void scrub(cr_arena_t *a, uint64_t b, unsigned order) {
     memset(a->base + b + CR_PAGE, 0, sz - CR_PAGE);
 }
 
-void cr_arena_free(cr_arena_t *a, cr_off_t off) {
-  if (off == 0) return;
+/* Frees block off; rec: the offset of the word in the arena that records
+ * it, cleared in the free's first step under the lock (recover clears it
+ * if the free got that far), or 0. */
+static void free_block(cr_arena_t *a, cr_off_t off, uint64_t rec) {
   blk_t *blk = checked_block(a, off);
   if (!blk) {
     fprintf(stderr, "corral: cr_arena_free: bad block offset %llu\n", (unsigned long long)off);
@@ -350,7 +358,13 @@ void cr_arena_free(cr_arena_t *a, cr_off_t off) {
   uint64_t b = off - BLK_HDR;
   scrub(a, b, order); /* outside the lock: the block is still ours */
   arena_lock(a);
+  a->hdr->op_out = rec;
   op_set(a->hdr, OP_FREE, b, order, order);
+  if (rec) {
+    *(uint64_t *)(a->base + rec) = 0;
+    STEP();
+    a->hdr->op_out = 0;
+  }
   a->hdr->in_use -= (uint64_t)1 << order;
   a->hdr->blocks--;
   while (order < a->hdr->max_order) {
@@ -371,6 +385,26 @@ void cr_arena_free(cr_arena_t *a, cr_off_t off) {
   }
   list_push(a, b, order);
   op_set(a->hdr, OP_NONE, 0, 0, 0);
+  arena_unlock(a);
+}
+
+void cr_arena_free(cr_arena_t *a, cr_off_t off) {
+  if (off) free_block(a, off, 0);
+}
+
+void cr_arena_free_rec(cr_arena_t *a, cr_off_t *rec) {
+  cr_off_t off = *rec;
+  if (!off) return;
+  char *r = (char *)rec;
+  if (r < a->base + CR_PAGE || r + sizeof *rec > a->base + a->map_size) {
+    fprintf(stderr, "corral: cr_arena_free_rec: the record is not in the arena\n");
+    abort();
+  }
+  free_block(a, off, (uint64_t)(r - a->base));
+}
+
+void cr_arena_settle(cr_arena_t *a) {
+  arena_lock(a);
   arena_unlock(a);
 }
 

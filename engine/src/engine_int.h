@@ -74,7 +74,9 @@ void cr__watch_close_all(cr_engine_t *e);
  * gives back what an ended child held. */
 int cr__refs_open(cr_engine_t *e, int create);
 void cr__refs_close(cr_engine_t *e);
-void cr__refs_reap(cr_engine_t *e, int pid);
+/* drop 0: the ledger's references are another owner's (a start message
+ * the child died decoding): recorded holders are forgotten, nothing dropped. */
+void cr__refs_reap(cr_engine_t *e, int pid, int drop);
 /* refs.c, around fork: prepare copies this process's ledger for the child
  * and takes its references (CR_ENOMEM: no slot or no room, nothing taken);
  * abort gives them back when the fork failed; parent and child each mark

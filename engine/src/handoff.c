@@ -4,11 +4,12 @@
  * bytes as soon as it has decoded them, and the parent never reads a block
  * that was freed and reused under it.
  *
- * The message's references stay the message's until the child has its own
- * (it decodes taking new ones), so whichever way the child ends, each
- * reference has one owner: PENDING or TAKEN, the message (the parent drops
- * it at reclaim); DROPPING, the child is giving them back (a kill in those
- * few decrements leaks the rest); DONE, gone. */
+ * The child adopts the message's references: each handle it decodes
+ * records its reference in the child's ledger, in one store. So whichever
+ * way the child ends, each reference has one owner: PENDING or TAKEN, the
+ * message (the parent drops it at reclaim, and discards what the child's
+ * ledger holds by then without dropping it: the same references); DONE,
+ * the child's ledger. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -18,7 +19,7 @@
 
 #define HANDOFF_MAGIC UINT32_C(0x484f4646) /* "HOFF" */
 
-enum { PENDING, TAKEN, DROPPING, DONE, RECLAIMED };
+enum { PENDING, TAKEN, DONE, RECLAIMED };
 
 typedef struct {
   uint32_t magic;
@@ -66,12 +67,16 @@ int cr_handoff_take(cr_arena_t *a, cr_off_t off, const void **data, size_t *len)
 void cr_handoff_done(cr_arena_t *a, cr_off_t off) {
   handoff_t *ho = handoff_at(a, off);
   uint32_t st = TAKEN;
-  if (!ho || !atomic_compare_exchange_strong(&ho->state, &st, DROPPING)) return;
-  cr_refs_message_dropped(a, cr_arena_ptr(a, ho->bytes), (size_t)ho->len);
-  atomic_store(&ho->state, DONE);
-  cr_off_t b = ho->bytes;
-  ho->bytes = 0;
-  cr_arena_free(a, b);
+  if (!ho || !atomic_compare_exchange_strong(&ho->state, &st, DONE)) return;
+  cr_arena_free_rec(a, &ho->bytes);
+}
+
+int cr_handoff_owns_refs(cr_arena_t *a, cr_off_t off) {
+  if (!off || !cr_arena_contains(a, off, sizeof(handoff_t))) return 0;
+  handoff_t *ho = cr_arena_ptr(a, off);
+  if (ho->magic != HANDOFF_MAGIC) return 0;
+  uint32_t st = atomic_load(&ho->state);
+  return st == PENDING || st == TAKEN;
 }
 
 void cr_handoff_reclaim(cr_arena_t *a, cr_off_t off) {
@@ -83,7 +88,8 @@ void cr_handoff_reclaim(cr_arena_t *a, cr_off_t off) {
     atomic_store(&ho->state, RECLAIMED);
     cr_refs_message_dropped(a, cr_arena_ptr(a, ho->bytes), (size_t)ho->len);
   }
-  if (ho->bytes) cr_arena_free(a, ho->bytes);
+  cr_arena_settle(a); /* the child may have died freeing the bytes */
+  cr_arena_free_rec(a, &ho->bytes);
   ho->magic = 0;
   cr_arena_free(a, off);
 }

@@ -78,7 +78,9 @@ static void on_uv_close(uv_handle_t *h);
 static void proc_exited(cr_proc_t *p, int exitcode) {
   p->state = CR_PROC_EXITED;
   note_exited(p, exitcode);
-  cr__refs_reap(p->engine, p->pid); /* what it held, however it ended */
+  /* what it held, however it ended (a start message it died decoding
+   * still owns the references its ledger adopted: dropped once, below) */
+  cr__refs_reap(p->engine, p->pid, !cr_handoff_owns_refs(p->engine->arena, p->handoff));
   if (p->handoff) cr_handoff_reclaim(p->engine->arena, p->handoff);
   p->handoff = 0;
   if (p->uvp_open && !uv_is_closing((uv_handle_t *)&p->uvp))

@@ -65,9 +65,13 @@ typedef struct {
   char pad4[64 - 32];
   pthread_mutex_t ovf_lock; /* robust, process-shared */
   uint64_t ovf_head, ovf_tail;
-  uint64_t ovf_pending; /* a block being filled and linked under ovf_lock */
-  _Atomic uint64_t cache_top[CACHE_ORDERS]; /* tag << 40 | off >> 4 */
-  _Atomic uint32_t cache_n[CACHE_ORDERS];
+  uint64_t ovf_pending; /* the block being linked or unlinked under ovf_lock */
+  pthread_mutex_t cache_lock; /* robust, process-shared */
+  /* The block moving between a record and the cache under cache_lock:
+   * kind << 62 | size class << 48 | block, and the record's offset. */
+  uint64_t cache_op, cache_rec;
+  uint64_t cache_top[CACHE_ORDERS];
+  uint32_t cache_n[CACHE_ORDERS];
 } queue_t;
 
 #define SLOTS_AT ((sizeof(queue_t) + 63) & ~(size_t)63)
@@ -133,65 +137,131 @@ static unsigned cache_cap(unsigned order) {
   return order <= 12 ? 64 : order <= 16 ? 16 : order <= 21 ? 4 : 2;
 }
 
-/* Takes a block with room for `len` bytes after its header: from the cache
- * when one of the right size class is there, else from the arena. Its
- * length word is 0 by the time *out is written (out may be where the
- * caller records it in shared memory: see cr_arena_alloc). */
-static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *out) {
+/* Where a message block is, at every step: recorded in one word of the
+ * queue's memory (a slot's u.off, ovf_pending), on a cache stack, or in
+ * the arena. A block moves between a record and the cache or the arena in
+ * one step as far as a kill is concerned: the cache and the arena each
+ * write, under their lock, which block they move and the record's offset
+ * before they start (cache_op, the arena's op word), and whoever takes a
+ * dead holder's lock over settles the move from where the block is found.
+ * So a record of a dead process is read only once both are settled
+ * (settle), and then names its block or 0. */
+enum { CACHE_TAKE = 1, CACHE_GIVE = 2 };
+
+#define OFF48(x) ((x) & ((UINT64_C(1) << 48) - 1))
+
+static cr_off_t *rec_at(cr_arena_t *a, uint64_t off) { return cr_arena_ptr(a, off); }
+
+/* Locks the cache; after a holder's death, settles the move it was making
+ * (a block taken is the record's once the record names it; a block given
+ * is the cache's once it tops its stack) and recounts the stacks. */
+static void cache_lock(cr_arena_t *a, queue_t *q) {
+  if (pthread_mutex_lock(&q->cache_lock) != EOWNERDEAD) return;
+  uint64_t op = q->cache_op;
+  if (op) {
+    unsigned i = (unsigned)(op >> 48) & 0xffu;
+    cr_off_t b = OFF48(op), *rec = rec_at(a, q->cache_rec);
+    if (op >> 62 == CACHE_TAKE && *rec == b && q->cache_top[i] == b)
+      q->cache_top[i] = ((mblk_t *)cr_arena_ptr(a, b))->next;
+    else if (op >> 62 == CACHE_GIVE && q->cache_top[i] == b && *rec == b)
+      *rec = 0;
+    q->cache_op = 0;
+  }
+  for (unsigned i = 0; i < CACHE_ORDERS; i++) {
+    uint32_t n = 0;
+    for (cr_off_t b = q->cache_top[i]; b; b = ((mblk_t *)cr_arena_ptr(a, b))->next) n++;
+    q->cache_n[i] = n;
+  }
+  pthread_mutex_consistent(&q->cache_lock);
+}
+
+/* Settles the moves of processes that died moving a block, in the cache
+ * and in the arena (see above): to be done before a dead process's record
+ * is read. */
+static void settle(cr_arena_t *a, queue_t *q) {
+  cache_lock(a, q);
+  pthread_mutex_unlock(&q->cache_lock);
+  cr_arena_settle(a);
+}
+
+#define STEP() atomic_signal_fence(memory_order_seq_cst)
+
+/* Takes a block with room for `len` bytes after its header into the
+ * record *rec (0 until then; in the queue's memory): from the cache when
+ * one of the right size class is there, else from the arena. Its length
+ * word is 0 by the time the record names it. 0 or CR_ENOMEM (*rec 0). */
+static int block_get(cr_arena_t *a, queue_t *q, size_t len, cr_off_t *rec) {
   size_t need = sizeof(mblk_t) + len;
   unsigned o = order_of_size(need);
   if (o < CACHE_MIN_ORDER) o = CACHE_MIN_ORDER;
   if (o <= CACHE_MAX_ORDER) {
     unsigned i = o - CACHE_MIN_ORDER;
-    uint64_t top = atomic_load(&q->cache_top[i]);
-    for (;;) {
-      cr_off_t off = (top & ((UINT64_C(1) << 40) - 1)) << 4;
-      if (!off) break;
-      /* The block may be taken and reused under us: then `next` is junk,
-       * but the tag has moved and the CAS fails. */
-      uint64_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
-      uint64_t ntop = ((top >> 40) + 1) << 40 | (next >> 4);
-      if (atomic_compare_exchange_weak(&q->cache_top[i], &top, ntop)) {
-        ((mblk_t *)cr_arena_ptr(a, off))->len = 0;
-        atomic_signal_fence(memory_order_seq_cst);
-        *out = off;
-        atomic_fetch_sub(&q->cache_n[i], 1);
-        return 0;
-      }
+    cache_lock(a, q);
+    cr_off_t b = q->cache_top[i];
+    if (b) {
+      mblk_t *m = cr_arena_ptr(a, b);
+      q->cache_rec = cr_arena_off(a, rec);
+      STEP();
+      q->cache_op = (uint64_t)CACHE_TAKE << 62 | (uint64_t)i << 48 | b;
+      STEP();
+      m->len = 0;
+      STEP();
+      *rec = b; /* the record's from here */
+      STEP();
+      park(q, CR_QUEUE_PARK_TAKE);
+      q->cache_top[i] = m->next;
+      q->cache_n[i]--;
+      STEP();
+      q->cache_op = 0;
+      pthread_mutex_unlock(&q->cache_lock);
+      return 0;
     }
+    pthread_mutex_unlock(&q->cache_lock);
   }
-  return cr_arena_alloc(a, need, out);
+  return cr_arena_alloc(a, need, rec);
 }
 
-/* Gives a block back: to the cache while its size class has room, else to
+/* Gives back the block that the record *rec names (0: nothing), and
+ * clears the record: to the cache while its size class has room, else to
  * the arena. */
-static void block_put(cr_arena_t *a, queue_t *q, cr_off_t off) {
-  unsigned o = order_of_size(cr_arena_block_size(a, off));
+static void block_put(cr_arena_t *a, queue_t *q, cr_off_t *rec) {
+  cr_off_t b = *rec;
+  if (!b) return;
+  unsigned o = order_of_size(cr_arena_block_size(a, b));
   if (o >= CACHE_MIN_ORDER && o <= CACHE_MAX_ORDER) {
     unsigned i = o - CACHE_MIN_ORDER;
-    if (atomic_load(&q->cache_n[i]) < cache_cap(o)) {
-      atomic_fetch_add(&q->cache_n[i], 1);
-      mblk_t *b = cr_arena_ptr(a, off);
-      uint64_t top = atomic_load(&q->cache_top[i]);
-      do {
-        b->next = (top & ((UINT64_C(1) << 40) - 1)) << 4;
-      } while (!atomic_compare_exchange_weak(&q->cache_top[i], &top,
-                                             ((top >> 40) + 1) << 40 | (off >> 4)));
+    cache_lock(a, q);
+    if (q->cache_n[i] < cache_cap(o)) {
+      q->cache_rec = cr_arena_off(a, rec);
+      STEP();
+      q->cache_op = (uint64_t)CACHE_GIVE << 62 | (uint64_t)i << 48 | b;
+      STEP();
+      ((mblk_t *)cr_arena_ptr(a, b))->next = q->cache_top[i];
+      STEP();
+      q->cache_top[i] = b; /* the cache's from here */
+      q->cache_n[i]++;
+      STEP();
+      park(q, CR_QUEUE_PARK_RETURN);
+      *rec = 0;
+      STEP();
+      q->cache_op = 0;
+      pthread_mutex_unlock(&q->cache_lock);
       return;
     }
+    pthread_mutex_unlock(&q->cache_lock);
   }
-  cr_arena_free(a, off);
+  cr_arena_free_rec(a, rec);
 }
 
 static void cache_drain(cr_arena_t *a, queue_t *q) {
   for (unsigned i = 0; i < CACHE_ORDERS; i++) {
-    cr_off_t off = (atomic_load(&q->cache_top[i]) & ((UINT64_C(1) << 40) - 1)) << 4;
+    cr_off_t off = q->cache_top[i];
     while (off) {
       cr_off_t next = ((mblk_t *)cr_arena_ptr(a, off))->next;
       cr_arena_free(a, off);
       off = next;
     }
-    atomic_store(&q->cache_top[i], 0);
+    q->cache_top[i] = 0;
   }
 }
 
@@ -232,11 +302,11 @@ static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
       if (!atomic_compare_exchange_weak(&s->word, &w, word(seq_free(pos), me))) continue;
       uint64_t p2 = pos;
       advance(&q->head, &p2);
-      uint64_t task = 0;
-      if (q->qflags & CR_QUEUE_JOINABLE) {
-        atomic_fetch_add(&q->unfinished, 1);
-        s->len = task = LEN_TASK; /* so a skip of this slot undoes the count */
-      }
+      /* the length left by the slot's last lap goes at once: a skip of this
+       * slot reads ours (LEN_TASK: it undoes the count) */
+      uint64_t task = q->qflags & CR_QUEUE_JOINABLE ? LEN_TASK : 0;
+      s->len = task;
+      if (task) atomic_fetch_add(&q->unfinished, 1);
       park(q, CR_QUEUE_PARK_PUT);
       int rc = 0;
       if (m->len > CR_QUEUE_INLINE) {
@@ -245,7 +315,7 @@ static int ring_put(cr_arena_t *a, queue_t *q, const msg_t *m) {
         atomic_signal_fence(memory_order_seq_cst);
         s->len = LEN_BLOCK | task;
         atomic_signal_fence(memory_order_seq_cst);
-        if ((rc = block_get(a, q, m->len, &s->u.off)) == 0) {
+        if ((rc = block_get(a, q, m->len, &s->u.off)) == 0) { /* recorded as it is taken */
           atomic_signal_fence(memory_order_seq_cst);
           msg_copy(cr_arena_ptr(a, s->u.off), m->head, m->hlen, m->body, m->blen);
           atomic_signal_fence(memory_order_seq_cst);
@@ -279,14 +349,13 @@ static void slot_release(queue_t *q, slot_t *s, uint64_t next_seq) {
 }
 
 /* Delivers the message in slot s, which we hold as reader, and frees the
- * slot. Once the sink is done the slot says so (LEN_DONE), then the
- * message's references are dropped (if the sink took its own), its block
- * given back and the slot freed: a reader that dies at any point leaves an
- * intact message, a delivered one whose slot the next reader frees
- * (take_orphan), or a free slot; only a death inside those few steps leaks
- * what was not given back yet. LEN_DONE also tells a producer that dies in
- * its claim of the slot's next lap (skip_dead_writers) that the offset
- * left in the slot is not its own. */
+ * slot. Once the sink is done the slot says so (LEN_DONE, with LEN_BLOCK
+ * while it still records the block), then the message's references are
+ * dropped (if the sink took its own), its block given back (block_put
+ * clears the record) and the slot freed: a reader that dies at any point
+ * leaves an intact message, a delivered one whose slot the next reader
+ * gives back and frees (take_orphan), or a free slot; only a death inside
+ * the references' drop leaks the ones not dropped yet. */
 static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
                         cr_chan_sink_fn sink, void *ud) {
   uint64_t len = s->len;
@@ -300,10 +369,11 @@ static int slot_consume(cr_arena_t *a, queue_t *q, slot_t *s, uint64_t next_seq,
     memcpy(copy, p, n);
     p = copy;
   }
-  s->len = LEN_DONE;
+  s->len = LEN_DONE | (len & LEN_BLOCK);
   atomic_signal_fence(memory_order_seq_cst);
+  park(q, CR_QUEUE_PARK_GIVE);
   if (rc == CR_CHAN_SINK_DROP) cr_refs_message_dropped(a, p, n);
-  if (blk) block_put(a, q, blk);
+  if (blk) block_put(a, q, &s->u.off);
   slot_release(q, s, next_seq);
   return rc < 0 ? rc : 0;
 }
@@ -334,6 +404,8 @@ static int take_orphan(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud
     /* seq is 2 ticket + 1; the slot is next free at 2 (ticket + nslots) */
     uint64_t next = (uint64_t)(uint32_t)(w_seq(bw) - 1u + 2u * q->nslots);
     if (best->len & LEN_DONE) { /* delivered: its reader died letting go */
+      settle(a, q);
+      if (best->len & LEN_BLOCK) block_put(a, q, &best->u.off); /* (0: it was given back) */
       slot_release(q, best, next);
       continue;
     }
@@ -412,14 +484,13 @@ static void task_undo(queue_t *q) {
     }
 }
 
-static void slot_discard(cr_arena_t *a, slot_t *s);
+static void slot_discard(cr_arena_t *a, queue_t *q, slot_t *s);
 
 /* Frees the slots at the front of the ring (from tail on) whose producers
  * died holding them: each half-written message is dropped, never seen, and
- * its slot freed for the next lap. A block it had attached (LEN_BLOCK: a
- * delivered slot's stale length never has it) is given back with the
- * references of its message. Returns how many slots it freed. A slot
- * further on waits until tail reaches it. */
+ * its slot freed for the next lap. A block it had attached (LEN_BLOCK) is
+ * given back with the references of its message. Returns how many slots
+ * it freed. A slot further on waits until tail reaches it. */
 static int skip_dead_writers(cr_arena_t *a, queue_t *q) {
   int n = 0;
   for (;;) {
@@ -430,7 +501,10 @@ static int skip_dead_writers(cr_arena_t *a, queue_t *q) {
     if (w_seq(w) != (uint32_t)seq_free(pos) || h == 0 || (h & RBIT) || cr__chan_pid_alive((int)h)) return n;
     if (!atomic_compare_exchange_strong(&s->word, &w, word(seq_free(pos), (uint32_t)cr__chan_self()))) continue;
     uint64_t len = s->len;
-    if (len & LEN_BLOCK) slot_discard(a, s);
+    if (len & LEN_BLOCK) {
+      settle(a, q);
+      slot_discard(a, q, s);
+    }
     s->len = 0;
     atomic_store_explicit(&s->word, word(seq_free(pos + q->nslots), 0), memory_order_release);
     if (len & LEN_TASK) task_undo(q);
@@ -452,10 +526,14 @@ void cr_queue_forget(cr_arena_t *a, cr_off_t q, int pid) {
 static int ovf_allowed(queue_t *q) { return q->maxsize == 0 || q->maxsize > (int64_t)q->nslots; }
 
 /* Locks the overflow list; after a holder's death, rebuilds tail and count
- * from the links (the only edits are a link and two stores), and drops the
- * message a producer died filling or linking, if it is not in the list. */
+ * from the links (the only edits are a link and two stores), and gives
+ * back the pending block if it is not in the list: a producer's that it
+ * died filling or linking (with its message's references), or a reader's
+ * that it died giving back (LEN_DONE: the references are not the
+ * message's any more). */
 static void ovf_lock(cr_arena_t *a, queue_t *q) {
   if (pthread_mutex_lock(&q->ovf_lock) != EOWNERDEAD) return;
+  settle(a, q); /* the holder may have died moving the pending block */
   uint64_t n = 0, last = 0;
   int pending_in = 0;
   for (uint64_t b = q->ovf_head; b; b = ((mblk_t *)cr_arena_ptr(a, b))->next) {
@@ -467,8 +545,13 @@ static void ovf_lock(cr_arena_t *a, queue_t *q) {
   atomic_store(&q->ovf_count, n);
   if (q->ovf_pending && !pending_in) {
     mblk_t *m = cr_arena_ptr(a, q->ovf_pending);
-    if (m->len) cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK));
-    cr_arena_free(a, q->ovf_pending);
+    uint64_t len = m->len;
+    if (len & LEN_MASK && !(len & LEN_DONE)) {
+      m->len = LEN_DONE; /* so that a death in the drop does not drop them twice */
+      atomic_signal_fence(memory_order_seq_cst);
+      cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(len & LEN_MASK));
+    }
+    block_put(a, q, &q->ovf_pending);
   }
   q->ovf_pending = 0;
   pthread_mutex_consistent(&q->ovf_lock);
@@ -503,7 +586,10 @@ static int ovf_push(cr_arena_t *a, queue_t *q, const void *head, size_t hlen, co
 }
 
 /* Copies out under the lock, so that a reader's death leaves the message
- * linked. 0 (or the sink's error) or RING_EMPTY. */
+ * linked; then unlinks it, recorded as pending and delivered (LEN_DONE),
+ * and gives its block back, all under the lock: a reader's death after the
+ * unlink leaves the block to ovf_lock's recovery. 0 (or the sink's error)
+ * or RING_EMPTY. */
 static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
   ovf_lock(a, q);
   cr_off_t b = q->ovf_head;
@@ -512,15 +598,22 @@ static int ovf_pop(cr_arena_t *a, queue_t *q, cr_chan_sink_fn sink, void *ud) {
     return RING_EMPTY;
   }
   mblk_t *m = cr_arena_ptr(a, b);
-  int rc = sink ? sink(ud, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK)) : 0;
+  size_t n = (size_t)(m->len & LEN_MASK);
+  int rc = sink ? sink(ud, (const char *)m + sizeof *m, n) : 0;
   park(q, CR_QUEUE_PARK_GET);
+  q->ovf_pending = b;
+  atomic_signal_fence(memory_order_seq_cst);
+  m->len |= LEN_DONE; /* (while linked: ignored) */
+  atomic_signal_fence(memory_order_seq_cst);
   q->ovf_head = m->next;
   if (!q->ovf_head) q->ovf_tail = 0;
   atomic_fetch_sub(&q->ovf_count, 1);
-  pthread_mutex_unlock(&q->ovf_lock);
+  atomic_signal_fence(memory_order_seq_cst);
+  park(q, CR_QUEUE_PARK_GIVE);
   /* unlinked, it cannot be delivered again: its references can go */
-  if (rc == CR_CHAN_SINK_DROP) cr_refs_message_dropped(a, (const char *)m + sizeof *m, (size_t)(m->len & LEN_MASK));
-  block_put(a, q, b); /* before the wake-up: a kill in its system call leaks nothing */
+  if (rc == CR_CHAN_SINK_DROP) cr_refs_message_dropped(a, (const char *)m + sizeof *m, n);
+  block_put(a, q, &q->ovf_pending);
+  pthread_mutex_unlock(&q->ovf_lock);
   cr__ev_notify(&q->put_ev);
   return rc < 0 ? rc : 0;
 }
@@ -544,6 +637,7 @@ int cr_queue_new(cr_arena_t *a, int64_t maxsize, unsigned flags, cr_off_t *out) 
   pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
   pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
   pthread_mutex_init(&q->ovf_lock, &at);
+  pthread_mutex_init(&q->cache_lock, &at);
   pthread_mutexattr_destroy(&at);
   for (uint32_t i = 0; i < n; i++)
     atomic_store_explicit(&slots(q)[i].word, word(seq_free(i), 0), memory_order_relaxed);
@@ -805,17 +899,19 @@ int cr_queue_join(cr_arena_t *a, cr_off_t qo, double timeout) {
 
 /* ---- lifetime ------------------------------------------------------------------------------ */
 
-/* Gives back the references of the message in slot s, then frees its
- * block if it has one. A delivered message (LEN_DONE) has given back both. */
-static void slot_discard(cr_arena_t *a, slot_t *s) {
-  uint64_t len = s->len & LEN_MASK;
-  if (s->len & LEN_DONE) return;
-  if (s->len & LEN_BLOCK) { /* (length 0: a block its killed producer was filling) */
-    if (len) cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)len);
-    cr_arena_free(a, s->u.off);
-  } else if (len) {
-    cr_refs_message_dropped(a, s->u.data, (size_t)len);
+/* Gives back the references of the message in slot s (unless delivered:
+ * LEN_DONE), then its block if the slot records one (LEN_BLOCK). The slot
+ * says delivered before the references go, so that a death in their drop
+ * does not leave them to be dropped twice. */
+static void slot_discard(cr_arena_t *a, queue_t *q, slot_t *s) {
+  uint64_t len = s->len, n = len & LEN_MASK;
+  if (!(len & LEN_DONE) && n) {
+    s->len = LEN_DONE | (len & LEN_BLOCK);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (len & LEN_BLOCK) cr_refs_message_dropped(a, (const char *)cr_arena_ptr(a, s->u.off) + sizeof(mblk_t), (size_t)n);
+    else cr_refs_message_dropped(a, s->u.data, (size_t)n);
   }
+  if (len & LEN_BLOCK) block_put(a, q, &s->u.off); /* (a killed producer's may be 0) */
 }
 
 static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
@@ -824,17 +920,18 @@ static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
    * nobody took the lock since (its pending block is given back) */
   ovf_lock(a, q);
   pthread_mutex_unlock(&q->ovf_lock);
+  settle(a, q);
   /* Published messages, messages whose reader died, and killed producers'. */
   uint64_t head = atomic_load(&q->head);
   for (uint64_t pos = atomic_load(&q->tail); pos < head; pos++) {
     slot_t *s = slot_for(q, pos);
-    if (atomic_load(&s->word) == word(seq_full(pos), 0)) slot_discard(a, s);
+    if (atomic_load(&s->word) == word(seq_full(pos), 0)) slot_discard(a, q, s);
   }
   for (uint32_t i = 0; i < q->nslots; i++) {
     slot_t *s = &slots(q)[i];
     uint32_t h = w_holder(atomic_load(&s->word));
     /* a reader's, or a killed producer's with its block attached */
-    if ((h & RBIT) || (h && (s->len & LEN_BLOCK))) slot_discard(a, s);
+    if ((h & RBIT) || (h && (s->len & LEN_BLOCK))) slot_discard(a, q, s);
   }
   for (cr_off_t b = q->ovf_head; b;) {
     mblk_t *m = cr_arena_ptr(a, b);
@@ -845,6 +942,7 @@ static void queue_destroy(cr_arena_t *a, cr_off_t qo) {
   }
   cache_drain(a, q);
   pthread_mutex_destroy(&q->ovf_lock);
+  pthread_mutex_destroy(&q->cache_lock);
 }
 
 int cr_queue_release(cr_arena_t *a, cr_off_t q) { return cr_obj_release(a, q, queue_destroy); }

@@ -95,7 +95,7 @@ static ledger_t *ledger_at(cr_arena_t *a, slot_t *s) {
   return cr_arena_ptr(a, atomic_load(&s->ledger));
 }
 
-static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held);
+static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held, int drop);
 
 /* A process that ended without being reaped by an engine (its parent died
  * first): nothing will ever signal it, and nothing of it runs. */
@@ -109,7 +109,7 @@ static int claim_slot(cr_arena_t *a, int32_t as) {
     for (int i = 0; i < CR_REFS_MAX_PROCS; i++) {
       int32_t pid = atomic_load(&t->s[i].pid);
       if (pass == 1 && slot_dead(pid)) {
-        reap_slot(a, &t->s[i], pid, 1);
+        reap_slot(a, &t->s[i], pid, 1, 1);
         pid = atomic_load(&t->s[i].pid);
       }
       if (pid == 0 && atomic_compare_exchange_strong(&t->s[i].pid, &pid, as)) return i;
@@ -191,9 +191,13 @@ int cr_refs_take(cr_engine_t *e, cr_off_t off) {
   ledger_t *l = ledger_at(a, s);
   entry_t *en = find(l, off);
   if (!en) {
-    if (!l || (l->used + 1) * 4 > l->cap * 3) {
+    if (!l) { /* the first: allocated into the slot, so a kill leaks no block */
+      int rc = ledger_copy(a, NULL, 1, (cr_off_t *)&s->ledger);
+      if (rc < 0) return rc;
+      l = ledger_at(a, s);
+    } else if ((l->used + 1) * 4 > l->cap * 3) {
       cr_off_t grown, old = atomic_load(&s->ledger);
-      int rc = ledger_copy(a, l, (l ? l->live : 0) + 1, &grown);
+      int rc = ledger_copy(a, l, l->live + 1, &grown);
       if (rc < 0) return rc;
       atomic_store(&s->ledger, grown);
       cr_arena_free(a, old);
@@ -234,8 +238,9 @@ size_t cr_refs_count(cr_engine_t *e) {
 /* Gives back every reference of the process that had slot s (it has
  * ended, or is this process closing its engine), then frees the slot. Only
  * the caller whose CAS takes the slot does it. `held`: its pipe handles
- * were registered with their pipes (not so for a fork that failed). */
-static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held) {
+ * were registered with their pipes (not so for a fork that failed).
+ * `drop` 0: the references are another owner's, only forgotten. */
+static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held, int drop) {
   int32_t expect = pid;
   if (!atomic_compare_exchange_strong(&s->pid, &expect, SLOT_REAPING)) return;
   cr_off_t loff = atomic_load(&s->ledger);
@@ -247,23 +252,23 @@ static void reap_slot(cr_arena_t *a, slot_t *s, int pid, int held) {
       if (off <= TOMB || n == 0) continue;
       if (held && kind_of(a, off) == CR_OBJ_PIPE) cr_pipe_forget(a, off, pid, (int)n);
       if (held && kind_of(a, off) == CR_OBJ_QUEUE) cr_queue_forget(a, off, pid);
-      while (n--) cr_obj_drop(a, off);
+      while (drop && n--) cr_obj_drop(a, off);
     }
   atomic_store(&s->ledger, 0);
   cr_arena_free(a, loff);
   atomic_store(&s->pid, 0);
 }
 
-void cr__refs_reap(cr_engine_t *e, int pid) {
+void cr__refs_reap(cr_engine_t *e, int pid, int drop) {
   proctab_t *t = table(e->arena);
   if (!t || pid <= 0) return;
   for (int i = 0; i < CR_REFS_MAX_PROCS; i++)
-    if (atomic_load(&t->s[i].pid) == pid) reap_slot(e->arena, &t->s[i], pid, 1);
+    if (atomic_load(&t->s[i].pid) == pid) reap_slot(e->arena, &t->s[i], pid, 1, drop);
 }
 
 void cr__refs_close(cr_engine_t *e) {
   slot_t *s = my_slot(e);
-  if (s) reap_slot(e->arena, s, e->pid, 1);
+  if (s) reap_slot(e->arena, s, e->pid, 1, 1);
   e->refs_slot = -1;
 }
 
@@ -297,7 +302,7 @@ void cr__refs_fork_abort(cr_engine_t *e, cr__refs_fork_t *f) {
   if (f->slot < 0) return;
   slot_t *s = &table(e->arena)->s[f->slot];
   /* No handle was registered with a pipe for the child: forget finds none. */
-  reap_slot(e->arena, s, SLOT_RESERVED, 0);
+  reap_slot(e->arena, s, SLOT_RESERVED, 0, 1);
 }
 
 void cr__refs_fork_parent(cr_engine_t *e, cr__refs_fork_t *f, int pid) {

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,9 +161,11 @@ void test_errors_names(void) {
 /* Allocates and frees blocks of random sizes for ever. Each block it gets
  * must be zeroed; it fills the block with a pattern of its own and checks
  * the pattern before freeing it, so a block handed out twice (free lists
- * broken by a process killed mid-edit) shows. Exits 2 on either fault. */
-static void churn(cr_arena_t *a, unsigned seed) {
-  cr_off_t live[CHURN_LIVE] = {0};
+ * broken by a process killed mid-edit) shows. Exits 2 on either fault.
+ * rec: CHURN_LIVE words in the arena where it records its blocks, which
+ * it frees through their records (cr_arena_free_rec); NULL: its own. */
+static void churn(cr_arena_t *a, unsigned seed, cr_off_t *rec) {
+  cr_off_t mine[CHURN_LIVE] = {0}, *live = rec ? rec : mine;
   size_t len[CHURN_LIVE] = {0};
   unsigned char tag = (unsigned char)(getpid() | 1);
   for (;;) {
@@ -172,8 +175,12 @@ static void churn(cr_arena_t *a, unsigned seed) {
       unsigned char *p = cr_arena_ptr(a, live[i]);
       for (size_t k = 0; k < len[i]; k++)
         if (p[k] != tag) _exit(2);
-      cr_arena_free(a, live[i]);
-      live[i] = 0;
+      if (rec) {
+        cr_arena_free_rec(a, &live[i]);
+      } else {
+        cr_arena_free(a, live[i]);
+        live[i] = 0;
+      }
     } else {
       size_t n = 16 + (seed >> 4) % (((seed >> 20) & 3) == 0 ? 40000 : 600);
       if (cr_arena_alloc(a, n, &live[i]) < 0) {
@@ -195,43 +202,74 @@ static int reap_status(pid_t pid) {
   return WIFEXITED(st) ? WEXITSTATUS(st) : 100 + WTERMSIG(st);
 }
 
-/* Processes that allocate and free all the time are SIGKILLed at random
- * instants (most of them inside the allocator, which they hold most of
- * the time), one at a time while the others go on. No block is ever
- * handed out twice or unzeroed, nobody hangs or finds the arena corrupt,
- * and once they are all gone every byte that is not a dead process's own
- * block can be allocated again: the arena fills up to what it counts as in
- * use. The seed is printed, and read from CORRAL_SEED if set. */
-void test_arena_killed_anywhere(void) {
-  cr_arena_t *a;
-  CHECK_OK(cr_arena_create(&a, 1 << 24));
+/* A churner with its records at rec (NULL: its own), that dies with the
+ * test. */
+static pid_t fork_churner(cr_arena_t *a, cr_off_t *rec) {
+  unsigned seed = (unsigned)rand();
+  pid_t parent = getpid(), pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(0);
+    churn(a, seed, rec);
+  }
+  return pid;
+}
+
+/* Kills a churner of the three, and frees what its records name (recs:
+ * the offsets of their tables, or NULL), as the recovery of a record
+ * does: once the allocator is settled, each names a live block or 0. */
+static void kill_churner(cr_arena_t *a, pid_t *pids, const cr_off_t *recs, int k) {
+  kill(pids[k], SIGKILL);
+  int st = reap_status(pids[k]);
+  if (st != 100 + SIGKILL) fprintf(stderr, "a churner ended with %d\n", st);
+  CHECK_EQ(st, 100 + SIGKILL);
+  if (!recs) return;
+  cr_arena_settle(a);
+  cr_off_t *rec = cr_arena_ptr(a, recs[k]);
+  for (int i = 0; i < CHURN_LIVE; i++) {
+    CHECK(rec[i] == 0 || cr_arena_block_size(a, rec[i]) > 0);
+    cr_arena_free_rec(a, &rec[i]);
+  }
+}
+
+/* Runs three churners for `seconds`, SIGKILLing one at a random instant
+ * (at most 2000 times) and starting another in its place, then kills them
+ * all. The seed is printed, and read from CORRAL_SEED if set. Returns the
+ * number of kills. */
+static int churn_and_kill(cr_arena_t *a, double seconds, const cr_off_t *recs) {
   const char *env = getenv("CORRAL_SEED");
   unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)getpid();
   fprintf(stderr, "seed %u (CORRAL_SEED=%u replays it)\n", seed, seed);
   srand(seed);
   pid_t pids[3];
-  for (int k = 0; k < 3; k++)
-    if ((pids[k] = fork()) == 0) churn(a, (unsigned)rand());
-  double end = cr_now() + 4;
+  for (int k = 0; k < 3; k++) pids[k] = fork_churner(a, recs ? cr_arena_ptr(a, recs[k]) : NULL);
+  double end = cr_now() + seconds;
   int kills = 0;
   while (cr_now() < end && kills < 2000) {
     double until = cr_now() + (rand() % 2000) * 1e-6;
     while (cr_now() < until) {
     }
     int k = rand() % 3;
-    kill(pids[k], SIGKILL);
-    int st = reap_status(pids[k]);
-    if (st != 100 + SIGKILL) fprintf(stderr, "after %d kills: a churner ended with %d\n", kills, st);
-    CHECK_EQ(st, 100 + SIGKILL);
+    kill_churner(a, pids, recs, k);
     kills++;
-    if ((pids[k] = fork()) == 0) churn(a, (unsigned)rand());
+    pids[k] = fork_churner(a, recs ? cr_arena_ptr(a, recs[k]) : NULL);
   }
-  for (int k = 0; k < 3; k++) {
-    kill(pids[k], SIGKILL);
-    CHECK_EQ(reap_status(pids[k]), 100 + SIGKILL);
-  }
+  for (int k = 0; k < 3; k++) kill_churner(a, pids, recs, k);
   fprintf(stderr, "%d kills\n", kills);
-  CHECK(kills >= 50);
+  return kills;
+}
+
+/* Processes that allocate and free all the time are SIGKILLed at random
+ * instants (most of them inside the allocator, which they hold most of
+ * the time), one at a time while the others go on. No block is ever
+ * handed out twice or unzeroed, nobody hangs or finds the arena corrupt,
+ * and once they are all gone every byte that is not a dead process's own
+ * block can be allocated again: the arena fills up to what it counts as in
+ * use. */
+void test_arena_killed_anywhere(void) {
+  cr_arena_t *a;
+  CHECK_OK(cr_arena_create(&a, 1 << 24));
+  CHECK(churn_and_kill(a, 4, NULL) >= 50);
   /* Fill the arena with 64-byte blocks: each one zeroed, none overlapping
    * another, and all the bytes not counted as in use are found. */
   cr_arena_stats_t st;
@@ -256,5 +294,28 @@ void test_arena_killed_anywhere(void) {
   free(offs);
   cr_arena_stats(a, &st);
   CHECK_EQ(st.size - st.in_use, room);
+  cr_arena_close(a);
+}
+
+/* The same with blocks recorded in the arena, as a queue records its
+ * message blocks: each churner allocates into and frees from words of its
+ * own in the arena (cr_arena_alloc, cr_arena_free_rec), and once it is
+ * killed, the parent frees every block those words still name. No block
+ * is then freed twice or lost: once every churner has gone the arena is
+ * empty but for the records, and it fills up entirely. */
+void test_arena_killed_with_records(void) {
+  cr_arena_t *a;
+  CHECK_OK(cr_arena_create(&a, 1 << 24));
+  cr_off_t recs[3];
+  for (int k = 0; k < 3; k++) CHECK_OK(cr_arena_alloc(a, CHURN_LIVE * sizeof(cr_off_t), &recs[k]));
+  CHECK(churn_and_kill(a, 3, recs) >= 50);
+  for (int k = 0; k < 3; k++) cr_arena_free(a, recs[k]);
+  cr_arena_stats_t st;
+  cr_arena_stats(a, &st);
+  CHECK_EQ(st.blocks, 0);
+  CHECK_EQ(st.in_use, 0);
+  cr_off_t all;
+  CHECK_OK(cr_arena_alloc(a, st.size - 16, &all)); /* one free block again */
+  cr_arena_free(a, all);
   cr_arena_close(a);
 }

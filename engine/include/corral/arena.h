@@ -51,6 +51,19 @@ int cr_arena_alloc(cr_arena_t *a, size_t size, cr_off_t *off);
  * give their pages back to the system. */
 void cr_arena_free(cr_arena_t *a, cr_off_t off);
 
+/* Frees the block that the word *rec in the arena records, and clears
+ * that record, as one step for a kill: a process killed at any point
+ * leaves either the block allocated and *rec naming it (whoever takes the
+ * record over frees it), or the block free and *rec 0 (whoever takes the
+ * allocator over finishes the free). *rec 0: nothing. A record whose owner
+ * died is to be read only after cr_arena_settle. */
+void cr_arena_free_rec(cr_arena_t *a, cr_off_t *rec);
+
+/* Settles the operation of a process that died inside the allocator, if
+ * any: afterwards every record the allocator was filling or clearing (see
+ * cr_arena_alloc, cr_arena_free_rec) says where its block is. */
+void cr_arena_settle(cr_arena_t *a);
+
 /* Usable size of an allocated block (>= the size asked for). */
 size_t cr_arena_block_size(cr_arena_t *a, cr_off_t off);
 

@@ -25,9 +25,15 @@
  * block of their own in the arena before a slot is claimed (the slot then
  * holds its offset), so any size works without the ring being that large,
  * and a slot is held only for a few stores. Freed blocks go to a small
- * per-queue cache (lock-free tagged stacks by size class), so steady
- * traffic of large messages neither takes the arena lock nor faults in
- * fresh pages.
+ * per-queue cache (stacks by size class under a robust lock of the
+ * queue's own), so steady traffic of large messages neither takes the
+ * arena lock nor faults in fresh pages. A block is at every step either
+ * recorded in one word of the queue (its slot, the overflow list's pending
+ * word), in the cache or in the arena: the cache and the arena move a
+ * block to or from a record as one step for a kill (they note the block
+ * and the record under their lock, and whoever takes a dead holder's lock
+ * over finishes or undoes the move), so the recovery of a slot or of the
+ * overflow list finds every block a killed process had.
  *
  * Killed processes (SIGKILL at any instruction):
  *  - a producer dead after its claim leaves (2p,pid). Whoever finds such a
@@ -54,9 +60,10 @@
  *    word and wake every sleeper", done only when a sleeper flagged the
  *    word (so no system call while nobody sleeps); a dead sleeper simply
  *    does not flag it again.
- *  - what a death can cost: one message block (leaked, not corrupted) when
- *    the process held it privately; for a JoinableQueue, a count off by one
- *    if the death falls between two adjacent stores.
+ *  - what a death can cost: for a message that carries handles, the
+ *    references not yet given back when a death falls inside their drop;
+ *    for a JoinableQueue, a count off by one if the death falls between
+ *    two adjacent stores. No message block is lost.
  *
  * Waiting is the engine's one way (as in sync.h): an empty get or a full
  * put spins for a bounded time (about 50 us, yielding the CPU between
@@ -189,6 +196,13 @@ int64_t cr_queue_unfinished(cr_arena_t *a, cr_off_t q);
  * released), after adding one to the queue's parked counter. */
 #define CR_QUEUE_PARK_PUT 1
 #define CR_QUEUE_PARK_GET 2
+/* ... or in the middle of moving a message block: a get that has
+ * delivered its message and is about to give the block back (GIVE), or
+ * is putting it into the queue's block cache (RETURN); a put taking a
+ * block out of that cache (TAKE). */
+#define CR_QUEUE_PARK_GIVE   3
+#define CR_QUEUE_PARK_RETURN 4
+#define CR_QUEUE_PARK_TAKE   5
 void cr_queue_test_park(int where);
 uint32_t cr_queue_test_parked(cr_arena_t *a, cr_off_t q);
 /* The same count for the queue that pipe end `end` receives from (0 for

@@ -65,21 +65,27 @@ void cr_refs_message_dropped(cr_arena_t *a, const void *data, size_t len);
 /* A handoff: a message for a process that has not started yet (a spawned
  * child's Process, with the references its handles hold). The parent makes
  * it (cr_handoff_new) and passes its offset to the child, which claims it
- * (cr_handoff_take), decodes it taking references of its own, then gives
- * the message's back and frees the bytes (cr_handoff_done). When the child
- * ends, the parent's engine reclaims it (cr_handoff_reclaim): a message the
- * child never finished with, because it died first, is dropped with its
- * references. */
+ * (cr_handoff_take), decodes it adopting the message's references (each
+ * recorded in its ledger in one store), then says so and frees the bytes
+ * (cr_handoff_done). When the child ends, the parent's engine reclaims it
+ * (cr_handoff_reclaim): a message the child never finished with, because
+ * it died first, is dropped with its references, and what the child's
+ * ledger had adopted of them by then is discarded without a drop
+ * (cr_handoff_owns_refs tells the reaper), so that no kill leaks one. */
 
 /* Copies len bytes into a new handoff. 0 or CR_ENOMEM. */
 int cr_handoff_new(cr_arena_t *a, const void *data, size_t len, cr_off_t *out);
 /* Child: claims the handoff at off and finds its bytes. 0, CR_EINVAL (not
  * a handoff in this arena) or CR_ESTATE (already claimed or reclaimed). */
 int cr_handoff_take(cr_arena_t *a, cr_off_t off, const void **data, size_t *len);
-/* Child, once it holds references of its own to the message's handles:
- * drops the message's and frees the bytes (the handoff itself stays, for
- * the parent to reclaim). */
+/* Child, once its ledger has adopted the message's references (or its
+ * decode failed: the references of the handles it had not reached are
+ * then lost): frees the bytes (the handoff itself stays, for the parent to
+ * reclaim). */
 void cr_handoff_done(cr_arena_t *a, cr_off_t off);
+/* 1 while the message still owns its references (the child has not said
+ * done): its ledger then holds nothing but references adopted from it. */
+int cr_handoff_owns_refs(cr_arena_t *a, cr_off_t off);
 /* Parent, once the child has ended (or never started): frees the handoff,
  * first dropping the message if the child never claimed it. */
 void cr_handoff_reclaim(cr_arena_t *a, cr_off_t off);
