@@ -52,8 +52,8 @@ print(("RESULT trivial_2x2_unordered_cpu_per_item %.3f us"):format(cpu * 1e6))
 print(("RESULT trivial_2x2_ordered %.0f items/s"):format(trivial(true)))
 
 -- long enough that starting the workers is a small part of it; 1 and 2
--- workers in turn, the best of five each, as other load on the machine
--- only ever slows a run
+-- workers in turn, the best of five each (BENCH_ROUNDS), as other load on
+-- the machine only ever slows a run
 -- The same rounds also time the bare work: the M items burnt in this
 -- process, and in two plain processes half each: what two processes give
 -- on this machine at the time, the ceiling of the pipeline's speedup (a
@@ -61,7 +61,7 @@ print(("RESULT trivial_2x2_ordered %.0f items/s"):format(trivial(true)))
 local M = 2000
 local function burn_range(lo, hi) for i = lo, hi do burn(items[i]) end end
 local times, bare = { math.huge, math.huge }, { math.huge, math.huge }
-for _ = 1, 5 do
+for _ = 1, tonumber(os.getenv("BENCH_ROUNDS") or "") or 5 do
   for _, w in ipairs{ 1, 2 } do
     local t0 = mp.time()
     local r = mp.pipeline({ table.unpack(items, 1, M) }):map(burn, { workers = w }):run()
