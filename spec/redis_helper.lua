@@ -122,10 +122,32 @@ function R.server(opts)
   busted.setup(function() R.start(opts, srv) end)
   busted.teardown(function() if srv.stop then srv.stop() end end)
   busted.after_each(function()
+    R.stop_machines()
     H.cleanup()
     H.assert_no_children()
   end)
   return srv
+end
+
+-- The machines R.spawn started that nobody waited for yet.
+local machines = {}
+
+-- Stops each machine a test left running (it failed before it stopped
+-- them): SIGINT, up to 10 s for it to end, then SIGKILL to it and what it
+-- started; reaps it. Later tests then start from nothing.
+function R.stop_machines()
+  for m in pairs(machines) do
+    m.kill("INT")
+    local function ended() -- (a zombie until m.wait reaps it)
+      local st = H.ps("stat=", m.pid)
+      return #H.child_pids(m.pid) == 0 and (st == "" or st:match("^Z") ~= nil)
+    end
+    if not H.wait_until(ended, 10) then
+      for _, pid in ipairs(H.child_pids(m.pid)) do sh("kill -KILL " .. pid .. " 2>/dev/null") end
+      m.kill("KILL")
+    end
+    m.wait()
+  end
 end
 
 -- Runs the corral executable with args (an array) as an independent
@@ -147,7 +169,9 @@ function R.spawn(args, env)
     return m.pid
   end, 10), "the machine did not start")
   os.remove(pidf)
+  machines[m] = true
   function m.wait()
+    machines[m] = nil
     local out = p:read("a")
     local _, _, code = p:close()
     return out, code

@@ -84,7 +84,8 @@ describe("a Redis Pool", function()
     local pool <close> = mp.Pool(0, { broker = srv.url, name = name, authkey = KEY, visibility = 0.5,
                                      max_deliveries = 20 })
     local N = 10000
-    local ar = pool:map_async(function(x) return x * 2 end, range(N), 1)
+    -- half a millisecond a task: the run lasts long enough for several kills
+    local ar = pool:map_async(function(x) require("corral").sleep(0.0005) return x * 2 end, range(N), 1)
     local kills = 0
     while not ar:wait(0.3) do
       local w = m.workers()
