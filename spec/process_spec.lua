@@ -91,6 +91,18 @@ describe("Process (" .. H.method .. ")", function()
       assert.is_true(p:join(0)) -- again: still true
     end)
 
+    it("times out after the engine's loop sat idle for longer than the timeout", function()
+      local p = started{ target = function() mp.sleep(60) end }
+      assert.is_false(p:join(0))
+      local t = mp.time()
+      while mp.time() - t < 0.2 do end -- no corral wait: the loop's cached clock goes stale
+      t = mp.time()
+      assert.is_false(p:join(0.05))
+      assert.is_true(mp.time() - t < 30, "join(0.05) waited for the process to end")
+      p:kill()
+      assert.is_true(p:join(30))
+    end)
+
     it("is not needed to notice the end: is_alive and exitcode see it", function()
       local p = started{ target = function() os.exit(6) end }
       assert.truthy(H.wait_until(function() return not p:is_alive() end, 30))

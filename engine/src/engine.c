@@ -207,6 +207,10 @@ int cr_engine_wait(cr_engine_t *e, double timeout, int (*done)(void *), void *ar
       }
       uint64_t ms = (uint64_t)(left * 1000.0);
       if ((double)ms < left * 1000.0) ms++; /* never wake before the deadline */
+      /* The loop's clock is cached: stale (the loop sat idle longer than
+       * ms), the timer would be due at once, run before the poll, and the
+       * poll would then block with no timer left, until some other event. */
+      uv_update_time(e->loop);
       uv_timer_start(&e->timer, on_timer, ms, 0);
     }
     cr_trace_flush(); /* what this process traced is written before it sleeps */
