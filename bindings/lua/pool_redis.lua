@@ -128,7 +128,6 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 ]]
 
-local traceback = worker.traceback
 
 -- A task's error as the caller gets it: the time limit kept by run_task
 -- stays a Timeout, anything else is a RemoteError.
@@ -164,26 +163,11 @@ local function run_task(f, mode, items, timeout)
       end
     end, "", 1000)
   end
-  local res, n, ok, e = {}, 0, nil, nil
-  if mode == APPLY then
-    local args = items[1]
-    local r = tpack(xpcall(f, traceback, tunpack(args, 1, args.n or #args)))
-    ok = r[1]
-    if ok then res = tpack(select(2, tunpack(r, 1, r.n))) else e = r[2] end
-  else
-    ok, e = xpcall(function()
-      for k = 1, #items do
-        local v
-        if mode == STAR then v = f(tunpack(items[k], 1, items[k].n or #items[k])) else v = f(items[k]) end
-        res[k] = v
-        n = k
-      end
-    end, traceback)
-  end
+  local ok, res, r, n = worker.run_items(f, mode, items, 1, #items)
   if timeout then debug.sethook() end
   if ok then return "ok", res end
-  if mode == APPLY then return "err", { err = remote_error(e), n = 0 } end
-  return "err", { err = remote_error(e), n = n, r = res }
+  if mode == APPLY then return "err", { err = remote_error(res), n = 0 } end
+  return "err", { err = remote_error(res), n = n, r = r }
 end
 
 local function log(msg)
@@ -336,7 +320,7 @@ function M.serve(argv)
   stop:set()
   for s = 1, n do procs[s]:join(2 * SLICE + 1) end
   for s = 1, n do if procs[s]:is_alive() then procs[s]:kill() procs[s]:join() end end
-  if not (iserror(err, "Interrupted") or tostring(err):find("interrupted", 1, true)) then error(err, 0) end
+  if not iserror(err, "Interrupted") then error(err, 0) end
   return ok
 end
 

@@ -57,15 +57,17 @@ local function reply(out)
   return ST_ERR, pack_failure(e)
 end
 
--- Runs one task, items lo..hi; returns a status and a packed reply body.
--- apply replies with a table.pack of f's results, map and star with the
--- array of results; the first error ends a chunk, keeping what came before.
-local function run_task(f, mode, items, lo, hi)
+-- Runs f over a task's items lo..hi: true and the results (apply: a
+-- table.pack of f's results; map and star: the array of results), or
+-- false, the error (as traceback gives it), the results that came before
+-- it and their count: the first error ends a chunk, keeping what came
+-- before. The local and the Redis Pool's workers both run tasks with it.
+local function run_items(f, mode, items, lo, hi)
   if mode == APPLY then
     local args = items[lo]
     local r = tpack(xpcall(f, traceback, tunpack(args, 1, args.n or #args)))
-    if not r[1] then return ST_ERR, pack_failure(remote_error(r[2])) end
-    return reply(tpack(select(2, tunpack(r, 1, r.n))))
+    if not r[1] then return false, r[2], {}, 0 end
+    return true, tpack(select(2, tunpack(r, 1, r.n)))
   end
   if lo == hi then -- a task of one item, the common case: no closure
     local ok, v
@@ -75,8 +77,8 @@ local function run_task(f, mode, items, lo, hi)
     else
       ok, v = xpcall(f, traceback, items[lo])
     end
-    if not ok then return ST_ERR, pack_failure(remote_error(v)) end
-    return reply({ v })
+    if not ok then return false, v, {}, 0 end
+    return true, { v }
   end
   local res, i = {}, lo - 1
   local ok, e = xpcall(function()
@@ -93,12 +95,21 @@ local function run_task(f, mode, items, lo, hi)
       end
     end
   end, traceback)
-  if ok then return reply(res) end
+  if ok then return true, res end
   local n = i - lo
   for k = n + 1, hi - lo + 1 do res[k] = nil end
-  local okp, body = pcall(pack_failure, remote_error(e), n, res)
+  return false, e, res, n
+end
+M.run_items = run_items
+
+-- Runs one task, items lo..hi; returns a status and a packed reply body.
+local function run_task(f, mode, items, lo, hi)
+  local ok, v, res, n = run_items(f, mode, items, lo, hi)
+  if ok then return reply(v) end
+  if n == 0 then return ST_ERR, pack_failure(remote_error(v)) end
+  local okp, body = pcall(pack_failure, remote_error(v), n, res)
   if okp then return ST_ERR, body end
-  return ST_ERR, pack_failure(remote_error(e))
+  return ST_ERR, pack_failure(remote_error(v))
 end
 
 local function decode_error(why)

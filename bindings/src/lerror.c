@@ -260,9 +260,23 @@ static int error_tostring(lua_State *L) {
   return 1;
 }
 
+/* Whether the string at idx is the error Lua's own SIGINT hook raises
+ * ("interrupted!", after luaL_error's "chunk:line: "): lua5.4's, and a
+ * child's (lproc.c). */
+static int is_hook_interrupt(lua_State *L, int idx) {
+  static const char tail[] = "interrupted!";
+  size_t n, t = sizeof tail - 1;
+  if (lua_type(L, idx) != LUA_TSTRING) return 0;
+  const char *s = lua_tolstring(L, idx, &n);
+  return n >= t && memcmp(s + n - t, tail, t) == 0;
+}
+
 int crL_iserror(lua_State *L, int idx, const char *kind) {
   int ok = 0;
   idx = lua_absindex(L, idx);
+  /* Ctrl-C is one thing to test for, wherever it landed: in a corral
+   * wait (the Interrupted object) or between two (the hook's string). */
+  if (kind && strcmp(kind, "Interrupted") == 0 && is_hook_interrupt(L, idx)) return 1;
   if (lua_getmetatable(L, idx)) {
     luaL_getmetatable(L, ERROR_MT);
     ok = lua_rawequal(L, -1, -2);
