@@ -7,13 +7,7 @@ local mp = H.mp
 
 -- Whether a process has ended and been reaped. Read from /proc rather than
 -- with ps, which must not run under the sanitizers' LD_PRELOAD.
-local function gone(pid)
-  return H.wait_until(function()
-    local f = io.open("/proc/" .. pid .. "/stat")
-    if f then f:close() end
-    return f == nil
-  end, 10)
-end
+local gone = H.gone
 
 -- Runs a shell command line with bash; returns its output and status.
 local function bash(cmd)

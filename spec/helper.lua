@@ -35,6 +35,31 @@ function H.join_ok(p, timeout)
   assert(p.exitcode == 0, "exit code " .. tostring(p.exitcode))
 end
 
+-- Calls fn(...), which must raise a corral error object (of `kind`, when
+-- it is not nil); returns that error.
+function H.raises(kind, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error" .. (kind and " of kind " .. kind or ""))
+  assert(mp.iserror(err, kind), "expected " .. (kind or "an error object") .. ", got " .. tostring(err))
+  return err
+end
+
+-- The kind and message of the error object fn(...) must raise.
+function H.kind_of(fn, ...)
+  local err = H.raises(nil, fn, ...)
+  return err.kind, err.message
+end
+
+-- Whether process pid is gone (not even a zombie) within `timeout`
+-- seconds (default 10).
+function H.gone(pid, timeout)
+  return H.wait_until(function()
+    local f = io.open("/proc/" .. pid .. "/stat")
+    if f then f:close() end
+    return f == nil
+  end, timeout or 10)
+end
+
 -- pids of this process's children (zombies included). The ps that lists
 -- them is one of our children too: it execs in place of the shell and is
 -- recognised by its own command line.

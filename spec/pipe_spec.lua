@@ -10,12 +10,7 @@ local start = H.start
 
 local join_ok = H.join_ok
 
-local function kind_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok)
-  assert.is_true(mp.iserror(err), tostring(err))
-  return err.kind, err.message
-end
+local kind_of = H.kind_of
 
 describe("Pipe (" .. H.method .. ")", function()
   after_each(function() H.assert_no_children() end)

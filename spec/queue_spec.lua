@@ -36,12 +36,7 @@ end
 local function put(q, v) q:put(v) end
 local function get(q) q:get() end
 
-local function kind_of(f, ...)
-  local ok, err = pcall(f, ...)
-  assert.is_false(ok)
-  assert.is_true(mp.iserror(err), tostring(err))
-  return err.kind, err.message
-end
+local kind_of = H.kind_of
 
 describe("Queue (" .. H.method .. ")", function()
   after_each(function() H.assert_no_children() end)

@@ -46,13 +46,7 @@ local function send_keys(keys) tmux("send-keys -t repl " .. keys) end
 
 -- Whether a process has ended and been reaped (read from /proc: ps must not
 -- run under the sanitizers' LD_PRELOAD).
-local function gone(pid)
-  return H.wait_until(function()
-    local f = io.open("/proc/" .. pid .. "/stat")
-    if f then f:close() end
-    return f == nil
-  end, 10)
-end
+local gone = H.gone
 
 -- Whether a process has ended, reaped or not: tmux may be late reaping
 -- the pane's process (it sometimes misses the SIGCHLD until another one).

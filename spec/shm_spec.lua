@@ -12,12 +12,7 @@ local start = H.start
 
 local join_ok = H.join_ok
 
-local function raises(kind, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error of kind " .. kind)
-  assert.is_true(mp.iserror(err, kind), "expected " .. kind .. ", got " .. tostring(err))
-  return err
-end
+local raises = H.raises
 
 describe("shm (" .. H.method .. ")", function()
   after_each(function() H.assert_no_children() end)
