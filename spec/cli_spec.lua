@@ -5,9 +5,9 @@
 local H = require "spec.helper"
 local mp = H.mp
 
--- Whether a process has ended and been reaped. Read from /proc rather than
--- with ps, which must not run under the sanitizers' LD_PRELOAD.
-local gone = H.gone
+-- Whether a process has ended. Read from /proc rather than with ps, which
+-- must not run under the sanitizers' LD_PRELOAD.
+local ended = H.ended
 
 -- Runs a shell command line with bash; returns its output and status.
 local function bash(cmd)
@@ -228,8 +228,8 @@ describe("corral executable (" .. H.method .. ")", function()
       local dpid, npid = out:match("^pids (%d+) (%d+)\n")
       assert.truthy(dpid, out)
       assert.are.equal(("pids %s %s\nnon-daemon done\n"):format(dpid, npid), out)
-      assert.truthy(gone(dpid), "daemon child left: " .. dpid)
-      assert.truthy(gone(npid), "child left: " .. npid)
+      assert.truthy(ended(dpid), "daemon child left: " .. dpid)
+      assert.truthy(ended(npid), "child left: " .. npid)
     end)
 
     it("runs the issue's acceptance line under both start methods", function()
@@ -295,7 +295,7 @@ describe("corral executable (" .. H.method .. ")", function()
       assert.matches("^corral: [^\n]*Interrupted: [^\n]*interrupted by a signal\nstatus 130\n", out)
       assert.not_matches("not reached", out, 1, true)
       assert.truthy(child, out)
-      assert.truthy(gone(child), "daemon child left: " .. tostring(child))
+      assert.truthy(ended(child), "daemon child left: " .. tostring(child))
     end)
   end)
 end)

@@ -1,7 +1,7 @@
 -- The REPL, driven through a terminal: tmux on a private socket runs
 -- `corral` in a pane, keys are sent to it, and the screen is read back until
 -- the expected text shows up (with a timeout). Every test kills its tmux
--- server and checks that the corral process is gone.
+-- server and checks that the corral process has ended.
 local H = require "spec.helper"
 local mp = H.mp
 
@@ -44,21 +44,10 @@ end
 
 local function send_keys(keys) tmux("send-keys -t repl " .. keys) end
 
--- Whether a process has ended and been reaped (read from /proc: ps must not
--- run under the sanitizers' LD_PRELOAD).
-local gone = H.gone
-
--- Whether a process has ended, reaped or not: tmux may be late reaping
--- the pane's process (it sometimes misses the SIGCHLD until another one).
-local function exited(pid)
-  return H.wait_until(function()
-    local f = io.open("/proc/" .. pid .. "/stat")
-    if not f then return true end
-    local st = f:read("a") -- nil when the process was reaped since the open
-    f:close()
-    return st == nil or st:match("^%d+ %b() (%a)") == "Z"
-  end, 15)
-end
+-- Whether a process has ended (read from /proc: ps must not run under the
+-- sanitizers' LD_PRELOAD); tmux may be late reaping the pane's process (it
+-- sometimes misses the SIGCHLD until another one).
+local ended = H.ended
 
 local history, pane_pid
 
@@ -78,7 +67,7 @@ end
 local function stop_repl()
   tmux("kill-server")
   if socket_path then os.remove(socket_path) end
-  if pane_pid then assert.truthy(gone(pane_pid), "corral left running: " .. pane_pid) end
+  if pane_pid then assert.truthy(ended(pane_pid), "corral left running: " .. pane_pid) end
   pane_pid = nil
 end
 
@@ -227,7 +216,7 @@ describe("REPL (" .. H.method .. ")", function()
     send_line(("corral.Process{target = function() corral.sleep(0.2); "
       .. "local f = io.open(%q, 'w'); f:write('done'); f:close(); print('child done') end}:start()"):format(mark))
     send_keys("C-d")
-    assert.truthy(exited(pane_pid), "corral did not end")
+    assert.truthy(ended(pane_pid, 15), "corral did not end")
     -- corral ended after its child: the child's file is already there
     local f = io.open(mark)
     assert.truthy(f, "corral ended before its child")
@@ -244,7 +233,7 @@ describe("REPL (" .. H.method .. ")", function()
     send_line("return 2 * x end")
     wait_for("\n> ")
     send_keys("C-d")
-    assert.truthy(exited(pane_pid))
+    assert.truthy(ended(pane_pid, 15))
     local f = assert(io.open(history))
     local text = f:read("a")
     f:close()
