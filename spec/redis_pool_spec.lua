@@ -57,6 +57,12 @@ describe("a Redis Pool", function()
     local ar = pool:map_async(function(x) return x + 1 end, { 1, 2 }, { callback = function(v) seen = v end })
     assert.same({ 2, 3 }, ar:get(10))
     assert.same({ 2, 3 }, seen)
+    -- an AsyncResult's ready, wait and successful
+    local later = pool:apply_async(function() return "done" end)
+    assert.is_true(H.wait_until(function() return later:ready() end, 10))
+    assert.is_true(later:wait(0))
+    assert.is_true(later:successful())
+    assert.equal("done", later:get(0))
     -- a task's own error, a time limit, and what cannot travel, as in the local Pool
     assert.equal("RemoteError", (kind_of(pool.apply, pool, function() error("boom") end)))
     local slow = pool:apply_async(function() while true do end end, {}, { timeout = 0.2 })

@@ -86,11 +86,21 @@ end
 -- ---- the worker ---------------------------------------------------------------------
 
 -- Takes the next entry: {id, fields, deliveries} or false, and counts it
--- in KEYS[2]. An entry another consumer holds idle past the visibility
--- timeout comes first.
+-- in KEYS[2]. First one still pending for this consumer (between two
+-- tasks it holds none, unless a server restart lost the answer it gave:
+-- it is run again now, not after the visibility timeout); then an entry
+-- another consumer holds idle past the visibility timeout; then a new one.
 local TAKE = [[
-local r = redis.call('XAUTOCLAIM', KEYS[1], 'w', ARGV[1], ARGV[2], '0-0', 'COUNT', 1)
-local e = r[2][1]
+local r = redis.call('XREADGROUP', 'GROUP', 'w', ARGV[1], 'COUNT', 1, 'STREAMS', KEYS[1], '0')
+local e = r and r[1][2][1]
+if e and not e[2] then -- its entry was deleted: nothing to run
+  redis.call('XACK', KEYS[1], 'w', e[1])
+  e = nil
+end
+if not e then
+  r = redis.call('XAUTOCLAIM', KEYS[1], 'w', ARGV[1], ARGV[2], '0-0', 'COUNT', 1)
+  e = r[2][1]
+end
 local n = 1
 if e then
   local p = redis.call('XPENDING', KEYS[1], 'w', e[1], e[1], 1)
@@ -477,10 +487,15 @@ function Pool:_on_answer(f)
   self:_task_counted(job, task.count)
 end
 
--- Reads answers for up to t seconds.
+-- Reads answers for up to t seconds (0: those that already arrived).
 function Pool:_collect(t)
-  local r = self._conn:block(t, "XREAD", "COUNT", "1024", "BLOCK", tostring(max(1, floor(t * 1000))),
-                             "STREAMS", self._res, self._last)
+  local r
+  if t > 0 then
+    r = self._conn:block(t, "XREAD", "COUNT", "1024", "BLOCK", tostring(max(1, floor(t * 1000))),
+                         "STREAMS", self._res, self._last)
+  else
+    r = self._conn:call("XREAD", "COUNT", "1024", "STREAMS", self._res, self._last)
+  end
   if not r or not r[1] then return end
   local entries, ids = r[1][2], {}
   for i, e in ipairs(entries) do
@@ -500,6 +515,14 @@ function Pool:_pump()
     if not src.job.source_open then table.remove(srcs, i) end
   end
   self:_flush()
+end
+
+-- An AsyncResult's ready(): takes in what already arrived, without waiting.
+function Pool:_serve()
+  if self._state == "terminated" then return end
+  self:_pump()
+  self:_collect(0)
+  self:_check_workers()
 end
 
 function Pool:_wait_until(cond, timeout, level)
