@@ -11,6 +11,10 @@ local H = { mp = mp, build = build, exe = build .. "/corral" }
 
 H.method = mp.get_start_method()
 
+-- Whether this run is under the sanitizers (tools/test.sh preloads their
+-- runtimes): every process start there costs tens of milliseconds more.
+H.sanitized = (os.getenv("LD_PRELOAD") or ""):find("libasan", 1, true) ~= nil
+
 -- Waits until pred() is true or `timeout` seconds pass; returns pred's last
 -- value. It checks every few milliseconds: it waits on the thing itself.
 function H.wait_until(pred, timeout)

@@ -16,6 +16,8 @@
 #                            names the stages to run (install:
 #                            tools/install_check.sh); the build always
 #                            runs, a stage left out says so
+#   PARALLEL=0               the two busted runs (fork, spawn) one after
+#                            the other, not side by side (the default)
 #   CHAOS_SECONDS=20 (the default here; tools/chaos.lua alone runs 60)
 #                            bounds each chaos run's time of kills (a run
 #                            takes about 15 s more); CHAOS_SEED=N replays
@@ -109,9 +111,10 @@ run_ctest() {
 }
 
 # Runs busted on files or directories $4... with start method $1, its
-# output in file $LOG/$2, and ends the stage. $3 > 0: a time limit in
-# seconds, past which busted and every process it started are killed.
-run_busted() {
+# output in file $LOG/$2 and its exit status in $LOG/$2.rc. $3 > 0: a time
+# limit in seconds, past which busted and every process it started are
+# killed.
+busted_run() {
   local method=$1 log=$LOG/$2 limit=$3
   shift 3
   # busted under Lua 5.4 whatever `lua` is (installing luarocks brings
@@ -119,7 +122,14 @@ run_busted() {
   local cmd=(env CORRAL_START_METHOD="$method" LD_PRELOAD="$preload" lua5.4 "$(command -v busted)" -o TAP "$@")
   [ "$limit" -gt 0 ] && cmd=(timeout -s KILL "$limit" "${cmd[@]}")
   "${cmd[@]}" >"$log" 2>&1
-  local rc=$?
+  echo $? >"$log.rc"
+}
+
+# Ends the current stage with the counts of the busted run whose output is
+# in $LOG/$1 (busted_run's), $2 its time limit.
+busted_account() {
+  local log=$LOG/$1 limit=$2 rc
+  rc=$(cat "$log.rc" 2>/dev/null || echo 255)
   [ "$limit" -gt 0 ] && [ "$rc" -eq 137 ] && echo "$stage: killed after its time limit of $limit s"
   local p f skipped plan
   p=$(grep -cE "^ok [0-9]+" "$log")
@@ -129,6 +139,12 @@ run_busted() {
   grep -A12 -E "^not ok [0-9]+" "$log" | head -120
   [ "$skipped" -gt 0 ] && echo "$stage: $skipped of the passed are pending (SKIP)"
   check_account busted "$log" "$p" "$f" "$plan" "TAP plan (1..N)" "$rc"
+}
+
+# busted_run, then busted_account: one stage.
+run_busted() {
+  busted_run "$@"
+  busted_account "$2" "$3"
 }
 
 begin build
@@ -154,20 +170,46 @@ if [ "${SANITIZE:-0}" = 1 ]; then
   # resident size, which specs of memory growth measure (256 MB by default)
   export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:handle_segv=0:quarantine_size_mb=16
 fi
+# Runs busted on $3... under each start method, as the stages "$1 (fork)"
+# and "$1 (spawn)", with the time limit $2 (0: none). The two runs go side
+# by side (PARALLEL=0: one after the other): a run spends most of its time
+# waiting on its children, about one core's worth of CPU on two, so
+# together they take little longer than one. A stage's time is its own
+# run's.
+both_methods() {
+  local name=$1 limit=$2 method t0
+  shift 2
+  if [ "${PARALLEL:-1}" = 1 ]; then
+    echo "== $name (fork) and $name (spawn), side by side"
+    t0=$SECONDS
+    for method in fork spawn; do
+      { busted_run "$method" "$name-$method" "$limit" "$@"; echo $((SECONDS - t0)) >"$LOG/$name-$method.s"; } &
+    done
+    wait
+    for method in fork spawn; do
+      begin "$name ($method)"
+      stage_t0=$((SECONDS - $(cat "$LOG/$name-$method.s" 2>/dev/null || echo 0)))
+      busted_account "$name-$method" "$limit"
+    done
+  else
+    for method in fork spawn; do
+      begin "$name ($method)"
+      run_busted "$method" "$name-$method" "$limit" "$@"
+    done
+  fi
+}
+
 if wanted busted; then
-  for method in fork spawn; do
-    begin "busted ($method)"
-    run_busted "$method" "busted-$method" 0 "${SPECS[@]}"
-  done
+  both_methods busted 0 "${SPECS[@]}"
 fi
 
 # --- the chaos run, once per start method (its seed and counts are shown);
 # a hang inside the engine, where no timeout reaches, meets the time limit
 if wanted chaos; then
   export CHAOS_SECONDS=${CHAOS_SECONDS:-20}
+  both_methods chaos $((2 * CHAOS_SECONDS + 120)) tools/chaos.lua
   for method in fork spawn; do
-    begin "chaos ($method)"
-    run_busted "$method" "chaos-$method" $((2 * CHAOS_SECONDS + 120)) tools/chaos.lua
+    echo "chaos ($method):"
     grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'
   done
 fi
