@@ -110,6 +110,17 @@ describe("a Redis Queue", function()
     assert.equal("from the parent, through the child", q:get(5))
   end)
 
+  it("forks while its feeder sends, and the children's own puts go through", function()
+    if H.method ~= "fork" then return end
+    local q = mp.Queue{ url = srv.url, name = qname() }
+    for round = 1, 20 do
+      for i = 1, 500 do q:put(i) end -- the parent's feeder is sending these as it forks
+      local p = H.start(function() q:put("child " .. round) end)
+      H.join_ok(p, 30)
+    end
+    assert.is_true(H.wait_until(function() return q:qsize() == 20 * 501 end, 30), "items: " .. q:qsize())
+  end)
+
   it("sends the puts of a process that ends with os.exit", function()
     local name = qname()
     local m = R.machine(([[
@@ -359,6 +370,32 @@ describe("a Redis Queue whose server restarts", function()
     table.sort(seen)
     for i = 2, 100 do assert.equal(i, seen[i - 1]) end
     assert.is_true(q:join(5))
+  end)
+
+  it("lets a process whose server is gone end, saying how many items it could not send", function()
+    local flag = os.tmpname()
+    os.remove(flag)
+    local m = R.machine(([[
+      local mp = require "corral"
+      local q = mp.Queue{ url = URL, name = %q }
+      print("ready") io.stdout:flush()
+      while not io.open(%q) do mp.sleep(0.01) end
+      for i = 1, 300 do q:put(i) end
+      os.exit(0) -- the state is not closed: the exit handlers flush the feeder
+    ]]):format(qname(), flag), server.url)
+    assert.equal("ready", m.proc:read("l"))
+    server.kill()
+    io.open(flag, "w"):close()
+    -- the feeder gives up once its connection's reconnect budget (10 s) is spent
+    local ended = H.ended(m.pid, 60)
+    server.launch()
+    os.remove(flag)
+    assert.is_true(ended, "the process did not end")
+    local out, code = m.wait()
+    assert.equal(0, code, out)
+    local lost = 0
+    for n in out:gmatch("(%d+) [%a ]*queue items could not be sent") do lost = lost + tonumber(n) end
+    assert.equal(300, lost, out)
   end)
 
   it("reconnects within a get(t) when the server comes back in time", function()

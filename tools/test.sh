@@ -208,10 +208,7 @@ fi
 if wanted chaos; then
   export CHAOS_SECONDS=${CHAOS_SECONDS:-20}
   both_methods chaos $((2 * CHAOS_SECONDS + 120)) tools/chaos.lua
-  for method in fork spawn; do
-    echo "chaos ($method):"
-    grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'
-  done
+  for method in fork spawn; do grep -E "^# chaos" "$LOG/chaos-$method" | sed -n '1p;$p'; done
 fi
 
 # --- as users get it: install, stock lua5.4, the embedding example built

@@ -2,15 +2,26 @@
  * redis_int.h). Items wait in a list under a mutex; the thread takes up to
  * FEED_BATCH of them, appends them to the stream with one script call,
  * and frees them once the server answered. A lost connection is retried
- * (the call reconnects) until the items are sent or the feeder stops. At
- * the process's exit, feeders still running are flushed (an os.exit
- * skips the Lua state's collection, not the C library's exit handlers). */
+ * (the call reconnects) until the items are sent or the feeder stops; a
+ * stopping feeder whose send fails (its connection's reconnect budget
+ * spent) drops what it still holds, saying how many. At the process's
+ * exit, feeders still running are stopped and flushed (an os.exit skips
+ * the Lua state's collection, not the C library's exit handlers), so a
+ * process whose server is gone still ends.
+ *
+ * Fork. No feeder of the process may be inside a send, which allocates,
+ * while the process forks: under an allocator whose locks do not survive
+ * fork (ASan's) the child's own allocations would then wait for ever.
+ * Before a fork each feeder is paused between two batches (waiting at
+ * most FORK_WAIT seconds for the one it is sending) and its lock held;
+ * both sides let go after. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "corral/errors.h"
@@ -20,6 +31,7 @@
 
 #define FEED_BATCH 256    /* items in one script call */
 #define FEED_MAX   100000 /* items waiting before put waits */
+#define FORK_WAIT  1      /* seconds a fork waits for a batch being sent */
 
 typedef struct item {
   struct item *next;
@@ -34,6 +46,8 @@ struct cr__feed {
   item_t *head, *tail;
   size_t n;
   int busy, stop, closed, started;
+  int paused;  /* a fork is under way: no new batch */
+  int forking; /* paused and locked by fork_prepare */
   int pid;
   pthread_t thread;
   cr_redis_t *c;
@@ -57,18 +71,52 @@ static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
 static void flush_all_at_exit(void) {
   pthread_mutex_lock(&live_mu);
-  for (cr__feed_t *f = live; f; f = f->next_live)
-    if (f->pid == getpid()) cr__feed_flush(f);
+  for (cr__feed_t *f = live; f; f = f->next_live) {
+    if (f->pid != getpid()) continue;
+    pthread_mutex_lock(&f->mu);
+    f->stop = 1; /* what cannot be sent within the budget is dropped */
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->mu);
+    cr__feed_flush(f);
+  }
+  pthread_mutex_unlock(&live_mu);
+}
+
+static void fork_prepare(void) {
+  pthread_mutex_lock(&live_mu);
+  for (cr__feed_t *f = live; f; f = f->next_live) {
+    if (f->pid != getpid()) continue;
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += FORK_WAIT;
+    pthread_mutex_lock(&f->mu);
+    f->paused = f->forking = 1;
+    while (f->busy && pthread_cond_timedwait(&f->done, &f->mu, &until) == 0) {
+    }
+  }
+}
+
+/* After a fork, in the parent and in the child: each lock fork_prepare
+ * took is let go (the child's copies too: they are never used there). */
+static void fork_after(void) {
+  for (cr__feed_t *f = live; f; f = f->next_live) {
+    if (!f->forking) continue;
+    f->paused = f->forking = 0;
+    pthread_cond_signal(&f->work);
+    pthread_mutex_unlock(&f->mu);
+  }
   pthread_mutex_unlock(&live_mu);
 }
 
 static void register_exit(void) {
   atexit(flush_all_at_exit);
   cr_proc_on_child_exit(flush_all_at_exit); /* a forked child ends with _exit */
+  pthread_atfork(fork_prepare, fork_after, fork_after);
 }
 
 /* Sends one batch (the thread, without the lock). Returns 1 sent, 0 the
- * queue is closed (the items are dropped, as a put racing with close). */
+ * queue is closed (the items are dropped, as a put racing with close), -1
+ * given up (stopping, or refused: the items are dropped, said on stderr). */
 static int send_batch(cr__feed_t *f, item_t *chain, size_t k) {
   const char **argv = malloc(2 * (k + 1) * (sizeof *argv + sizeof(size_t)));
   if (!argv) return 1; /* dropped: out of memory */
@@ -94,6 +142,7 @@ static int send_batch(cr__feed_t *f, item_t *chain, size_t k) {
     pthread_mutex_unlock(&f->mu);
     if (stopping || rc == CR_EAUTH || rc == CR_EREDIS) {
       fprintf(stderr, "corral: %s: %zu queue items could not be sent\n", cr_redis_strerror(f->c), k);
+      sent = -1;
       break;
     }
   }
@@ -105,7 +154,7 @@ static void *feed_main(void *arg) {
   cr__feed_t *f = arg;
   pthread_mutex_lock(&f->mu);
   for (;;) {
-    while (!f->head && !f->stop) pthread_cond_wait(&f->work, &f->mu);
+    while ((!f->head || f->paused) && !f->stop) pthread_cond_wait(&f->work, &f->mu);
     if (!f->head) break; /* stopping, and nothing left */
     item_t *chain = f->head, *last = chain;
     size_t k = 1;
@@ -124,6 +173,17 @@ static void *feed_main(void *arg) {
     }
     pthread_mutex_lock(&f->mu);
     if (!sent) f->closed = 1;
+    if (sent < 0 && f->stop && f->head) { /* stopping and the server is out of reach: drop the rest */
+      size_t dropped = 0;
+      for (item_t *it = f->head, *nx; it; it = nx) {
+        nx = it->next;
+        free(it);
+        dropped++;
+      }
+      f->head = f->tail = NULL;
+      f->n = 0;
+      fprintf(stderr, "corral: %s: %zu more queue items could not be sent\n", cr_redis_strerror(f->c), dropped);
+    }
     f->busy = 0;
     pthread_cond_broadcast(&f->done);
   }
@@ -139,9 +199,13 @@ int cr__feed_start(const cr_redis_t *c, const char *stream, const char *closed, 
   f->closed_key = strdup(closed);
   int rc = f->stream && f->closed_key ? cr__redis_clone(c, &f->c) : CR_ENOMEM;
   if (rc == 0) {
+    pthread_condattr_t mono; /* fork_prepare's bounded wait is on the monotonic clock */
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->work, NULL);
-    pthread_cond_init(&f->done, NULL);
+    pthread_cond_init(&f->done, &mono);
+    pthread_condattr_destroy(&mono);
     f->pid = getpid();
     rc = -pthread_create(&f->thread, NULL, feed_main, f);
   }
