@@ -19,8 +19,8 @@ end
 
 describe("corral executable (" .. H.method .. ")", function()
   after_each(function()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   describe("scripts", function()

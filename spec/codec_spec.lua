@@ -648,8 +648,8 @@ describe("codec #codec", function()
 
   describe("through processes", function()
     after_each(function()
-      H.assert_no_children()
       H.cleanup()
+      H.assert_no_children()
     end)
 
     local function read_file(path)

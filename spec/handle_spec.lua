@@ -55,8 +55,8 @@ end
 
 describe("Handles (" .. H.method .. ")", function()
   after_each(function()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   it("reports the arena's use", function()

@@ -189,6 +189,8 @@ function H.module(name, src)
   return dir
 end
 
+-- Removes the files H.script and H.module made. An after_each calls it
+-- before its checks (H.assert_no_children), which may fail.
 function H.cleanup()
   for _, p in ipairs(temps) do os.remove(p); os.remove((p:gsub("%.lua$", ""))) end
   temps = {}

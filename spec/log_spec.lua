@@ -39,8 +39,8 @@ end
 describe("log (" .. H.method .. ")", function()
   after_each(function()
     collectgarbage()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   it("at info, a pool with a killed worker logs starts, the death, the lost task, the replacement, the exits", function()

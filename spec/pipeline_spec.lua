@@ -36,8 +36,8 @@ end
 describe("pipeline (" .. H.method .. ")", function()
   after_each(function()
     collectgarbage()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   describe("order and end of stream", function()

@@ -12,8 +12,8 @@ local function double(x) return 2 * x end
 describe("Pool served in every wait (" .. H.method .. ")", function()
   after_each(function()
     collectgarbage()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   it("ready() turns true while the caller only polls it between sleeps", function()

@@ -15,8 +15,8 @@ end
 describe("Pool (" .. H.method .. ")", function()
   after_each(function()
     collectgarbage()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   describe("results", function()

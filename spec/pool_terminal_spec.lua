@@ -15,8 +15,8 @@ describe("Pool in a terminal (" .. H.method .. ")", function()
     term = nil
     if history then os.remove(history) end
     history = nil
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   it("runs a function typed at the REPL as a task", function()

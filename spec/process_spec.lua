@@ -18,8 +18,8 @@ end
 
 describe("Process (" .. H.method .. ")", function()
   after_each(function()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   describe("exit codes", function()

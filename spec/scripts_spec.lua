@@ -472,8 +472,8 @@ describe("scripts (" .. H.method .. ")", function()
   setup(function() tmp_before = tmp_leftovers() end)
 
   after_each(function()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   teardown(function()

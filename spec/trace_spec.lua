@@ -95,8 +95,8 @@ end
 describe("trace (" .. H.method .. ")", function()
   after_each(function()
     collectgarbage()
-    H.assert_no_children()
     H.cleanup()
+    H.assert_no_children()
   end)
 
   it("a traced pool run: named tracks, a slice per task, nested slices, backlog counters", function()
