@@ -1062,7 +1062,9 @@ function Pool:_shut_down(err)
 end
 
 Pool.__close = Pool.terminate
-Pool.__gc = function(self) if rawget(self, "_state") ~= "terminated" then pcall(Pool.terminate, self) end end
+-- A pool collected while running is terminated (its class's terminate:
+-- the Pool on Redis shares this).
+Pool.__gc = function(self) if rawget(self, "_state") ~= "terminated" then pcall(self.terminate, self) end end
 
 -- stats() -> the live view: per worker (by slot) pid, tasks_done, busy
 -- (fraction of its time), task_age (seconds its running batch has run,
@@ -1088,5 +1090,6 @@ return {
   AsyncResult = jobs.AsyncResult,
   -- what the Pool on Redis (corral.pool_redis) shares: argument checks, job ends
   _shared = { opts = check_opts, chunksize = check_chunksize, count = check_count, callable = callable,
-              imap_args = imap_args, job_done = Pool._job_done, task_counted = Pool._task_counted },
+              imap_args = imap_args, job_done = Pool._job_done, task_counted = Pool._task_counted,
+              close = Pool.close, gc = Pool.__gc },
 }

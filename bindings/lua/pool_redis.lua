@@ -670,9 +670,7 @@ function Pool:dead_letters()
   return out
 end
 
-function Pool:close()
-  if self._state == "running" then self._state = "closed" end
-end
+Pool.close = shared.close
 
 function Pool:join(timeout)
   if self._state == "running" then raise("StateError", "close or terminate the pool before join", 2) end
@@ -720,7 +718,7 @@ function Pool:terminate()
 end
 
 Pool.__close = Pool.terminate
-Pool.__gc = function(self) if rawget(self, "_state") ~= "terminated" then pcall(Pool.terminate, self) end end
+Pool.__gc = shared.gc
 
 function Pool.__tostring(self)
   return ("Pool (%d local workers, %s '%s', %s)"):format(self._n, self._conn:url(), self._name, self._state)
