@@ -16,8 +16,9 @@
 #                            names the stages to run (install:
 #                            tools/install_check.sh); the build always
 #                            runs, a stage left out says so
-#   PARALLEL=0               the two busted runs (fork, spawn) one after
-#                            the other, not side by side (the default)
+#   PARALLEL=0               the fork and spawn runs of busted and of the
+#                            chaos run one after the other, not side by
+#                            side (the default)
 #   CHAOS_SECONDS=20 (the default here; tools/chaos.lua alone runs 60)
 #                            bounds each chaos run's time of kills (a run
 #                            takes about 15 s more); CHAOS_SEED=N replays

@@ -138,7 +138,6 @@ redis.call('XDEL', KEYS[1], ARGV[1])
 return 1
 ]]
 
-
 -- A task's error as the caller gets it: the time limit kept by run_task
 -- stays a Timeout, anything else is a RemoteError.
 local function remote_error(e)
@@ -173,11 +172,11 @@ local function run_task(f, mode, items, timeout)
       end
     end, "", 1000)
   end
-  local ok, res, r, n = worker.run_items(f, mode, items, 1, #items)
+  local ok, v, partial, n = worker.run_items(f, mode, items, 1, #items)
   if timeout then debug.sethook() end
-  if ok then return "ok", res end
-  if mode == APPLY then return "err", { err = remote_error(res), n = 0 } end
-  return "err", { err = remote_error(res), n = n, r = r }
+  if ok then return "ok", v end
+  if mode == APPLY then return "err", { err = remote_error(v), n = 0 } end
+  return "err", { err = remote_error(v), n = n, r = partial }
 end
 
 local function log(msg)

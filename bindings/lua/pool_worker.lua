@@ -106,10 +106,12 @@ M.run_items = run_items
 local function run_task(f, mode, items, lo, hi)
   local ok, v, res, n = run_items(f, mode, items, lo, hi)
   if ok then return reply(v) end
-  if n == 0 then return ST_ERR, pack_failure(remote_error(v)) end
-  local okp, body = pcall(pack_failure, remote_error(v), n, res)
-  if okp then return ST_ERR, body end
-  return ST_ERR, pack_failure(remote_error(v))
+  local err = remote_error(v)
+  if n > 0 then -- with the results before it, unless they cannot travel
+    local okp, body = pcall(pack_failure, err, n, res)
+    if okp then return ST_ERR, body end
+  end
+  return ST_ERR, pack_failure(err)
 end
 
 local function decode_error(why)
