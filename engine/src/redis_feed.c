@@ -12,9 +12,10 @@
  * Fork. No feeder of the process may be inside a send, which allocates,
  * while the process forks: under an allocator whose locks do not survive
  * fork (ASan's) the child's own allocations would then wait for ever.
- * Before a fork each feeder is paused between two batches (waiting at
- * most FORK_WAIT seconds for the one it is sending) and its lock held;
- * both sides let go after. */
+ * A feeder is only ever started whole (cr__feed_start waits for its
+ * thread to run), and before a fork each feeder is paused between two
+ * batches (waiting at most FORK_WAIT seconds for the one it is sending)
+ * and its lock held; both sides let go after. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -45,9 +46,9 @@ struct cr__feed {
   pthread_cond_t work, done;
   item_t *head, *tail;
   size_t n;
-  int busy, stop, closed, started;
-  int paused;  /* a fork is under way: no new batch */
-  int forking; /* paused and locked by fork_prepare */
+  int busy, stop, closed;
+  int started; /* the thread runs its own code: a fork no longer finds it starting */
+  int forking; /* locked by fork_prepare: no new batch until the fork is over */
   int pid;
   pthread_t thread;
   cr_redis_t *c;
@@ -69,14 +70,29 @@ static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
 static cr__feed_t *live;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 
+/* Frees a chain of items; returns how many. */
+static size_t free_chain(item_t *it) {
+  size_t n = 0;
+  for (item_t *nx; it; it = nx, n++) {
+    nx = it->next;
+    free(it);
+  }
+  return n;
+}
+
+/* Tells f's thread to stop once what it holds is sent (or given up). */
+static void ask_stop(cr__feed_t *f) {
+  pthread_mutex_lock(&f->mu);
+  f->stop = 1;
+  pthread_cond_signal(&f->work);
+  pthread_mutex_unlock(&f->mu);
+}
+
 static void flush_all_at_exit(void) {
   pthread_mutex_lock(&live_mu);
   for (cr__feed_t *f = live; f; f = f->next_live) {
     if (f->pid != getpid()) continue;
-    pthread_mutex_lock(&f->mu);
-    f->stop = 1; /* what cannot be sent within the budget is dropped */
-    pthread_cond_signal(&f->work);
-    pthread_mutex_unlock(&f->mu);
+    ask_stop(f); /* what cannot be sent within the budget is dropped */
     cr__feed_flush(f);
   }
   pthread_mutex_unlock(&live_mu);
@@ -90,7 +106,7 @@ static void fork_prepare(void) {
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += FORK_WAIT;
     pthread_mutex_lock(&f->mu);
-    f->paused = f->forking = 1;
+    f->forking = 1;
     while (f->busy && pthread_cond_timedwait(&f->done, &f->mu, &until) == 0) {
     }
   }
@@ -101,7 +117,7 @@ static void fork_prepare(void) {
 static void fork_after(void) {
   for (cr__feed_t *f = live; f; f = f->next_live) {
     if (!f->forking) continue;
-    f->paused = f->forking = 0;
+    f->forking = 0;
     pthread_cond_signal(&f->work);
     pthread_mutex_unlock(&f->mu);
   }
@@ -153,8 +169,10 @@ static int send_batch(cr__feed_t *f, item_t *chain, size_t k) {
 static void *feed_main(void *arg) {
   cr__feed_t *f = arg;
   pthread_mutex_lock(&f->mu);
+  f->started = 1;
+  pthread_cond_broadcast(&f->done);
   for (;;) {
-    while ((!f->head || f->paused) && !f->stop) pthread_cond_wait(&f->work, &f->mu);
+    while ((!f->head || f->forking) && !f->stop) pthread_cond_wait(&f->work, &f->mu);
     if (!f->head) break; /* stopping, and nothing left */
     item_t *chain = f->head, *last = chain;
     size_t k = 1;
@@ -166,20 +184,11 @@ static void *feed_main(void *arg) {
     f->busy = 1;
     pthread_mutex_unlock(&f->mu);
     int sent = send_batch(f, chain, k);
-    while (chain) {
-      item_t *nx = chain->next;
-      free(chain);
-      chain = nx;
-    }
+    free_chain(chain);
     pthread_mutex_lock(&f->mu);
     if (!sent) f->closed = 1;
     if (sent < 0 && f->stop && f->head) { /* stopping and the server is out of reach: drop the rest */
-      size_t dropped = 0;
-      for (item_t *it = f->head, *nx; it; it = nx) {
-        nx = it->next;
-        free(it);
-        dropped++;
-      }
+      size_t dropped = free_chain(f->head);
       f->head = f->tail = NULL;
       f->n = 0;
       fprintf(stderr, "corral: %s: %zu more queue items could not be sent\n", cr_redis_strerror(f->c), dropped);
@@ -216,7 +225,11 @@ int cr__feed_start(const cr_redis_t *c, const char *stream, const char *closed, 
     free(f);
     return rc;
   }
-  f->started = 1;
+  /* A thread still being set up may hold its allocator's locks (ASan's):
+   * it must not be copied so by a fork that comes right after. */
+  pthread_mutex_lock(&f->mu);
+  while (!f->started) pthread_cond_wait(&f->done, &f->mu);
+  pthread_mutex_unlock(&f->mu);
   pthread_once(&exit_once, register_exit);
   pthread_mutex_lock(&live_mu);
   f->next_live = live;
@@ -267,10 +280,7 @@ void cr__feed_stop(cr__feed_t *f) {
       break;
     }
   pthread_mutex_unlock(&live_mu);
-  pthread_mutex_lock(&f->mu);
-  f->stop = 1;
-  pthread_cond_signal(&f->work);
-  pthread_mutex_unlock(&f->mu);
+  ask_stop(f);
   pthread_join(f->thread, NULL);
   pthread_mutex_destroy(&f->mu);
   pthread_cond_destroy(&f->work);
