@@ -140,9 +140,10 @@ describe("REPL (" .. H.method .. ")", function()
     start_repl()
     tmux("send-keys -t repl -l 'half typed'")
     wait_for("> half typed")
-    send_keys("C-c")
-    send_line("while true do end")
-    wait_for("> while true do end\n")
+    -- the next line typed right behind the Ctrl-C (one tmux call): it goes
+    -- to a new line, not into the cancelled one
+    tmux("send-keys -t repl C-c \\; send-keys -t repl -l 'while true do end' \\; send-keys -t repl Enter")
+    wait_for("> half typed\n> while true do end\n")
     send_keys("C-c")
     wait_for("> while true do end\n^Cstdin:1: Interrupted: interrupted by a signal\n> ")
     send_line("=1 + 2")

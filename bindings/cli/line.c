@@ -1,10 +1,14 @@
 /* corral executable: reading REPL lines.
  *
  * On a terminal, lines come from readline (editing, history) driven through
- * its callback interface: we wait for input ourselves, with SIGINT blocked
- * except inside pselect, so a Ctrl-C at the prompt is seen reliably and
- * cancels the line instead of killing the REPL. Elsewhere (corral -i with a
- * pipe) lines are plain reads with the prompt written to stdout.
+ * its callback interface, and Ctrl-C at the prompt cancels the line instead
+ * of killing the REPL. While a line is read, Ctrl-C is an ordinary key to the
+ * terminal (its VINTR is off) bound to cancel_line: a SIGINT would arrive
+ * beside the input, not in it, and readline, which reads every key already
+ * typed in one go, could take the keys typed after the Ctrl-C into the line
+ * it cancels. A SIGINT from elsewhere (kill) still cancels the line: it is
+ * blocked except inside our pselect. Elsewhere (corral -i with a pipe)
+ * lines are plain reads with the prompt written to stdout.
  * The history is history.c's. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -13,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <readline/readline.h>
@@ -25,6 +30,8 @@ static int use_readline;
 
 static volatile sig_atomic_t got_sigint;
 static volatile sig_atomic_t got_sigwinch;
+/* Set by the Ctrl-C key (cancel_line) while readline reads a line. */
+static int got_ctrl_c;
 
 /* The line readline handed over (malloc'd), and whether it did. */
 static char *done_line;
@@ -35,6 +42,28 @@ static void on_read_signal(int sig) {
   else got_sigwinch = 1;
 }
 
+/* The Ctrl-C key: read_tty sees the flag when readline returns and drops
+ * the line; the keys typed after it wait for the next line. */
+static int cancel_line(int count, int key) {
+  (void)count;
+  (void)key;
+  got_ctrl_c = 1;
+  return 0;
+}
+
+/* readline's terminal set-up, then Ctrl-C made a key (no SIGINT) for as long
+ * as the line is read; readline's own restore puts VINTR back, as it saved
+ * the settings before this change. */
+static void prep_terminal(int meta) {
+  rl_prep_terminal(meta);
+  int fd = fileno(rl_instream ? rl_instream : stdin);
+  struct termios t;
+  if (tcgetattr(fd, &t) == 0 && t.c_cc[VINTR] == 3) { /* ^C is the interrupt key */
+    t.c_cc[VINTR] = _POSIX_VDISABLE;
+    tcsetattr(fd, TCSANOW, &t);
+  }
+}
+
 void cli_line_open(lua_State *L) {
   use_readline = isatty(STDIN_FILENO);
   if (!use_readline) return;
@@ -42,6 +71,8 @@ void cli_line_open(lua_State *L) {
   rl_catch_signals = 0;      /* SIGINT is ours: see read_tty */
   rl_catch_sigwinch = 0;     /* resizes are passed on by read_tty */
   rl_change_environment = 0; /* no LINES/COLUMNS in the children's environment */
+  rl_prep_term_function = prep_terminal;
+  rl_bind_key(3, cancel_line);
   cli_complete_open(L);
   cli_history_open();
 }
@@ -77,6 +108,7 @@ static int read_tty(lua_State *L, const char *prompt) {
   sigprocmask(SIG_BLOCK, &block, &saved);
   got_sigint = 0;
   got_sigwinch = 0;
+  got_ctrl_c = 0;
   line_done = 0;
   done_line = NULL;
   rl_callback_handler_install(prompt, on_line);
@@ -87,7 +119,11 @@ static int read_tty(lua_State *L, const char *prompt) {
     FD_ZERO(&fds);
     FD_SET(fd, &fds);
     int n = pselect(fd + 1, &fds, NULL, NULL, NULL, &saved);
-    if (got_sigint) {
+    if (n > 0) {
+      rl_callback_read_char();
+      n = 0;
+    }
+    if (got_sigint || got_ctrl_c) {
       /* Drop the line being edited, leave readline ready for a new one. */
       rl_free_line_state();
       rl_callback_sigcleanup();
@@ -107,7 +143,6 @@ static int read_tty(lua_State *L, const char *prompt) {
       rc = CLI_LINE_EOF;
       break;
     }
-    if (n > 0) rl_callback_read_char();
   }
   sigprocmask(SIG_SETMASK, &saved, NULL);
   sigaction(SIGINT, &old_int, NULL);
