@@ -27,10 +27,16 @@ local function load(path)
   return { ticket = assert(tonumber(text:match('"ticket"%s*:%s*(%-?%d+)')), "bad tickets.json") }
 end
 
+-- Written beside the file and renamed over it: users query without the
+-- lock, and a reader must see the old count or the new one, never the
+-- empty file that opening with "w" leaves while the write is under way
+-- (the original's json.dump has that race; here it failed a query).
 local function dump(dic, path)
-  local f = assert(io.open(path, "w"))
+  local part = ("%s.%d"):format(path, mp.getpid())
+  local f = assert(io.open(part, "w"))
   f:write(('{ "ticket": %d }\n'):format(dic.ticket))
   f:close()
+  assert(os.rename(part, path))
 end
 
 -- query the tickets left
