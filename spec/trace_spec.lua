@@ -66,12 +66,20 @@ local function assert_nested(t)
   end
 end
 
+-- The tasks the task slices hold, by name: {map = {tasks =, slices =}, ...}.
+-- A slice holds args.tasks tasks (brief ones share a slice).
 local function tasks(t)
-  local n = 0
+  local by = {}
   for _, s in pairs(t.slices) do
-    for _, e in ipairs(s) do if e.cat == "task" then n = n + 1 end end
+    for _, e in ipairs(s) do
+      if e.cat == "task" then
+        local b = by[e.name] or { tasks = 0, slices = 0 }
+        by[e.name] = b
+        b.tasks, b.slices = b.tasks + e.args.tasks, b.slices + 1
+      end
+    end
   end
-  return n
+  return by
 end
 
 local function find_instant(t, name, pid)
@@ -105,8 +113,9 @@ describe("trace (" .. H.method .. ")", function()
       local pool <close> = mp.Pool(3)
       local r = pool:map(function(x) return x + 1 end, (function() local t = {} for i = 1, 200 do t[i] = i end return t end)(), 1)
       assert(#r == 200)
-      pool:starmap(function(a, b) return a * b end, { { 1, 2 }, { 3, 4 } }, 1)
+      pool:starmap(function(a, b) mp.sleep(0.002) return a * b end, { { 1, 2 }, { 3, 4 } }, 1)
       pool:apply(function() return 1 end)
+      pool:map(function(x) mp.sleep(0.002) return x end, { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, 1)
       io.write("pids")
       for _, w in pairs(pool:stats().workers) do io.write(" ", w.pid) end
       io.write("\n")
@@ -128,22 +137,36 @@ describe("trace (" .. H.method .. ")", function()
     local main
     for pid, name in pairs(t.names) do if name == "main" then main = pid end end
     assert.is_number(main)
-    -- one slice per task: 200 map, 2 starmap, 1 apply
-    assert.are.equal(203, tasks(t))
-    local by_name = {}
+    -- every task is in a slice: 210 map, 2 starmap, 1 apply; the 2 ms
+    -- tasks (12) have one each, the brief ones (x + 1) share slices, each
+    -- a run of tasks in a row of one batch
+    local by = tasks(t)
+    assert.are.equal(210, by.map.tasks)
+    assert.are.equal(2, by.starmap.tasks)
+    assert.are.equal(2, by.starmap.slices)
+    assert.are.equal(1, by.apply.tasks)
+    assert.are.equal(1, by.apply.slices)
+    assert.is_true(by.map.slices >= 10 and by.map.slices < 210, "map slices: " .. by.map.slices)
+    local by_name, long = {}, 0
     for _, s in pairs(t.slices) do
       for _, e in ipairs(s) do
         by_name[e.name] = (by_name[e.name] or 0) + 1
         if e.cat == "task" then
           assert.is_number(e.args.batch)
           assert.is_number(e.args.task)
-          assert.are.equal(1, e.args.items)
+          assert.is_true(e.args.tasks >= 1)
+          assert.are.equal(e.args.tasks, e.args.items) -- chunksize 1
+          if e.dur >= 2000 then
+            assert.are.equal(1, e.args.tasks)
+            long = long + 1
+          elseif e.args.tasks > 1 then -- tasks of under 10 us each, back to back, about 1 ms at most
+            assert.is_true(e.dur < 10 * e.args.tasks, ("%d tasks in %.3f us"):format(e.args.tasks, e.dur))
+            assert.is_true(e.dur < 1010, "a run longer than 1 ms: " .. e.dur)
+          end
         end
       end
     end
-    assert.are.equal(200, by_name.map)
-    assert.are.equal(2, by_name.starmap)
-    assert.are.equal(1, by_name.apply)
+    assert.are.equal(12, long)
     -- a lifetime slice for each process, the workers' holding their tasks
     assert.are.equal(4, by_name.process)
     for _, pid in ipairs(pids) do

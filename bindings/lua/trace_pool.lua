@@ -5,9 +5,11 @@
 --
 -- Tracks: each worker's is named "Pool-N worker K" (N counts the pools of
 -- this process, K is the worker's slot). On it, the engine writes the
--- worker's lifetime ("process") and the worker one slice per task (named
--- after the call: "map", "starmap", "apply"; args: batch id, task number
--- in the batch, items). The parent's track has the pool's instants
+-- worker's lifetime ("process") and the worker its tasks (named after the
+-- call: "map", "starmap", "apply"; args: batch id, number in the batch of
+-- the first task, tasks, items): a slice per task of 10 us or more, one
+-- for each run of shorter ones (the engine's cr_trace_task). The parent's
+-- track has the pool's instants
 -- (worker replaced) and its counter "Pool-N backlog" (queued: tasks
 -- waiting in the parent; in_flight: sent to workers, not answered).
 -- A worker's death, and the task it lost (WorkerLost, Timeout), are
@@ -201,11 +203,12 @@ end
 -- The name of the slices of mode's tasks ("map").
 function P.task_name(mode) return NAMES[mode] end
 
--- task(name, t0, t1, id, k, n, flush): the slice of task k of batch id, n
--- items, from t0 to t1. flush, after the last task of a batch when no
--- other batch waits: what is buffered is written before the last answer
--- goes out, so what the parent has received is in the file even if it
--- kills the worker next (Pool:terminate does).
+-- task(name, t0, t1, id, k, n, flush): task k of batch id, n items, ran
+-- from t0 to t1 (its slice, or its part of a shared one). flush, after
+-- the last task of a batch when no other batch waits: what is buffered is
+-- written before the last answer goes out, so what the parent has
+-- received is in the file even if it kills the worker next
+-- (Pool:terminate does).
 P.task = core._trace_task
 
 

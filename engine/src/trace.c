@@ -47,10 +47,19 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-void cr_trace_flush(void) {
+/* Writes the buffer (not the open run of short tasks: cr_trace_flush). */
+static void write_buf(void) {
   if (trace_fd < 0 || buf_len == 0) return;
   (void)write_all(trace_fd, buf, buf_len);
   buf_len = 0;
+}
+
+static void end_run(void);
+
+void cr_trace_flush(void) {
+  if (trace_fd < 0) return;
+  end_run();
+  write_buf();
 }
 
 static void set_own_pid(void) {
@@ -59,8 +68,11 @@ static void set_own_pid(void) {
   own_ids_len = n > 0 ? (size_t)n : 0;
 }
 
+static void drop_run(void);
+
 void cr__trace_after_fork(void) {
   buf_len = 0;
+  drop_run();
   set_own_pid();
   opener_pid = 0; /* the child's lifetime is its parent's to write */
 }
@@ -163,7 +175,7 @@ typedef struct {
 static int ev_begin(ev_t *e, size_t need, int64_t ts) {
   e->heap = NULL;
   e->n = 0;
-  if (buf_len + need > BUF_CAP) cr_trace_flush();
+  if (buf_len + need > BUF_CAP) write_buf();
   if (need > BUF_CAP) {
     e->heap = malloc(need);
     if (!e->heap) return -1;
@@ -266,7 +278,7 @@ static void ev_end(ev_t *e, const char *args, int64_t ts) {
     return;
   }
   buf_len += e->n;
-  if (ts - first_ns >= CR_TRACE_FLUSH_NS) cr_trace_flush();
+  if (ts - first_ns >= CR_TRACE_FLUSH_NS) write_buf();
 }
 
 /* Bytes an event with these strings can take. */
@@ -310,22 +322,93 @@ void cr_trace_slice(int pid, const char *name, const char *cat, int64_t t0, int6
   ev_end(&e, args, t1);
 }
 
-void cr_trace_task(const char *name, int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t items) {
-  if (trace_fd < 0) return;
+/* What every slice of one task name has between its dur and its batch
+ * number: ,"name":NAME,"cat":"task","args":{"batch": -- made again only
+ * when the name changes (a pool's tasks have one name a call), so the hot
+ * path copies it instead of escaping the name for every task. */
+#define TASK_NAME_CAP 64
+static char task_name[TASK_NAME_CAP];
+static size_t task_name_len = (size_t)-1;
+static char task_mid[6 * TASK_NAME_CAP + 64];
+static size_t task_mid_len;
+
+/* The open run: short tasks of one batch, back to back, not written yet. */
+static struct {
+  int64_t t0, t1, batch, task, tasks, items;
+} run;
+
+static void put_task(int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t tasks, int64_t items) {
   ev_t e;
-  if (ev_begin(&e, ev_need(name, NULL, NULL) + 96, t1) < 0) return;
+  if (ev_begin(&e, EVENT_SLACK + task_mid_len + 96, t1) < 0) return;
   ev_head(&e, 'X', 0, t0);
   EV_LIT(&e, ",\"dur\":");
   ev_us(&e, t1 > t0 ? t1 - t0 : 0);
-  ev_name_cat(&e, name, "task");
-  EV_LIT(&e, ",\"args\":{\"batch\":");
+  ev_put(&e, task_mid, task_mid_len);
   ev_int(&e, batch);
   EV_LIT(&e, ",\"task\":");
   ev_int(&e, task);
+  EV_LIT(&e, ",\"tasks\":");
+  ev_int(&e, tasks);
   EV_LIT(&e, ",\"items\":");
   ev_int(&e, items);
   EV_LIT(&e, "}");
   ev_end(&e, NULL, t1);
+}
+
+static void end_run(void) {
+  if (run.tasks == 0) return;
+  put_task(run.t0, run.t1, run.batch, run.task, run.tasks, run.items);
+  run.tasks = 0;
+}
+
+static void drop_run(void) { run.tasks = 0; }
+
+/* Makes task_mid the one of name (the open run, of the name before, is
+ * written first); -1 when the name is too long to keep. */
+static int task_mid_for(const char *name) {
+  size_t len = strlen(name);
+  if (len == task_name_len && memcmp(name, task_name, len) == 0) return 0;
+  end_run();
+  task_name_len = (size_t)-1;
+  if (len >= TASK_NAME_CAP) return -1;
+  static const char before[] = ",\"name\":", after[] = ",\"cat\":\"task\",\"args\":{\"batch\":";
+  size_t n = sizeof before - 1;
+  memcpy(task_mid, before, n);
+  int q = cr_trace_json_string(task_mid + n, sizeof task_mid - n - sizeof after, name, len);
+  if (q < 0) return -1;
+  n += (size_t)q;
+  memcpy(task_mid + n, after, sizeof after - 1);
+  task_mid_len = n + sizeof after - 1;
+  memcpy(task_name, name, len);
+  task_name_len = len;
+  return 0;
+}
+
+void cr_trace_task(const char *name, int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t items) {
+  if (trace_fd < 0) return;
+  if (task_mid_for(name) < 0) { /* a name past TASK_NAME_CAP: a slice of its own, built in full */
+    char args[96];
+    snprintf(args, sizeof args, "{\"batch\":%lld,\"task\":%lld,\"tasks\":1,\"items\":%lld}", (long long)batch,
+             (long long)task, (long long)items);
+    cr_trace_slice(0, name, "task", t0, t1, args);
+    return;
+  }
+  int brief = t1 - t0 < CR_TRACE_BRIEF_NS;
+  if (run.tasks > 0 && (!brief || batch != run.batch || task != run.task + run.tasks || t1 - run.t0 >= CR_TRACE_RUN_NS))
+    end_run();
+  if (!brief) {
+    put_task(t0, t1, batch, task, 1, items);
+    return;
+  }
+  if (run.tasks == 0) {
+    run.t0 = t0;
+    run.batch = batch;
+    run.task = task;
+    run.items = 0;
+  }
+  run.t1 = t1;
+  run.tasks++;
+  run.items += items;
 }
 
 void cr_trace_instant(int pid, const char *name, const char *cat, int64_t ts, const char *args) {

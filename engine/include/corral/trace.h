@@ -47,8 +47,9 @@ int cr_trace_on(void);
 /* The path of the open sink (made absolute), or NULL. */
 const char *cr_trace_path(void);
 
-/* Writes what this process buffered. Errors are ignored: a trace that
- * cannot be written must not break the program. */
+/* Writes what this process buffered (the open run of brief tasks
+ * included: cr_trace_task). Errors are ignored: a trace that cannot be
+ * written must not break the program. */
 void cr_trace_flush(void);
 
 /* Drops what is buffered without writing it (a forked child: its copy of
@@ -71,8 +72,17 @@ int64_t cr_trace_now(void);
 void cr_trace_name(int pid, const char *name);
 /* ph "X": a slice from t0 to t1 (ns). */
 void cr_trace_slice(int pid, const char *name, const char *cat, int64_t t0, int64_t t1, const char *args);
-/* ph "X" of category "task" with args {batch, task, items}: a pool task,
- * the hot path (no args text to build). */
+/* ph "X" of category "task" with args {batch, task, tasks, items}: a pool
+ * task, the hot path. A task shorter than CR_TRACE_BRIEF_NS is not a slice
+ * of its own: brief tasks of one batch that run back to back (task numbers
+ * in a row, same name) share one slice, task the first one's number, tasks
+ * how many, items their items, up to CR_TRACE_RUN_NS long. Writing an event
+ * costs about what such a task does, and one slice a microsecond would
+ * make the trace as slow as the work it shows. The shared slice is written
+ * when the run ends: at the next task that does not extend it, or at
+ * cr_trace_flush. */
+#define CR_TRACE_BRIEF_NS 10000LL  /* 10 us */
+#define CR_TRACE_RUN_NS 1000000LL  /* 1 ms */
 void cr_trace_task(const char *name, int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t items);
 /* ph "i": an instant at ts, scoped to pid's thread track. */
 void cr_trace_instant(int pid, const char *name, const char *cat, int64_t ts, const char *args);
