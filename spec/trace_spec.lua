@@ -1,9 +1,10 @@
 -- The timeline: `corral --trace FILE` and mp.trace write one Chrome
 -- trace-event file for every process, loadable (by a strict JSON reader,
 -- once the open array is closed as a viewer does) even when a worker is
--- SIGKILLed; named tracks, a slice per task that never overlaps another
--- on its track, instants for faults, counters for a pool's backlog; a
--- pipeline's worker tracks, chunk slices and queue counters.
+-- SIGKILLed; named tracks, every task in a slice (a slice each, or
+-- brief ones sharing one) that never overlaps another on its track,
+-- instants for faults, counters for a pool's backlog; a pipeline's worker
+-- tracks, chunk slices, a flow per chunk and queue counters.
 -- Runs under both start methods.
 local H = require "spec.helper"
 local J = require "spec.json"
@@ -18,7 +19,7 @@ end
 -- What a trace holds, by track: names[pid], slices[pid] (X events in
 -- start order), instants, counters.
 local function analyse(events)
-  local t = { names = {}, threads = {}, slices = {}, instants = {}, counters = {}, pids = {}, all = events }
+  local t = { names = {}, threads = {}, slices = {}, instants = {}, counters = {}, flows = {}, pids = {}, all = events }
   for _, e in ipairs(events) do
     assert.is_number(e.pid)
     assert.is_string(e.ph)
@@ -35,6 +36,9 @@ local function analyse(events)
       s[#s + 1] = e
     elseif e.ph == "i" then t.instants[#t.instants + 1] = e
     elseif e.ph == "C" then t.counters[#t.counters + 1] = e
+    elseif e.ph == "s" or e.ph == "t" or e.ph == "f" then
+      assert.is_number(e.id)
+      t.flows[#t.flows + 1] = e
     end
   end
   for _, s in pairs(t.slices) do
@@ -82,6 +86,14 @@ local function tasks(t)
   return by
 end
 
+-- The slice named `name` on pid's track that holds time ts, or nil.
+local function enclosing(t, pid, ts, name)
+  for _, e in ipairs(t.slices[pid] or {}) do
+    if e.name == name and e.ts <= ts and ts <= e.ts + e.dur then return e end
+  end
+  return nil
+end
+
 local function find_instant(t, name, pid)
   for _, e in ipairs(t.instants) do
     if e.name == name and (pid == nil or e.pid == pid) then return e end
@@ -107,7 +119,7 @@ describe("trace (" .. H.method .. ")", function()
     H.assert_no_children()
   end)
 
-  it("a traced pool run: named tracks, a slice per task, nested slices, backlog counters", function()
+  it("a traced pool run: named tracks, every task in a slice, brief ones sharing, nested slices, backlog counters", function()
     local t, out = run_traced([[
       local mp = require "corral"
       local pool <close> = mp.Pool(3)
@@ -221,7 +233,7 @@ describe("trace (" .. H.method .. ")", function()
     assert.are.equal(0.2, e.args.limit)
   end)
 
-  it("a traced pipeline run: a track per worker, a slice per chunk, queue counters, WorkerLost", function()
+  it("a traced pipeline run: a track per worker, a slice per chunk, a flow per chunk, queue counters, WorkerLost", function()
     local t, out = run_traced([[
       local mp = require "corral"
       local src = {}
@@ -269,6 +281,41 @@ describe("trace (" .. H.method .. ")", function()
       end
     end
     assert.are.equal(299, items)
+    -- a flow per chunk links its slices: "s" inside its slice at parse,
+    -- "f" inside its slice at double (the same seq); what the killed
+    -- worker had not written yet is gone, its "s" with its slice
+    local parsed = {}
+    for _, s in pairs(t.slices) do
+      for _, e in ipairs(s) do if e.name == "parse" then parsed[e.args.seq] = true end end
+    end
+    local flows = {}
+    for _, e in ipairs(t.flows) do
+      assert.are.equal("pipeline", e.cat)
+      local f = flows[e.id] or {}
+      flows[e.id] = f
+      assert.is_nil(f[e.ph], "two " .. e.ph .. " events for flow " .. e.id)
+      f[e.ph] = e
+    end
+    local ended = 0
+    for id, f in pairs(flows) do
+      assert.is_nil(f.t) -- two stages: no middle step
+      if f.f then
+        ended = ended + 1
+        local last = enclosing(t, f.f.pid, f.f.ts, "double")
+        assert.is_table(last, "flow " .. id .. " ends outside a double slice")
+        assert.are.equal(last.args.seq, id & 0x1fffffff)
+        if f.s then
+          local first = enclosing(t, f.s.pid, f.s.ts, "parse")
+          assert.is_table(first, "flow " .. id .. " starts outside a parse slice")
+          assert.are.equal(first.args.seq, last.args.seq)
+        else
+          assert.is_nil(parsed[last.args.seq], "flow " .. id .. " has no start, and its chunk's parse slice is there")
+        end
+      end
+    end
+    local chunks = 0
+    for _ in pairs(seen) do chunks = chunks + 1 end
+    assert.are.equal(chunks, ended)
     -- the killed worker's item, its death and its replacement
     assert.truthy(t.names[victim]:match("^pipeline etl / parse #%d$"))
     local lost = find_instant(t, "WorkerLost", victim)

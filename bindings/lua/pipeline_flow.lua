@@ -156,6 +156,7 @@ function Flow:start_worker(s, slot, k, rescue)
                 qout = self.q[s.g + 1], inbox = self.inbox, held = held, st = self.st, retries = s.retries,
                 timed = s.timeout ~= nil, rescue = rescue, init = s.init_msg, size = s.size,
                 ordered = self.ordered_upto(self, s.g) }
+  cfg.flow_ph, cfg.flow_base = obs.chunk_flow(self, s.g)
   if s.kind == "reduce" then
     self.next_wid = self.next_wid + 1
     cfg.owners, cfg.owners_lock, cfg.wid = self.owners, self.owners_lock, self.next_wid

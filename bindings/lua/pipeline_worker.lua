@@ -164,7 +164,7 @@ function M.stage_main(cfg)
     c[5] = c[5] + (now() - t0)
     st[b + wire.BUSY], st[SINCE] = c[5], 0 -- the live stats count this chunk's time once
     c[1], c[2] = c[1] + n, c[2] + m
-    if tracing then obs.chunk(name, t0, seq, n, ix and ix[1] or lo) end
+    if tracing then obs.chunk(name, t0, seq, n, ix and ix[1] or lo, cfg.flow_ph, cfg.flow_base) end
     st[POS] = P_PASSING
     -- reduce passes on an empty chunk: what the parent counts to let more in
     local reply = pack_chunk_or_drop(seq, lo, out, m, oix, not (ix == nil and m == n), fail, getpid())
@@ -269,7 +269,7 @@ function M.batch_main(cfg)
       end
     end
     c[1], c[2] = c[1] + n, c[2] + m
-    if tracing then obs.chunk(cfg.name, t0, seq, n, ix and ix[1] or lo) end
+    if tracing then obs.chunk(cfg.name, t0, seq, n, ix and ix[1] or lo, cfg.flow_ph, cfg.flow_base) end
     put_timed(qout, pack_chunk(seq, lo, out, m, oix), c)
   end
 

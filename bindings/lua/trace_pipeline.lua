@@ -14,12 +14,20 @@
 -- the parent's track has "worker replaced" and one counter per stage,
 -- "pipeline NAME / STAGE queue": the chunks waiting in the stage's input
 -- queue, sampled when the parent looks at its workers.
+--
+-- Flow arrows: a chunk keeps its seq from the first stage to the last
+-- (a batch stage regroups the items but passes each chunk on under its
+-- seq), so with two stages or more each chunk is one flow, id the
+-- pipeline's base plus its seq: "s" in its slice at the first stage, "t"
+-- at the middle ones, "f" at the last. A chunk a filter empties ends its
+-- flow there.
 local _, core = ...
 
 local trace = require "corral.trace"
 
 local tostring, ipairs = tostring, ipairs
-local instant, counter, slice = core._trace_instant, core._trace_counter, core._trace_slice
+local instant, counter, slice, flow = core._trace_instant, core._trace_counter, core._trace_slice, core._trace_flow
+local now = core.time
 
 local P = { trace = trace }
 
@@ -31,6 +39,19 @@ local pipelines = 0
 function P.flow_new(flow)
   pipelines = pipelines + 1
   flow.label = "pipeline " .. (flow.p.opts.name or tostring(pipelines))
+  -- the flow ids of its chunks: this process's pid (22 bits at most), the
+  -- pipeline's count (2 bits: pipelines 4 apart that run at the same time
+  -- would share ids), 29 bits of seq; under 2^53, which a viewer reading
+  -- JSON numbers as doubles keeps exact
+  flow.flow_base = (core.getpid() << 31) | ((pipelines & 3) << 29)
+end
+
+-- What the workers of stage g write to link a chunk's slices: the flow
+-- phase ("s", "t", "f"; nil with one stage) and the ids' base.
+function P.chunk_flow(flow, g)
+  local n = #flow.stages
+  if not trace.on or n < 2 then return nil end
+  return g == 1 and "s" or g == n and "f" or "t", flow.flow_base
 end
 
 -- The name of the track of worker k of stage (or source) `name`.
@@ -77,9 +98,13 @@ end
 -- ---- the workers -------------------------------------------------------------------
 
 -- The slice of a chunk of n items, the first at source index first, that
--- stage `name` worked on from t0 to now.
-function P.chunk(name, t0, seq, n, first)
-  slice(name, "pipeline", t0, nil, "items", n, "first", first, "seq", seq)
+-- stage `name` worked on from t0 to now; with ph (P.chunk_flow), its flow
+-- step, in the middle of the slice (a flow event binds to the slice that
+-- encloses it).
+function P.chunk(name, t0, seq, n, first, ph, base)
+  local t1 = now()
+  slice(name, "pipeline", t0, t1, "items", n, "first", first, "seq", seq)
+  if ph then flow(ph, base | (seq & 0x1fffffff), "chunk", "pipeline", (t0 + t1) / 2) end
 end
 
 return P
