@@ -72,7 +72,10 @@ void cli_line_open(lua_State *L) {
   rl_catch_sigwinch = 0;     /* resizes are passed on by read_tty */
   rl_change_environment = 0; /* no LINES/COLUMNS in the children's environment */
   rl_prep_term_function = prep_terminal;
-  rl_bind_key(3, cancel_line);
+  /* in every editing mode: an inputrc may choose vi */
+  rl_bind_key_in_map(3, cancel_line, emacs_standard_keymap);
+  rl_bind_key_in_map(3, cancel_line, vi_insertion_keymap);
+  rl_bind_key_in_map(3, cancel_line, vi_movement_keymap);
   cli_complete_open(L);
   cli_history_open();
 }
