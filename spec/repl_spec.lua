@@ -53,9 +53,9 @@ local history, pane_pid
 
 -- Starts corral in a new pane (the server too, the first time) and waits
 -- for its prompt.
-local function start_repl(method)
-  local cmd = ("exec env CORRAL_HISTORY=%s CORRAL_START_METHOD=%s %s"):format(
-    H.shell_quote(history), method or H.method, H.shell_quote(H.exe))
+local function start_repl(method, env)
+  local cmd = ("exec env CORRAL_HISTORY=%s CORRAL_START_METHOD=%s %s %s"):format(
+    H.shell_quote(history), method or H.method, env or "", H.shell_quote(H.exe))
   tmux("new-session -d -s repl -x 200 -y 50 " .. H.shell_quote(cmd))
   tmux("set-option -t repl remain-on-exit on") -- the screen stays readable after the end
   pane_pid = tonumber(tmux("display-message -p -t repl '#{pane_pid}'"):match("%d+"))
@@ -149,6 +149,24 @@ describe("REPL (" .. H.method .. ")", function()
     send_line("=1 + 2")
     wait_for("> =1 + 2\n3\n> ")
     assert.not_matches("half typed[^\n]*\n[^\n]*error", screen())
+  end)
+
+  it("cancels the line with Ctrl-C in vi mode too, inserting and in command mode", function()
+    local inputrc = os.tmpname()
+    local f = assert(io.open(inputrc, "w"))
+    f:write("set editing-mode vi\n")
+    f:close()
+    start_repl(nil, "INPUTRC=" .. H.shell_quote(inputrc))
+    os.remove(inputrc) -- read before the first prompt showed
+    tmux("send-keys -t repl -l 'half typed'")
+    wait_for("> half typed")
+    tmux("send-keys -t repl C-c \\; send-keys -t repl -l '=1 + 2' \\; send-keys -t repl Enter")
+    wait_for("> half typed\n> =1 + 2\n3\n> ")
+    tmux("send-keys -t repl -l 'more typed'")
+    wait_for("> more typed")
+    send_keys("Escape") -- command mode
+    tmux("send-keys -t repl C-c \\; send-keys -t repl -l '=2 + 2' \\; send-keys -t repl Enter")
+    wait_for("> more typed\n> =2 + 2\n4\n> ")
   end)
 
   it("Ctrl-C in a pool call cancels its tasks, replaces the workers running them, prints one line", function()
