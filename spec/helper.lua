@@ -110,12 +110,32 @@ function H.in_futex_wait(pid)
 end
 
 -- Number of open fds of this process.
-function H.count_fds()
-  local n = 0
-  local p = io.popen("ls /proc/" .. mp.getpid() .. "/fd | wc -l")
-  n = tonumber(p:read("l"))
+-- This process's open descriptors: { [fd] = what it is }, without the
+-- pipe they are read through.
+function H.open_fds()
+  local fds, self = {}, nil
+  local p = io.popen("echo \"self $(readlink /proc/$$/fd/1)\"; cd /proc/" .. mp.getpid()
+    .. "/fd && for f in *; do echo \"$f $(readlink $f)\"; done")
+  for line in p:lines() do
+    local fd, what = line:match("^(%S+) (.*)$")
+    if fd == "self" then self = what elseif fd then fds[tonumber(fd)] = what end
+  end
   p:close()
-  return n - 1 -- the pipe to ls
+  for fd, what in pairs(fds) do
+    if what == self then fds[fd] = nil end
+  end
+  return fds
+end
+
+-- The descriptors of `after` whose numbers `before` did not have, as
+-- "fd what" lines.
+function H.new_fds(before, after)
+  local out = {}
+  for fd, what in pairs(after) do
+    if before[fd] == nil then out[#out + 1] = fd .. " " .. what end
+  end
+  table.sort(out)
+  return out
 end
 
 local function shell_quote(s)
