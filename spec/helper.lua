@@ -127,6 +127,13 @@ function H.open_fds()
   return fds
 end
 
+-- How many descriptors this process has open.
+function H.count_fds()
+  local n = 0
+  for _ in pairs(H.open_fds()) do n = n + 1 end
+  return n
+end
+
 -- The descriptors of `after` whose numbers `before` did not have, as
 -- "fd what" lines.
 function H.new_fds(before, after)
