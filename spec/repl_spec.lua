@@ -66,7 +66,10 @@ end
 
 local function stop_repl()
   tmux("kill-server")
-  if socket_path then os.remove(socket_path) end
+  if socket_path then
+    os.remove(socket_path)
+    os.remove(socket_path:match("^(.*)/")) -- tmux's directory, when nothing else is in it
+  end
   if pane_pid then assert.truthy(ended(pane_pid), "corral left running: " .. pane_pid) end
   pane_pid = nil
 end
@@ -156,8 +159,8 @@ describe("REPL (" .. H.method .. ")", function()
     local f = assert(io.open(inputrc, "w"))
     f:write("set editing-mode vi\n")
     f:close()
+    finally(function() os.remove(inputrc) end)
     start_repl(nil, "INPUTRC=" .. H.shell_quote(inputrc))
-    os.remove(inputrc) -- read before the first prompt showed
     tmux("send-keys -t repl -l 'half typed'")
     wait_for("> half typed")
     tmux("send-keys -t repl C-c \\; send-keys -t repl -l '=1 + 2' \\; send-keys -t repl Enter")
@@ -232,6 +235,7 @@ describe("REPL (" .. H.method .. ")", function()
     start_repl()
     local mark = os.tmpname()
     os.remove(mark)
+    finally(function() os.remove(mark) end) -- the child writes it, also when a check below fails
     send_line(("corral.Process{target = function() corral.sleep(0.2); "
       .. "local f = io.open(%q, 'w'); f:write('done'); f:close(); print('child done') end}:start()"):format(mark))
     send_keys("C-d")
