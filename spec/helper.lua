@@ -109,7 +109,6 @@ function H.in_futex_wait(pid)
   return w:find("futex", 1, true) ~= nil
 end
 
--- Number of open fds of this process.
 -- This process's open descriptors: { [fd] = what it is }, without the
 -- pipe they are read through.
 function H.open_fds()

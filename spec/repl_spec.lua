@@ -44,6 +44,11 @@ end
 
 local function send_keys(keys) tmux("send-keys -t repl " .. keys) end
 
+-- Ctrl-C, then line s and Enter typed right behind it (one tmux call).
+local function ctrl_c_then_line(s)
+  tmux("send-keys -t repl C-c \\; send-keys -t repl -l " .. H.shell_quote(s) .. " \\; send-keys -t repl Enter")
+end
+
 -- Whether a process has ended (read from /proc: ps must not run under the
 -- sanitizers' LD_PRELOAD); tmux may be late reaping the pane's process (it
 -- sometimes misses the SIGCHLD until another one).
@@ -143,9 +148,9 @@ describe("REPL (" .. H.method .. ")", function()
     start_repl()
     tmux("send-keys -t repl -l 'half typed'")
     wait_for("> half typed")
-    -- the next line typed right behind the Ctrl-C (one tmux call): it goes
-    -- to a new line, not into the cancelled one
-    tmux("send-keys -t repl C-c \\; send-keys -t repl -l 'while true do end' \\; send-keys -t repl Enter")
+    -- the next line, typed right behind the Ctrl-C, goes to a new line,
+    -- not into the cancelled one
+    ctrl_c_then_line("while true do end")
     wait_for("> half typed\n> while true do end\n")
     send_keys("C-c")
     wait_for("> while true do end\n^Cstdin:1: Interrupted: interrupted by a signal\n> ")
@@ -163,12 +168,12 @@ describe("REPL (" .. H.method .. ")", function()
     start_repl(nil, "INPUTRC=" .. H.shell_quote(inputrc))
     tmux("send-keys -t repl -l 'half typed'")
     wait_for("> half typed")
-    tmux("send-keys -t repl C-c \\; send-keys -t repl -l '=1 + 2' \\; send-keys -t repl Enter")
+    ctrl_c_then_line("=1 + 2")
     wait_for("> half typed\n> =1 + 2\n3\n> ")
     tmux("send-keys -t repl -l 'more typed'")
     wait_for("> more typed")
     send_keys("Escape") -- command mode
-    tmux("send-keys -t repl C-c \\; send-keys -t repl -l '=2 + 2' \\; send-keys -t repl Enter")
+    ctrl_c_then_line("=2 + 2")
     wait_for("> more typed\n> =2 + 2\n4\n> ")
   end)
 

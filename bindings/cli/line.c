@@ -122,10 +122,7 @@ static int read_tty(lua_State *L, const char *prompt) {
     FD_ZERO(&fds);
     FD_SET(fd, &fds);
     int n = pselect(fd + 1, &fds, NULL, NULL, NULL, &saved);
-    if (n > 0) {
-      rl_callback_read_char();
-      n = 0;
-    }
+    if (n > 0) rl_callback_read_char(); /* first: a Ctrl-C key sets got_ctrl_c */
     if (got_sigint || got_ctrl_c) {
       /* Drop the line being edited, leave readline ready for a new one. */
       rl_free_line_state();

@@ -26,7 +26,8 @@ local _, core = ...
 local trace = require "corral.trace"
 
 local tostring, ipairs = tostring, ipairs
-local instant, counter, slice, flow = core._trace_instant, core._trace_counter, core._trace_slice, core._trace_flow
+local instant, counter, slice, flow_step = core._trace_instant, core._trace_counter, core._trace_slice,
+  core._trace_flow
 local now = core.time
 
 local P = { trace = trace }
@@ -104,7 +105,7 @@ end
 function P.chunk(name, t0, seq, n, first, ph, base)
   local t1 = now()
   slice(name, "pipeline", t0, t1, "items", n, "first", first, "seq", seq)
-  if ph then flow(ph, base | (seq & 0x1fffffff), "chunk", "pipeline", (t0 + t1) / 2) end
+  if ph then flow_step(ph, base | (seq & 0x1fffffff), "chunk", "pipeline", (t0 + t1) / 2) end
 end
 
 return P

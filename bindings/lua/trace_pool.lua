@@ -9,9 +9,9 @@
 -- call: "map", "starmap", "apply"; args: batch id, number in the batch of
 -- the first task, tasks, items): a slice per task of 10 us or more, one
 -- for each run of shorter ones (the engine's cr_trace_task). The parent's
--- track has the pool's instants
--- (worker replaced) and its counter "Pool-N backlog" (queued: tasks
--- waiting in the parent; in_flight: sent to workers, not answered).
+-- track has the pool's instants (worker replaced) and its counter
+-- "Pool-N backlog" (queued: tasks waiting in the parent; in_flight: sent
+-- to workers, not answered).
 -- A worker's death, and the task it lost (WorkerLost, Timeout), are
 -- instants on the dead worker's track.
 --

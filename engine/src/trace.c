@@ -54,6 +54,12 @@ static void write_buf(void) {
   buf_len = 0;
 }
 
+/* The open run: brief tasks of one batch, back to back, not written yet
+ * (cr_trace_task). */
+static struct {
+  int64_t t0, t1, batch, task, tasks, items;
+} run;
+
 static void end_run(void);
 
 void cr_trace_flush(void) {
@@ -68,11 +74,9 @@ static void set_own_pid(void) {
   own_ids_len = n > 0 ? (size_t)n : 0;
 }
 
-static void drop_run(void);
-
 void cr__trace_after_fork(void) {
   buf_len = 0;
-  drop_run();
+  run.tasks = 0;
   set_own_pid();
   opener_pid = 0; /* the child's lifetime is its parent's to write */
 }
@@ -326,16 +330,8 @@ void cr_trace_slice(int pid, const char *name, const char *cat, int64_t t0, int6
  * number: ,"name":NAME,"cat":"task","args":{"batch": -- made again only
  * when the name changes (a pool's tasks have one name a call), so the hot
  * path copies it instead of escaping the name for every task. */
-#define TASK_NAME_CAP 64
-static char task_name[TASK_NAME_CAP];
-static size_t task_name_len = (size_t)-1;
-static char task_mid[6 * TASK_NAME_CAP + 64];
-static size_t task_mid_len;
-
-/* The open run: short tasks of one batch, back to back, not written yet. */
-static struct {
-  int64_t t0, t1, batch, task, tasks, items;
-} run;
+static char *task_name, *task_mid;
+static size_t task_name_len, task_mid_len;
 
 static void put_task(int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t tasks, int64_t items) {
   ev_t e;
@@ -361,38 +357,39 @@ static void end_run(void) {
   run.tasks = 0;
 }
 
-static void drop_run(void) { run.tasks = 0; }
-
 /* Makes task_mid the one of name (the open run, of the name before, is
- * written first); -1 when the name is too long to keep. */
+ * written first); -1 when there is no memory for it. */
 static int task_mid_for(const char *name) {
   size_t len = strlen(name);
-  if (len == task_name_len && memcmp(name, task_name, len) == 0) return 0;
+  if (task_name && len == task_name_len && memcmp(name, task_name, len) == 0) return 0;
   end_run();
-  task_name_len = (size_t)-1;
-  if (len >= TASK_NAME_CAP) return -1;
   static const char before[] = ",\"name\":", after[] = ",\"cat\":\"task\",\"args\":{\"batch\":";
+  size_t cap = sizeof before + 6 * len + 8 + sizeof after; /* 6 a byte escaped, quotes, NUL */
+  char *mid = malloc(cap), *copy = malloc(len + 1);
   size_t n = sizeof before - 1;
-  memcpy(task_mid, before, n);
-  int q = cr_trace_json_string(task_mid + n, sizeof task_mid - n - sizeof after, name, len);
-  if (q < 0) return -1;
+  int q = -1;
+  if (mid) {
+    memcpy(mid, before, n);
+    q = cr_trace_json_string(mid + n, cap - n - (sizeof after - 1), name, len);
+  }
+  if (q < 0 || !copy) {
+    free(mid);
+    free(copy);
+    return -1;
+  }
   n += (size_t)q;
-  memcpy(task_mid + n, after, sizeof after - 1);
+  memcpy(mid + n, after, sizeof after - 1);
+  free(task_mid);
+  free(task_name);
+  task_mid = mid;
   task_mid_len = n + sizeof after - 1;
-  memcpy(task_name, name, len);
+  task_name = memcpy(copy, name, len + 1);
   task_name_len = len;
   return 0;
 }
 
 void cr_trace_task(const char *name, int64_t t0, int64_t t1, int64_t batch, int64_t task, int64_t items) {
-  if (trace_fd < 0) return;
-  if (task_mid_for(name) < 0) { /* a name past TASK_NAME_CAP: a slice of its own, built in full */
-    char args[96];
-    snprintf(args, sizeof args, "{\"batch\":%lld,\"task\":%lld,\"tasks\":1,\"items\":%lld}", (long long)batch,
-             (long long)task, (long long)items);
-    cr_trace_slice(0, name, "task", t0, t1, args);
-    return;
-  }
+  if (trace_fd < 0 || task_mid_for(name) < 0) return;
   int brief = t1 - t0 < CR_TRACE_BRIEF_NS;
   if (run.tasks > 0 && (!brief || batch != run.batch || task != run.task + run.tasks || t1 - run.t0 >= CR_TRACE_RUN_NS))
     end_run();
