@@ -35,7 +35,14 @@ end
 
 -- Joins p (within `timeout`, default 60 s) and asserts that it exited 0.
 function H.join_ok(p, timeout)
-  assert(p:join(timeout or 60), "process did not end")
+  if not p:join(timeout or 60) then
+    -- where it is stuck, for the log: its state, kernel stack and threads
+    local f = io.popen(("grep -E '^(State|Threads):' /proc/%d/status; cat /proc/%d/stack 2>&1; "
+      .. "env -u LD_PRELOAD gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | grep '^#\\|^Thread'"):format(p.pid, p.pid, p.pid))
+    local where = f:read("a")
+    f:close()
+    error("process did not end (pid " .. p.pid .. "):\n" .. where, 2)
+  end
   assert(p.exitcode == 0, "exit code " .. tostring(p.exitcode))
 end
 
